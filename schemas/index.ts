@@ -1,0 +1,5 @@
+export * from "./names.ts";
+export * from "./subjects.ts";
+export * from "./wire.ts";
+export * from "./mesh-errors.ts";
+export * from "./defaults.ts";

@@ -1,0 +1,19 @@
+/** The errors the mesh itself answers with (DESIGN §3), keyed by their stable code. */
+export const MESH_ERRORS = {
+  bad_target: { status: 400, retryable: false },
+  forbidden: { status: 403, retryable: false },
+  payload_too_large: { status: 413, retryable: false },
+  quota_exceeded: { status: 429, retryable: false },
+  app_unreachable: { status: 502, retryable: true },
+  response_too_large: { status: 502, retryable: false },
+  unavailable: { status: 503, retryable: true },
+  circuit_open: { status: 503, retryable: false },
+  overloaded: { status: 503, retryable: true },
+  timeout: { status: 504, retryable: true },
+} as const satisfies Record<string, { status: number; retryable: boolean }>;
+
+export type MeshErrorCode = keyof typeof MESH_ERRORS;
+
+export function isMeshErrorCode(code: string): code is MeshErrorCode {
+  return Object.hasOwn(MESH_ERRORS, code);
+}

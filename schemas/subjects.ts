@@ -1,0 +1,45 @@
+import { ANY_VERSION } from "./names.ts";
+
+/** Every subject the mesh uses is built here; nothing else spells them out. */
+export const RPC_PREFIX = "mesh.rpc";
+export const CTL_PREFIX = "mesh.ctl.v1";
+export const TELEMETRY_PREFIX = "mesh.telemetry";
+export const ACCESS_PREFIX = "mesh.access";
+
+/** `mesh.rpc.<service>.<version>.<caller>`: a request from `caller` to `service`. */
+export function rpcSubject(service: string, version: string, caller: string): string {
+  return `${RPC_PREFIX}.${service}.${version}.${caller}`;
+}
+
+/** A provider instance's queue subscriptions: one for its version, one for "any version". */
+export function providerSubscriptions(service: string, version: string): Array<{ subject: string; queue: string }> {
+  return [
+    { subject: `${RPC_PREFIX}.${service}.${version}.*`, queue: `${service}.${version}` },
+    { subject: `${RPC_PREFIX}.${service}.${ANY_VERSION}.*`, queue: service },
+  ];
+}
+
+export interface RpcAddress {
+  service: string;
+  version: string;
+  caller: string;
+}
+
+/** Splits a request subject; undefined when it is not one. */
+export function parseRpcSubject(subject: string): RpcAddress | undefined {
+  const parts = subject.split(".");
+  if (parts.length !== 5 || parts[0] !== "mesh" || parts[1] !== "rpc") return undefined;
+  return { service: parts[2]!, version: parts[3]!, caller: parts[4]! };
+}
+
+export function ctlSubject(verb: string): string {
+  return `${CTL_PREFIX}.${verb}`;
+}
+
+export function telemetrySubject(service: string, instance: string): string {
+  return `${TELEMETRY_PREFIX}.${service}.${instance}`;
+}
+
+export function accessSubject(service: string): string {
+  return `${ACCESS_PREFIX}.${service}`;
+}

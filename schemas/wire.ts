@@ -1,0 +1,54 @@
+/**
+ * Names that travel on the wire between sidecars, and the HTTP headers the
+ * mesh adds for applications.
+ *
+ * Request and reply metadata ride in NATS headers. The mesh's own fields
+ * start with `@`, a character HTTP forbids in header names (RFC 9110 token),
+ * so they can never collide with an application's headers, which travel
+ * beside them lowercased and unchanged. Think of HTTP/2's `:method`.
+ */
+export const Wire = {
+  /** request: HTTP method */
+  method: "@method",
+  /** request: raw path and query, exactly as the caller sent it */
+  path: "@path",
+  /** request: milliseconds left of the caller's deadline when it was sent */
+  timeoutMs: "@timeout-ms",
+  /** request: id the caller sidecar gave the request */
+  requestId: "@request-id",
+  /** request: W3C trace context */
+  traceparent: "@traceparent",
+  /** reply: HTTP status */
+  status: "@status",
+  /** reply: mesh error code when the provider sidecar answered instead of its app */
+  error: "@error",
+  /** reply: version and instance that served the request */
+  version: "@version",
+  instance: "@instance",
+} as const;
+
+/** Headers the mesh sets for applications; values sent by applications are replaced. */
+export const HttpHeader = {
+  caller: "x-mesh-caller",
+  requestId: "x-request-id",
+  traceparent: "traceparent",
+  /** request from an app: lowers the deadline for this call (milliseconds) */
+  timeoutMs: "x-mesh-timeout-ms",
+  /** response: set on every error the mesh itself produced */
+  meshError: "mesh-error",
+  /** response: the version of the provider that answered */
+  servedBy: "x-mesh-version",
+} as const;
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1) never cross the mesh. */
+export const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+]);
