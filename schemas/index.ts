@@ -3,3 +3,5 @@ export * from "./subjects.ts";
 export * from "./wire.ts";
 export * from "./mesh-errors.ts";
 export * from "./defaults.ts";
+export * from "./validate.ts";
+export * from "./sidecar-config.ts";

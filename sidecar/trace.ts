@@ -1,0 +1,21 @@
+import { randomBytes } from "node:crypto";
+
+/** W3C trace context (https://www.w3.org/TR/trace-context/), version 00. */
+const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+const ZERO_TRACE = "0".repeat(32);
+
+/**
+ * The traceparent for a hop: a new span in the caller's trace when the
+ * application sent a valid one, else a new sampled trace. The application's
+ * span id becomes the parent; its value is never passed on as is.
+ */
+export function childTraceparent(incoming: string | undefined): string {
+  const spanId = randomBytes(8).toString("hex");
+  const m = incoming ? TRACEPARENT.exec(incoming.trim()) : null;
+  if (m && m[1] !== ZERO_TRACE) return `00-${m[1]}-${spanId}-${m[3]}`;
+  return `00-${randomBytes(16).toString("hex")}-${spanId}-01`;
+}
+
+export function traceIdOf(traceparent: string): string | undefined {
+  return TRACEPARENT.exec(traceparent)?.[1];
+}
