@@ -1,0 +1,243 @@
+// `npm run bench`: every scenario (bench/scenarios.ts) at every concurrency,
+// driven by one load generator process (bench/load.ts) against one echo app
+// and one nats-server. Prints markdown tables and saves
+// bench/results/<timestamp>.json. Timing lives here, never in tests.
+//
+// Env: BENCH_DURATION_S (5), BENCH_WARMUP_S (1), BENCH_CONCURRENCY ("1,32"),
+// BENCH_PROFILE=1 (sidecars under --cpu-prof, profiles in bench/results/profiles/).
+import { execFile } from "node:child_process";
+import { mkdir, writeFile } from "node:fs/promises";
+import { cpus, release } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { LoadResult, LoadSpec } from "./load.ts";
+import { startBenchNats, type BenchNats } from "./nats.ts";
+import { type Cell, cpuTable, errorLines, mainTable } from "./report.ts";
+import { cleanup, cpuSeconds, installSignalHandlers, rssMiB, startChild, waitFor, wasInterrupted } from "./procs.ts";
+import { type BenchEnv, type Deployment, SCENARIOS, type Scenario } from "./scenarios.ts";
+
+const BENCH_DIR = fileURLToPath(new URL(".", import.meta.url));
+const REPO_DIR = join(BENCH_DIR, "..");
+const RESULTS_DIR = join(BENCH_DIR, "results");
+/** RSS is sampled this often during a measured window (ms) */
+const RSS_SAMPLE_MS = 250;
+
+interface Settings {
+  durationS: number;
+  warmupS: number;
+  concurrencies: number[];
+  profile: boolean;
+  /** a request slower than this counts as an error (ms) */
+  requestTimeoutMs: number;
+}
+
+function settingsFromEnv(): Settings {
+  const num = (name: string, fallback: number): number => {
+    const raw = process.env[name];
+    const n = raw ? Number(raw) : fallback;
+    if (!(n >= 0)) throw new Error(`${name}='${raw}' is not a non-negative number`);
+    return n;
+  };
+  const concurrencies = (process.env.BENCH_CONCURRENCY || "1,32").split(",").map((s) => Number(s.trim()));
+  if (concurrencies.some((c) => !Number.isInteger(c) || c < 1)) throw new Error(`BENCH_CONCURRENCY='${process.env.BENCH_CONCURRENCY}' is not a list of positive integers`);
+  return { durationS: num("BENCH_DURATION_S", 5), warmupS: num("BENCH_WARMUP_S", 1), concurrencies, profile: process.env.BENCH_PROFILE === "1", requestTimeoutMs: 10_000 };
+}
+
+const say = (line: string) => process.stderr.write(`bench: ${line}\n`);
+
+/** Children run TypeScript through tsx's loader, resolved from the repo root. */
+function tsxChild(name: string, file: string, args: string[], onStdout?: (chunk: string) => void) {
+  return startChild(name, process.execPath, ["--import", "tsx", join(BENCH_DIR, file), ...args], { cwd: REPO_DIR, ...(onStdout ? { onStdout } : {}) });
+}
+
+async function startApp(): Promise<{ origin: string; pid: number; bodyBytes: number }> {
+  let out = "";
+  const child = tsxChild("echo app", "echo-app.ts", [], (chunk) => (out += chunk));
+  const hello = await waitFor(child, "listen", async () => (out.includes("\n") ? (JSON.parse(out) as { port: number; bodyBytes: number }) : undefined));
+  return { origin: `http://127.0.0.1:${hello.port}`, pid: child.pid, bodyBytes: hello.bodyBytes };
+}
+
+/** Processes whose CPU is accounted in every cell, besides the load generator and the scenario's sidecars. */
+type Watched = Array<{ name: string; pid: number }>;
+
+/**
+ * CPU and RSS over the load generator's measured window: CPU time of every
+ * watched process at both edges, sidecar RSS every RSS_SAMPLE_MS and at the end.
+ */
+class WindowSampler {
+  readonly rss: Cell["sidecarRssMiB"];
+  #cpuStart: Promise<Map<string, number | undefined>> | undefined;
+  #cpuEnd: Promise<Map<string, number | undefined>> | undefined;
+  #rssEnd: Promise<void> | undefined;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly watched: Watched,
+    private readonly sidecars: Deployment["sidecars"],
+  ) {
+    this.rss = Object.fromEntries(sidecars.map((s) => [s.role, { end: undefined, max: undefined }]));
+  }
+
+  start(): void {
+    this.#cpuStart = this.#cpu();
+    void this.#sampleRss(false);
+    this.#timer = setInterval(() => void this.#sampleRss(false), RSS_SAMPLE_MS);
+  }
+
+  end(): void {
+    clearInterval(this.#timer);
+    this.#cpuEnd = this.#cpu();
+    this.#rssEnd = this.#sampleRss(true);
+  }
+
+  /** CPU seconds each watched process used in the window; undefined when a sample is missing. */
+  async cpuUsed(): Promise<Map<string, number | undefined>> {
+    clearInterval(this.#timer);
+    const [before, after] = await Promise.all([this.#cpuStart, this.#cpuEnd, this.#rssEnd]);
+    return new Map(this.watched.map((w) => {
+      const a = after?.get(w.name);
+      const b = before?.get(w.name);
+      return [w.name, a === undefined || b === undefined ? undefined : a - b];
+    }));
+  }
+
+  async #cpu(): Promise<Map<string, number | undefined>> {
+    return new Map(await Promise.all(this.watched.map(async (w) => [w.name, await cpuSeconds(w.pid)] as const)));
+  }
+
+  async #sampleRss(atEnd: boolean): Promise<void> {
+    for (const s of this.sidecars) {
+      const mib = await rssMiB(s.pid);
+      const r = this.rss[s.role]!;
+      if (mib === undefined) continue;
+      r.max = Math.max(r.max ?? 0, mib);
+      if (atEnd) r.end = mib;
+    }
+  }
+}
+
+/** Runs the load generator once against a deployment, sampling the other processes over its measured window. */
+async function runCell(scenario: Scenario, dep: Deployment, concurrency: number, settings: Settings, shared: Watched): Promise<Cell> {
+  const { target } = scenario;
+  const spec: LoadSpec = {
+    origin: dep.origin,
+    path: target.path,
+    headers: { ...target.headers, ...(target.host ? { host: target.host } : {}) },
+    concurrency,
+    warmupS: settings.warmupS,
+    durationS: settings.durationS,
+    timeoutMs: settings.requestTimeoutMs,
+  };
+  const sampler = new WindowSampler([...shared, ...dep.sidecars.map((s) => ({ name: s.role, pid: s.pid }))], dep.sidecars);
+  let result: LoadResult | undefined;
+  let pending = "";
+  // The load generator announces its measured window on stdout, one JSON object a line.
+  const onLine = (line: string) => {
+    const msg = JSON.parse(line) as { phase?: string } & LoadResult;
+    if (msg.phase === "measure") return sampler.start();
+    sampler.end();
+    result = msg;
+  };
+  const child = tsxChild(`load generator (${scenario.name}, c=${concurrency})`, "load.ts", [JSON.stringify(spec)], (chunk) => {
+    pending += chunk;
+    for (let i = pending.indexOf("\n"); i !== -1; i = pending.indexOf("\n")) {
+      onLine(pending.slice(0, i));
+      pending = pending.slice(i + 1);
+    }
+  });
+  await child.exited;
+  const cpuUsed = await sampler.cpuUsed();
+  if (!result) throw new Error(`${child.name} gave no result (exit ${child.process.exitCode}):\n${child.output()}`);
+  const { requests } = result;
+  const perRequestUs = (s: number | undefined) => (s === undefined || requests === 0 ? NaN : (s * 1e6) / requests);
+  // The load generator reports its own CPU: it has exited before /proc could be read at the window's end.
+  const cpuUsPerRequest: Record<string, number> = { "load generator": perRequestUs(result.loadgenCpuS) };
+  for (const [name, s] of cpuUsed) cpuUsPerRequest[name] = perRequestUs(s);
+  return { scenario: scenario.name, concurrency, load: result, sidecarRssMiB: sampler.rss, cpuUsPerRequest };
+}
+
+function git(args: string[]): Promise<string | undefined> {
+  return new Promise((resolve) => execFile("git", args, { cwd: REPO_DIR }, (err, out) => resolve(err ? undefined : out.trim())));
+}
+
+async function main(): Promise<void> {
+  installSignalHandlers();
+  const settings = settingsFromEnv();
+  const startedAt = new Date();
+  // ISO 8601 without colons, which some filesystems and tools refuse in file names.
+  const stamp = startedAt.toISOString().replaceAll(":", "-");
+  const profileRoot = settings.profile ? join(RESULTS_DIR, "profiles", stamp) : undefined;
+  say(`${settings.durationS} s per cell after ${settings.warmupS} s warm-up, concurrency ${settings.concurrencies.join(", ")}${profileRoot ? `, profiles in ${profileRoot}` : ""}`);
+
+  const nats: BenchNats = await startBenchNats(say);
+  const app = await startApp();
+  say(`nats-server ${nats.version} at ${nats.url} (via ${nats.launcher}); echo app at ${app.origin}`);
+  const shared: Watched = [{ name: "echo app", pid: app.pid }, ...(nats.pid ? [{ name: "nats-server", pid: nats.pid }] : [])];
+
+  const cells: Cell[] = [];
+  const sidecarLogs: Record<string, string> = {};
+  for (const scenario of SCENARIOS) {
+    const env: BenchEnv = { appOrigin: app.origin, natsUrl: nats.url, profileDir: profileRoot && join(profileRoot, scenario.name) };
+    const dep = await scenario.setup(env);
+    try {
+      for (const concurrency of settings.concurrencies) {
+        say(`${scenario.name} c=${concurrency}...`);
+        const cell = await runCell(scenario, dep, concurrency, settings, shared);
+        say(`  ${cell.load.rps.toFixed(0)} req/s, p50 ${cell.load.p50Ms.toFixed(3)} ms, p99 ${cell.load.p99Ms.toFixed(3)} ms, ${cell.load.errors} errors`);
+        cells.push(cell);
+      }
+    } finally {
+      await dep.stop(); // graceful, so --cpu-prof profiles get written
+    }
+    for (const s of dep.sidecars) if (s.output().trim()) sidecarLogs[`${scenario.name}/${s.role}`] = s.output();
+  }
+
+  const tables = [mainTable(cells), "", cpuTable(cells)].join("\n");
+  console.log(`\n${tables}\n`);
+  for (const line of errorLines(cells)) console.log(`errors: ${line}`);
+  for (const [who, text] of Object.entries(sidecarLogs)) console.log(`${who} logged:\n${text.trimEnd().split("\n").slice(-10).join("\n")}`);
+
+  const file = await saveResults({ startedAt, stamp, settings, nats, app, cells, sidecarLogs, profileRoot });
+  say(`saved ${file}`);
+}
+
+interface RunRecord {
+  startedAt: Date;
+  stamp: string;
+  settings: Settings;
+  nats: BenchNats;
+  app: { bodyBytes: number };
+  cells: Cell[];
+  sidecarLogs: Record<string, string>;
+  profileRoot: string | undefined;
+}
+
+/** Writes bench/results/<stamp>.json with enough context to compare runs across machines. */
+async function saveResults(run: RunRecord): Promise<string> {
+  const doc = {
+    startedAt: run.startedAt.toISOString(),
+    commit: await git(["rev-parse", "HEAD"]),
+    node: process.version,
+    natsServer: run.nats.version,
+    natsLauncher: run.nats.launcher,
+    cpu: { model: cpus()[0]?.model, cores: cpus().length },
+    kernel: release(),
+    settings: { ...run.settings, appBodyBytes: run.app.bodyBytes, sidecarLogLevel: "warn", scenarios: SCENARIOS.map((s) => ({ name: s.name, target: s.target })) },
+    cells: run.cells,
+    sidecarLogs: run.sidecarLogs,
+    ...(run.profileRoot ? { profiles: run.profileRoot } : {}),
+  };
+  await mkdir(RESULTS_DIR, { recursive: true });
+  const file = join(RESULTS_DIR, `${run.stamp}.json`);
+  await writeFile(file, `${JSON.stringify(doc, null, 2)}\n`);
+  return file;
+}
+
+try {
+  await main();
+} catch (err) {
+  if (!wasInterrupted()) console.error(`bench: ${(err as Error).stack ?? String(err)}`);
+  process.exitCode = 1;
+} finally {
+  await cleanup();
+}

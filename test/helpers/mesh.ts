@@ -1,0 +1,111 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { request as httpRequest } from "node:http";
+import { createInterface } from "node:readline";
+import { onFileEnd } from "./cleanup.ts";
+import { fileURLToPath } from "node:url";
+import pino from "pino";
+import { Registry } from "prom-client";
+import { request, type Dispatcher } from "undici";
+import { parseSidecarConfig, type SidecarConfig } from "../../schemas/index.ts";
+import { startSidecar, type Sidecar } from "../../sidecar/index.ts";
+
+export type SidecarOptions = Partial<SidecarConfig> & { service: string; nats: string[] };
+
+/** A real sidecar in this process on free ports, drained when the test file ends. */
+export async function startTestSidecar(opts: SidecarOptions): Promise<Sidecar & { registry: Registry }> {
+  const config = parseSidecarConfig({ listen: "127.0.0.1:0", admin: "127.0.0.1:0", logLevel: "silent", ...opts });
+  const registry = new Registry();
+  const sidecar = await startSidecar(config, { logger: pino({ level: "silent" }), registry });
+  onFileEnd(() => sidecar.drain());
+  return Object.assign(sidecar, { registry });
+}
+
+export interface ChildSidecar {
+  process: ChildProcess;
+  outboundPort: number;
+  adminPort: number;
+  /** every JSON log line printed so far */
+  logs: Array<Record<string, unknown>>;
+  exited: Promise<number | null>;
+}
+
+const MESH_BIN = fileURLToPath(new URL("../../bin/mesh.js", import.meta.url));
+
+/** A sidecar as its own process (`mesh sidecar ...`), for signal and drain tests. */
+export async function spawnSidecar(args: string[]): Promise<ChildSidecar> {
+  const child = spawn(process.execPath, [MESH_BIN, "sidecar", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", ...args], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  onFileEnd(() => {
+    if (child.exitCode === null) child.kill("SIGKILL");
+  });
+  const logs: Array<Record<string, unknown>> = [];
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  const started = new Promise<Record<string, any>>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      try {
+        const entry = JSON.parse(line);
+        logs.push(entry);
+        if (entry.msg === "sidecar started") resolve(entry);
+      } catch {
+        /* not a log line */
+      }
+    });
+    void exited.then((code) => reject(new Error(`sidecar exited with ${code} before it started`)));
+  });
+  const entry = await started;
+  return { process: child, outboundPort: entry.outbound.port, adminPort: entry.admin.port, logs, exited };
+}
+
+/** Calls `service` through a sidecar's outbound listener, addressed by Host header. */
+export function call(
+  outboundPort: number,
+  service: string,
+  path = "/",
+  opts: { method?: Dispatcher.HttpMethod; headers?: Record<string, string | string[]>; body?: Buffer | string } = {},
+) {
+  return request(`http://127.0.0.1:${outboundPort}${path}`, {
+    method: opts.method ?? "GET",
+    headers: { host: service, ...opts.headers },
+    body: opts.body,
+  });
+}
+
+export interface RawResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+/**
+ * A request through node:http, which sends the target and headers exactly as
+ * given: no URL normalisation, `Connection` allowed, absolute-form possible.
+ */
+export function rawCall(
+  outboundPort: number,
+  target: string,
+  opts: { method?: string; headers?: Record<string, string> | string[]; body?: Buffer } = {},
+): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      { host: "127.0.0.1", port: outboundPort, path: target, method: opts.method ?? "GET", headers: opts.headers, agent: false },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      },
+    );
+    req.on("error", reject);
+    req.end(opts.body);
+  });
+}
+
+/** Repeats `fn` until it returns true (interest crossing a cluster takes a moment). */
+export async function eventually(fn: () => Promise<boolean>, timeoutMs = 10_000, stepMs = 50): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    if (await fn().catch(() => false)) return;
+    if (Date.now() > until) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+}

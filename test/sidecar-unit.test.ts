@@ -1,0 +1,100 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { headers } from "@nats-io/transport-node";
+import { parseRpcSubject, providerSubscriptions, rpcSubject } from "../schemas/index.ts";
+import { MeshError, childTraceparent, resolveTarget } from "../sidecar/index.ts";
+import { natsHeadersToFlat, requestHeadersToNats, responseHeadersToNats } from "../sidecar/http-wire.ts";
+
+describe("resolveTarget", () => {
+  test("absolute-form request targets name the service", () => {
+    assert.deepEqual(resolveTarget("http://orders/api/1?x=2", undefined), { service: "orders", path: "/api/1?x=2" });
+    assert.deepEqual(resolveTarget("http://orders:8080", undefined), { service: "orders", path: "/" });
+    assert.deepEqual(resolveTarget("http://orders.mesh/a", "ignored"), { service: "orders", path: "/a" });
+  });
+
+  test("Host header forms: bare, .mesh, .localhost, with a port", () => {
+    for (const host of ["orders", "orders.mesh", "orders.localhost", "orders.localhost:15001", "ORDERS"]) {
+      assert.deepEqual(resolveTarget("/api/1", host), { service: "orders", path: "/api/1" }, host);
+    }
+  });
+
+  test("anything else is bad_target", () => {
+    for (const [url, host] of [
+      ["/x", undefined],
+      ["/x", "127.0.0.1:15001"],
+      ["/x", "orders.example.com"],
+      ["/x", "-bad"],
+      ["https://orders/x", undefined],
+      ["*", "orders"],
+    ] as const) {
+      const r = resolveTarget(url, host);
+      assert.ok(r instanceof MeshError, `${url} ${host}`);
+      assert.equal(r.code, "bad_target");
+      assert.equal(r.status, 400);
+    }
+  });
+});
+
+describe("subjects", () => {
+  test("request subjects carry the caller and parse back", () => {
+    const s = rpcSubject("pricing", "v2", "frontend");
+    assert.equal(s, "mesh.rpc.pricing.v2.frontend");
+    assert.deepEqual(parseRpcSubject(s), { service: "pricing", version: "v2", caller: "frontend" });
+    assert.equal(parseRpcSubject("mesh.ctl.v1.apply"), undefined);
+  });
+
+  test("a provider joins its version's group and the any-version group", () => {
+    assert.deepEqual(providerSubscriptions("pricing", "v1"), [
+      { subject: "mesh.rpc.pricing.v1.*", queue: "pricing.v1" },
+      { subject: "mesh.rpc.pricing._.*", queue: "pricing" },
+    ]);
+  });
+});
+
+describe("traceparent", () => {
+  test("continues the application's trace with a new span", () => {
+    const parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    const child = childTraceparent(parent);
+    assert.match(child, /^00-0af7651916cd43dd8448eb211c80319c-[0-9a-f]{16}-01$/);
+    assert.notEqual(child, parent);
+  });
+
+  test("starts a new trace when none or a malformed one is given", () => {
+    for (const bad of [undefined, "garbage", "00-00000000000000000000000000000000-b7ad6b7169203331-01"]) {
+      assert.match(childTraceparent(bad), /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+    }
+  });
+});
+
+describe("header conversion", () => {
+  test("drops hop-by-hop headers, those named by Connection, and mesh-owned ones; keeps repeats", () => {
+    const h = requestHeadersToNats([
+      "Host", "orders",
+      "Connection", "keep-alive, X-Secret",
+      "X-Secret", "1",
+      "Transfer-Encoding", "chunked",
+      "X-Mesh-Caller", "forged",
+      "traceparent", "00-x",
+      "Accept", "a",
+      "Accept", "b",
+    ]);
+    assert.deepEqual(natsHeadersToFlat(h), ["host", "orders", "accept", "a", "accept", "b"]);
+  });
+
+  test("response headers keep repeats and drop hop-by-hop ones and a forged mesh-error", () => {
+    const h = responseHeadersToNats(headers(), {
+      "set-cookie": ["a=1", "b=2"],
+      "keep-alive": "timeout=5",
+      "mesh-error": "forbidden",
+      "x-one": "1",
+    });
+    assert.deepEqual(natsHeadersToFlat(h), ["set-cookie", "a=1", "set-cookie", "b=2", "x-one", "1"]);
+  });
+
+  test("mesh fields never reach an application", () => {
+    const h = headers();
+    h.set("@method", "GET");
+    h.set("x-app", "1");
+    assert.deepEqual(natsHeadersToFlat(h), ["x-app", "1"]);
+  });
+});
