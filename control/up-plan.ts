@@ -1,0 +1,144 @@
+// What `mesh up` starts and on which ports, as plain data: a pure function of
+// the options, so the layout is documented in one place and testable without
+// starting anything.
+//
+// Default layout (--base-port 8080); --base-port N moves every port by N-8080:
+//
+//   8080        ingress sidecar, outbound listener: where you send requests
+//   8081-8089   demo apps, in manifest order (catalog, pricing v1, pricing v2, frontend)
+//   8090        ingress sidecar admin (/metrics, /readyz, /healthz)
+//   8091-8099   admin listeners of the demo apps' sidecars
+//   8101-8109   outbound listeners of the demo apps' sidecars ($MESH_OUTBOUND of each app)
+//   4222-4224   NATS client ports (one per node)
+//   6222-6224   NATS routes        (client + 2000, fixed by control/nats-cluster.ts)
+//   8222-8224   NATS monitoring    (client + 4000, fixed by control/nats-cluster.ts)
+import type { DemoService } from "../services/manifest.ts";
+
+export const UP_DEFAULTS = {
+  nodes: 3,
+  /** relative to the working directory; gitignored in this repo */
+  dataDir: ".mesh",
+  /** the ingress port; every other port keeps its distance from it */
+  basePort: 8080,
+} as const;
+
+/** Offsets from the base port. */
+const APP_OFFSET = 1;
+const INGRESS_ADMIN_OFFSET = 10;
+const SIDECAR_ADMIN_OFFSET = 11;
+const SIDECAR_LISTEN_OFFSET = 21;
+const NATS_CLIENT_OFFSET = 4222 - UP_DEFAULTS.basePort;
+const NATS_ROUTE_DISTANCE = 2000;
+const NATS_MONITOR_DISTANCE = 4000;
+/** Apps and sidecar admins each have a block of 9 ports. */
+export const MAX_DEMO_APPS = 9;
+export const MAX_NODES = 9;
+
+export const HOST = "127.0.0.1";
+export const INGRESS_SERVICE = "ingress";
+
+export interface UpOptions {
+  nodes: number;
+  demo: boolean;
+  dataDir: string;
+  basePort: number;
+}
+
+export interface SidecarPlan {
+  /** log and pid name, e.g. "catalog-v1.sidecar" */
+  name: string;
+  service: string;
+  version: string;
+  /** the app's port; undefined for the ingress, which only calls out */
+  appPort: number | undefined;
+  listenPort: number;
+  adminPort: number;
+  /** index of the NATS node listed first, so sidecars spread over the nodes */
+  firstNode: number;
+}
+
+export interface AppPlan {
+  /** log and pid name, e.g. "catalog-v1" */
+  name: string;
+  svc: DemoService;
+  port: number;
+  sidecar: SidecarPlan;
+}
+
+export interface UpPlan {
+  natsClientPorts: number[];
+  natsRoutePorts: number[];
+  natsMonitorPorts: number[];
+  ingress: SidecarPlan;
+  apps: AppPlan[];
+}
+
+export function planUp(opts: UpOptions, services: readonly DemoService[]): UpPlan {
+  const base = opts.basePort;
+  const natsClientPorts = Array.from({ length: opts.nodes }, (_, i) => base + NATS_CLIENT_OFFSET + i);
+  const ingress: SidecarPlan = {
+    name: `${INGRESS_SERVICE}.sidecar`,
+    service: INGRESS_SERVICE,
+    version: "v1",
+    appPort: undefined,
+    listenPort: base,
+    adminPort: base + INGRESS_ADMIN_OFFSET,
+    firstNode: 0,
+  };
+  const apps = (opts.demo ? services : []).map((svc, i): AppPlan => {
+    const name = `${svc.service}-${svc.version}`;
+    const port = base + APP_OFFSET + i;
+    const sidecar: SidecarPlan = {
+      name: `${name}.sidecar`,
+      service: svc.service,
+      version: svc.version,
+      appPort: port,
+      listenPort: base + SIDECAR_LISTEN_OFFSET + i,
+      adminPort: base + SIDECAR_ADMIN_OFFSET + i,
+      firstNode: (i + 1) % opts.nodes,
+    };
+    return { name, svc, port, sidecar };
+  });
+  return {
+    natsClientPorts,
+    natsRoutePorts: opts.nodes > 1 ? natsClientPorts.map((p) => p + NATS_ROUTE_DISTANCE) : [],
+    natsMonitorPorts: natsClientPorts.map((p) => p + NATS_MONITOR_DISTANCE),
+    ingress,
+    apps,
+  };
+}
+
+/** Every port the plan binds, with what binds it, for a clash check before anything starts. */
+export function plannedPorts(plan: UpPlan): Array<{ port: number; what: string }> {
+  const sidecars = [plan.ingress, ...plan.apps.map((a) => a.sidecar)];
+  return [
+    ...plan.natsClientPorts.map((port, i) => ({ port, what: `NATS n${i + 1} clients` })),
+    ...plan.natsRoutePorts.map((port, i) => ({ port, what: `NATS n${i + 1} routes` })),
+    ...plan.natsMonitorPorts.map((port, i) => ({ port, what: `NATS n${i + 1} monitoring` })),
+    ...plan.apps.map((a) => ({ port: a.port, what: `app ${a.name}` })),
+    ...sidecars.map((s) => ({ port: s.listenPort, what: `sidecar ${s.name} outbound` })),
+    ...sidecars.map((s) => ({ port: s.adminPort, what: `sidecar ${s.name} admin` })),
+  ];
+}
+
+/** The NATS URLs a sidecar is given, starting at its own node so sidecars spread over the cluster. */
+export function natsUrlsFor(sidecar: SidecarPlan, urls: readonly string[]): string[] {
+  const first = sidecar.firstNode % urls.length;
+  return [...urls.slice(first), ...urls.slice(0, first)];
+}
+
+/** The option checks parseArgs cannot do; returns a one-line problem or undefined. */
+export function checkUpOptions(opts: UpOptions, demoApps: number): string | undefined {
+  if (!Number.isInteger(opts.nodes) || opts.nodes < 1 || opts.nodes > MAX_NODES) {
+    return `--nodes must be an integer from 1 to ${MAX_NODES}, got '${opts.nodes}'`;
+  }
+  const lowest = opts.basePort + NATS_CLIENT_OFFSET;
+  const highest = opts.basePort + NATS_CLIENT_OFFSET + NATS_MONITOR_DISTANCE + opts.nodes - 1;
+  if (!Number.isInteger(opts.basePort) || lowest < 1 || highest > 65535) {
+    const min = 1 - NATS_CLIENT_OFFSET;
+    const max = 65535 - NATS_CLIENT_OFFSET - NATS_MONITOR_DISTANCE - opts.nodes + 1;
+    return `--base-port must be an integer from ${min} to ${max}, got '${opts.basePort}'`;
+  }
+  if (opts.demo && demoApps > MAX_DEMO_APPS) return `mesh up lays out at most ${MAX_DEMO_APPS} demo apps, the manifest has ${demoApps}`;
+  return undefined;
+}

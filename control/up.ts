@@ -1,0 +1,277 @@
+// `mesh up`: the whole mesh on one machine. A NATS cluster from nats.conf,
+// every demo app with a sidecar beside it, and an ingress sidecar where a
+// newcomer sends requests. Ctrl-C (or SIGTERM) stops sidecars, then apps,
+// then NATS, and leaves nothing running, even when it comes mid-startup.
+import { mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { relative, resolve, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { Defaults } from "../schemas/index.ts";
+import { demoEntry, demoServices, startDemoApp } from "../services/manifest.ts";
+import { ensureNatsServer, NatsServerError } from "./nats-binary.ts";
+import { type NatsCluster, startNatsCluster, stopAll } from "./nats-cluster.ts";
+import { type ManagedProcess, ProcessSet } from "./processes.ts";
+import { displayPath, readyReport } from "./up-report.ts";
+import { assertPortsFree, httpGet } from "./up-probe.ts";
+import {
+  type AppPlan,
+  checkUpOptions,
+  HOST,
+  natsUrlsFor,
+  planUp,
+  plannedPorts,
+  type SidecarPlan,
+  UP_DEFAULTS,
+  type UpOptions,
+  type UpPlan,
+} from "./up-plan.ts";
+
+export const UP_USAGE = `usage: mesh up [--nodes ${UP_DEFAULTS.nodes}] [--no-demo] [--data DIR] [--base-port ${UP_DEFAULTS.basePort}]
+  --nodes N        NATS nodes in the cluster, 1-9 (env MESH_NODES)
+  --no-demo        only NATS and the ingress sidecar, no demo apps (env MESH_NO_DEMO=1)
+  --data DIR       JetStream stores, logs and pids.json (env MESH_DATA; default ./${UP_DEFAULTS.dataDir})
+  --base-port N    the ingress port; every other port moves with it (env MESH_BASE_PORT)
+Default ports: ingress 8080, demo apps 8081-8089, sidecar admin 8090-8099,
+sidecar outbound 8101-8109, NATS clients 4222-4224, routes 6222-6224, monitoring 8222-8224.`;
+
+const MESH_BIN = fileURLToPath(new URL("../bin/mesh.js", import.meta.url));
+const APP_READY_TIMEOUT_MS = 20_000;
+const SIDECAR_READY_TIMEOUT_MS = 20_000;
+/** Subscription interest needs a moment to cross the routes to every node. */
+const THROUGH_MESH_TIMEOUT_MS = 20_000;
+const POLL_MS = 100;
+const APP_STOP_GRACE_MS = 5_000;
+/** A sidecar drains in-flight requests first, for up to drainTimeoutMs. */
+const SIDECAR_STOP_GRACE_MS = Defaults.drainTimeoutMs + 5_000;
+/** Sidecar settings a user's environment must not inject into the mesh's own sidecars. */
+const SIDECAR_ENV = ["MESH_SERVICE", "MESH_VERSION", "MESH_APP", "MESH_LISTEN", "MESH_ADMIN", "MESH_INSTANCE", "NATS_URL", "NATS_CREDS"];
+
+/** A startup failure whose message is the whole story (no stack needed). */
+class UpError extends Error {}
+
+const say = (line: string) => process.stderr.write(`mesh up: ${line}\n`);
+
+/** `mesh up ...`; returns the exit code. */
+export async function up(args: string[]): Promise<number> {
+  const opts = parseUpArgs(args);
+  if (typeof opts === "number") return opts;
+  return new UpSession(opts, planUp(opts, demoServices)).run();
+}
+
+/** Options, or the exit code when there is nothing to run (help: 0, usage error: 2). */
+function parseUpArgs(args: string[]): UpOptions | number {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        nodes: { type: "string" },
+        "no-demo": { type: "boolean" },
+        data: { type: "string" },
+        "base-port": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    console.error(`mesh up: ${(err as Error).message}\n${UP_USAGE}`);
+    return 2;
+  }
+  if (values.help) return console.log(UP_USAGE), 0;
+  const env = process.env;
+  const opts: UpOptions = {
+    nodes: Number(values.nodes ?? env.MESH_NODES ?? UP_DEFAULTS.nodes),
+    demo: !(values["no-demo"] ?? ["1", "true"].includes(env.MESH_NO_DEMO ?? "")),
+    dataDir: resolve(values.data ?? env.MESH_DATA ?? UP_DEFAULTS.dataDir),
+    basePort: Number(values["base-port"] ?? env.MESH_BASE_PORT ?? UP_DEFAULTS.basePort),
+  };
+  const problem = checkUpOptions(opts, demoServices.length);
+  if (problem) return console.error(`mesh up: ${problem}\n${UP_USAGE}`), 2;
+  return opts;
+}
+
+class UpSession {
+  private readonly procs = new ProcessSet();
+  /** Aborted when startup fails or a signal asks us to stop: every wait ends. */
+  private readonly halt = new AbortController();
+  private stopRequested = false;
+  private cluster: NatsCluster | undefined;
+  private sidecars: ManagedProcess[] = [];
+  private apps: ManagedProcess[] = [];
+  private signals = 0;
+  private readonly logsDir: string;
+
+  constructor(
+    private readonly opts: UpOptions,
+    private readonly plan: UpPlan,
+  ) {
+    this.logsDir = join(opts.dataDir, "logs");
+  }
+
+  async run(): Promise<number> {
+    const startedAt = Date.now();
+    const onSignal = (signal: NodeJS.Signals) => this.onSignal(signal);
+    process.on("SIGINT", onSignal).on("SIGTERM", onSignal);
+    let code = 0;
+    try {
+      await this.start();
+      this.checkHalted();
+      process.stdout.write(readyReport(this.plan, this.opts, this.cluster!, Date.now() - startedAt));
+      await new Promise((resolve) => this.halt.signal.addEventListener("abort", resolve, { once: true }));
+    } catch (err) {
+      if (!this.stopRequested) code = this.report(err);
+    } finally {
+      this.halt.abort();
+      await this.shutdown();
+      process.off("SIGINT", onSignal).off("SIGTERM", onSignal);
+    }
+    console.log("stopped");
+    return code;
+  }
+
+  /** First signal: stop in order. Second: kill everything now. */
+  private onSignal(signal: NodeJS.Signals): void {
+    if (++this.signals === 1) {
+      say(`${signal}: stopping sidecars, then apps, then NATS`);
+      this.stopRequested = true;
+      this.halt.abort();
+      return;
+    }
+    say(`${signal} again: killing every process now`);
+    this.procs.killSync("SIGKILL");
+    for (const server of this.cluster?.servers ?? []) void server.kill("SIGKILL");
+  }
+
+  private report(err: unknown): number {
+    const message = err instanceof UpError || err instanceof NatsServerError ? err.message : String((err as Error)?.stack ?? err);
+    console.error(`mesh up: startup failed: ${message}`);
+    console.error(`mesh up: logs are in ${displayPath(this.logsDir)}`);
+    return err instanceof NatsServerError ? 3 : 1;
+  }
+
+  private async start(): Promise<void> {
+    await mkdir(this.logsDir, { recursive: true });
+    const busy = await assertPortsFree(plannedPorts(this.plan));
+    if (busy) throw new UpError(`${busy}: is another mesh up running? Stop it, or pass --base-port`);
+    const bin = await ensureNatsServer(say);
+    this.checkHalted();
+    say(`starting ${this.opts.nodes} NATS node(s) from nats.conf`);
+    this.cluster = await startNatsCluster({
+      nodes: this.opts.nodes,
+      dataDir: join(this.opts.dataDir, "nats"),
+      config: "repo",
+      clientPorts: this.plan.natsClientPorts,
+      bin,
+      log: say,
+    });
+    await this.writePids();
+    this.checkHalted();
+    this.startChildren(this.cluster.urls);
+    await this.writePids();
+    await this.waitUntilReady();
+  }
+
+  private checkHalted(): void {
+    if (this.halt.signal.aborted) throw new UpError("interrupted");
+  }
+
+  private startChildren(natsUrls: string[]): void {
+    say(`starting ${this.plan.apps.length} demo app(s) and ${this.plan.apps.length + 1} sidecar(s); logs in ${displayPath(this.logsDir)}`);
+    for (const app of this.plan.apps) this.apps.push(this.startApp(app));
+    for (const sidecar of [this.plan.ingress, ...this.plan.apps.map((a) => a.sidecar)]) {
+      this.sidecars.push(this.startSidecar(sidecar, natsUrls));
+    }
+  }
+
+  private startApp(app: AppPlan): ManagedProcess {
+    const outbound = `http://${HOST}:${app.sidecar.listenPort}`;
+    return this.procs.start(app.name, this.logFile(app.name), (log) =>
+      startDemoApp(app.svc, { port: app.port, outbound, stdio: log }),
+    );
+  }
+
+  private startSidecar(s: SidecarPlan, natsUrls: string[]): ManagedProcess {
+    const args = [MESH_BIN, "sidecar", "--service", s.service, "--version", s.version];
+    if (s.appPort !== undefined) args.push("--app", `http://${HOST}:${s.appPort}`);
+    args.push("--listen", `${HOST}:${s.listenPort}`, "--admin", `${HOST}:${s.adminPort}`);
+    args.push("--nats", natsUrlsFor(s, natsUrls).join(","), "--log-level", "info");
+    const env = { ...process.env };
+    for (const name of SIDECAR_ENV) delete env[name];
+    return this.procs.spawn(s.name, this.logFile(s.name), process.execPath, args, env);
+  }
+
+  private async waitUntilReady(): Promise<void> {
+    say("waiting for apps and sidecars to be ready");
+    await Promise.all([
+      ...this.plan.apps.map((app, i) =>
+        this.waitFor(`app ${app.name}`, APP_READY_TIMEOUT_MS, [this.apps[i]!], () =>
+          this.probe(`http://${HOST}:${app.port}${app.svc.healthPath}`),
+        ),
+      ),
+      ...[this.plan.ingress, ...this.plan.apps.map((a) => a.sidecar)].map((s, i) =>
+        this.waitFor(`sidecar ${s.name}`, SIDECAR_READY_TIMEOUT_MS, [this.sidecars[i]!], () =>
+          this.probe(`http://${HOST}:${s.adminPort}/readyz`),
+        ),
+      ),
+    ]);
+    if (this.plan.apps.length === 0) return;
+    say(`sending GET ${demoEntry.path} to ${demoEntry.service} through the ingress`);
+    const url = `http://${HOST}:${this.plan.ingress.listenPort}${demoEntry.path}`;
+    const host = `${demoEntry.service}.localhost`;
+    const all = [...this.sidecars, ...this.apps];
+    await this.waitFor(`GET ${demoEntry.path} on ${demoEntry.service} through the mesh`, THROUGH_MESH_TIMEOUT_MS, all, () =>
+      this.probe(url, host),
+    );
+  }
+
+  /** true when GET `url` answers 200, else what it answered. */
+  private async probe(url: string, host?: string): Promise<true | string> {
+    const res = await httpGet(url, { host, timeoutMs: 2_000, signal: this.halt.signal });
+    return res.status === 200 ? true : `status ${res.status}: ${res.body.slice(0, 200)}`;
+  }
+
+  /** Polls `probe` until true; fails at the deadline, as soon as one of `procs` ends, or when interrupted. */
+  private async waitFor(what: string, timeoutMs: number, procs: ManagedProcess[], probe: () => Promise<true | string>) {
+    const deadline = Date.now() + timeoutMs;
+    let last = "no answer";
+    for (;;) {
+      this.checkHalted();
+      const ended = procs.find((p) => !p.running);
+      if (ended) throw new UpError(`waiting for ${what}: ${await ended.describeEnd()}`);
+      const outcome = await probe().catch((err: Error) => (err.cause as { code?: string })?.code ?? err.message);
+      if (outcome === true) return;
+      last = outcome;
+      if (Date.now() > deadline) throw new UpError(`${what} not ready after ${timeoutMs} ms (${last})`);
+      await sleep(POLL_MS, undefined, { signal: this.halt.signal }).catch(() => undefined);
+    }
+  }
+
+  /** Sidecars first (they drain in-flight calls), then the apps behind them, then NATS. */
+  private async shutdown(): Promise<void> {
+    await this.procs.stop(this.sidecars, SIDECAR_STOP_GRACE_MS);
+    await this.procs.stop(this.apps, APP_STOP_GRACE_MS);
+    await stopAll();
+    this.procs.dispose();
+    await rm(this.pidsFile, { force: true });
+  }
+
+  private get pidsFile(): string {
+    return join(this.opts.dataDir, "pids.json");
+  }
+
+  /** `<data>/pids.json`: what is running now, for tools and tests that check nothing outlives us. */
+  private async writePids(): Promise<void> {
+    const processes: Record<string, number> = {};
+    for (const s of this.cluster?.servers ?? []) if (s.process.pid) processes[`nats-${s.name}`] = s.process.pid;
+    for (const p of this.procs.all) if (p.pid) processes[p.name] = p.pid;
+    const tmp = `${this.pidsFile}.tmp`;
+    await writeFile(tmp, `${JSON.stringify({ pid: process.pid, processes }, null, 2)}\n`);
+    await rename(tmp, this.pidsFile);
+  }
+
+  private logFile(name: string): string {
+    return join(this.logsDir, `${name}.log`);
+  }
+}
