@@ -5,3 +5,7 @@ export * from "./mesh-errors.ts";
 export * from "./defaults.ts";
 export * from "./validate.ts";
 export * from "./sidecar-config.ts";
+export * from "./registry.ts";
+export * from "./glob.ts";
+export * from "./policy.ts";
+export * from "./control-api.ts";

@@ -1,31 +1,100 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
+import { SERVICE_NAME, VERSION_NAME } from "./names.ts";
 
 /** One ajv instance for the repo: defaults applied, unknown keys rejected, all errors reported. */
 export const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true });
 
 export interface Problem {
-  /** JSON path of the offending value, e.g. `rules[1].backends[0].weight` */
+  /** JSON path of the offending value, e.g. `rules[1].backends[0].weight`; `(root)` for the whole value */
   path: string;
+  /** short, lowercase, quotes the offending value: `must be >= 0, got -10` */
   message: string;
 }
 
-/** Turns ajv's errors into `path: message` problems a person can act on. */
-export function problemsOf(errors: ErrorObject[] | null | undefined): Problem[] {
-  return (errors ?? []).map((e) => {
-    let path = e.instancePath
-      .split("/")
-      .slice(1)
-      .map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p}`))
-      .join("")
-      .replace(/^\./, "");
-    let message = e.message ?? "is invalid";
-    if (e.keyword === "additionalProperties") {
-      const key = (e.params as { additionalProperty: string }).additionalProperty;
-      path = path ? `${path}.${key}` : key;
-      message = "is not a known field";
-    }
-    return { path: path || "(root)", message };
-  });
+/** What each `pattern` used in schemas/*.schema.json means to a person. */
+export const PATTERN_MEANINGS: Readonly<Record<string, string>> = {
+  [SERVICE_NAME.source]:
+    "must be a service name: 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit",
+  [VERSION_NAME.source]: "must be a version name: 1-32 letters, digits, '_' or '-'",
+  "^/": "must start with /",
+  "^[a-z0-9!#$%&'*+.^_`|~-]+$": "must be a lowercase HTTP header name",
+  "^[a-z0-9*-]+$": "must be a service name or a glob of lowercase letters, digits, '-' and '*'",
+};
+
+/** Keywords whose problem names a field rather than judging a value. */
+const NO_VALUE_QUOTED = new Set(["additionalProperties", "required", "uniqueItems"]);
+
+/**
+ * Turns ajv's errors into `path: message` problems a person can act on.
+ * With `data` (the validated value) each message also quotes the offending value.
+ */
+export function problemsOf(errors: ErrorObject[] | null | undefined, data?: unknown): Problem[] {
+  return (errors ?? []).filter((e) => e.keyword !== "propertyNames").map((e) => problemOf(e, data));
+}
+
+function problemOf(e: ErrorObject, data: unknown): Problem {
+  const segments = pointerSegments(e.instancePath);
+  const params = e.params as Record<string, unknown>;
+  const value = data === undefined ? undefined : valueAt(data, segments);
+  if (e.keyword === "additionalProperties") {
+    return { path: pathOf([...segments, String(params.additionalProperty)]), message: "is not a known field" };
+  }
+  if (e.keyword === "required") {
+    return { path: pathOf([...segments, String(params.missingProperty)]), message: "is required" };
+  }
+  if (e.propertyName !== undefined) {
+    return { path: pathOf([...segments, e.propertyName]), message: `${messageOf(e, value)}, got ${quote(e.propertyName)}` };
+  }
+  const message = messageOf(e, value);
+  const quoted = data !== undefined && !NO_VALUE_QUOTED.has(e.keyword) ? `, got ${quote(value)}` : "";
+  return { path: pathOf(segments), message: message + quoted };
+}
+
+function messageOf(e: ErrorObject, value: unknown): string {
+  const params = e.params as Record<string, unknown>;
+  switch (e.keyword) {
+    case "enum":
+      return `must be one of ${(params.allowedValues as unknown[]).map(String).join(", ")}`;
+    case "const":
+      return `must be ${quote(params.allowedValue)}`;
+    case "pattern":
+      return PATTERN_MEANINGS[String(params.pattern)] ?? `must match pattern ${String(params.pattern)}`;
+    case "uniqueItems":
+      return Array.isArray(value) ? `must not list ${quote(value[params.i as number])} twice` : "must not repeat items";
+    case "minItems":
+      return `must have at least ${String(params.limit)} item${params.limit === 1 ? "" : "s"}`;
+    default:
+      return (e.message ?? "is invalid").replace(/\bNOT\b/g, "not");
+  }
+}
+
+/** `["rules", "1", "weight"]` -> `rules[1].weight`; no segments -> `(root)`. */
+export function pathOf(segments: readonly (string | number)[]): string {
+  const path = segments
+    .map((s) => {
+      const text = String(s);
+      if (typeof s === "number" || /^\d+$/.test(text)) return `[${text}]`;
+      return /^[A-Za-z0-9_$-]+$/.test(text) ? `.${text}` : `[${JSON.stringify(text)}]`;
+    })
+    .join("")
+    .replace(/^\./, "");
+  return path || "(root)";
+}
+
+function pointerSegments(pointer: string): string[] {
+  return pointer === "" ? [] : pointer.split("/").slice(1).map((s) => s.replaceAll("~1", "/").replaceAll("~0", "~"));
+}
+
+function valueAt(data: unknown, segments: readonly string[]): unknown {
+  let value = data;
+  for (const s of segments) value = value !== null && typeof value === "object" ? (value as Record<string, unknown>)[s] : undefined;
+  return value;
+}
+
+/** A value as it appears in a message: JSON, cut short. */
+export function quote(value: unknown): string {
+  const text = value === undefined ? "nothing" : (JSON.stringify(value) ?? String(value));
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 
 export class ValidationError extends Error {
@@ -40,11 +109,12 @@ export class ValidationError extends Error {
 /** Validates (applying defaults) and freezes; throws ValidationError. */
 export function validateFrozen<T>(validate: ValidateFunction, what: string, input: unknown): Readonly<T> {
   const copy = structuredClone(input);
-  if (!validate(copy)) throw new ValidationError(what, problemsOf(validate.errors));
+  if (!validate(copy)) throw new ValidationError(what, problemsOf(validate.errors, copy));
   return deepFreeze(copy as T);
 }
 
-function deepFreeze<T>(value: T): T {
+/** Freezes a value and everything it holds. */
+export function deepFreeze<T>(value: T): T {
   if (value && typeof value === "object") {
     for (const v of Object.values(value)) deepFreeze(v);
     Object.freeze(value);

@@ -13,6 +13,7 @@ import { writeMeshError } from "./respond.ts";
 import { resolveTarget } from "./target.ts";
 import { childTraceparent } from "./trace.ts";
 import { InflightTracker } from "./inflight.ts";
+import type { CompiledRoute } from "./routing.ts";
 
 export interface OutboundOptions {
   nc: NatsConnection;
@@ -24,6 +25,8 @@ export interface OutboundOptions {
   defaultTimeoutMs: number;
   metrics: SidecarMetrics;
   logger: Logger;
+  /** compiled Route documents by service, kept current by the policy watch */
+  routes: ReadonlyMap<string, CompiledRoute>;
 }
 
 /**
@@ -64,11 +67,14 @@ export class OutboundProxy {
     const method = req.method ?? "GET";
     const target = resolveTarget(req.url ?? "/", req.headers.host);
     const service = target instanceof MeshError ? "unknown" : target.service;
-    const deadlineMs = this.#deadlineMs(req);
+    const route = this.#opts.routes.get(service);
+    const deadlineMs = this.#deadlineMs(req, route?.timeoutMs);
     let code: string;
     let version = ANY_VERSION;
     try {
       if (target instanceof MeshError) throw target;
+      const rule = route?.select(method, target.path, (name) => single(req.headers[name]));
+      if (rule) version = rule.pickVersion();
       const body = await readBody(req, this.#maxPayload());
       const remainingMs = Math.max(1, Math.round(deadlineMs - (performance.now() - started)));
       const headers = requestHeadersToNats(req.rawHeaders);
@@ -102,9 +108,10 @@ export class OutboundProxy {
     this.#opts.metrics.observe(labels, (performance.now() - started) / 1000);
   }
 
-  #deadlineMs(req: IncomingMessage): number {
+  /** The route's deadline (else the sidecar's); the app may ask for less, never more. */
+  #deadlineMs(req: IncomingMessage, routeTimeoutMs: number | undefined): number {
     const asked = Number(req.headers[HttpHeader.timeoutMs]);
-    const fallback = this.#opts.defaultTimeoutMs;
+    const fallback = routeTimeoutMs ?? this.#opts.defaultTimeoutMs;
     return asked > 0 && asked < fallback ? asked : fallback;
   }
 

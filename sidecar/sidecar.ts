@@ -12,6 +12,8 @@ import { InboundAdapter } from "./inbound.ts";
 import { createMetrics } from "./metrics.ts";
 import { connectNats } from "./nats-connect.ts";
 import { OutboundProxy } from "./outbound.ts";
+import { SidecarPolicies } from "./policies.ts";
+import { RegistryHeartbeat } from "./registry.ts";
 
 export interface SidecarDeps {
   logger?: Logger;
@@ -52,26 +54,50 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
     pool && config.app
       ? new InboundAdapter({ nc, service: config.service, version: config.version, instance, app: config.app, pool, defaultTimeoutMs: config.requestTimeoutMs, metrics, logger })
       : undefined;
-  const outbound = new OutboundProxy({ nc, caller: config.service, ...hostPort(config.listen), defaultTimeoutMs: config.requestTimeoutMs, metrics, logger });
+  const policies = new SidecarPolicies({ nc, logger, registry: metrics.registry, service: config.service, provider: inbound !== undefined });
+  const outbound = new OutboundProxy({
+    nc,
+    caller: config.service,
+    ...hostPort(config.listen),
+    defaultTimeoutMs: config.requestTimeoutMs,
+    metrics,
+    logger,
+    routes: policies.routes,
+  });
+  const heartbeat = config.app
+    ? new RegistryHeartbeat(nc, logger, { service: config.service, version: config.version, instance, app: config.app })
+    : undefined;
 
   let draining: Promise<void> | undefined;
   const readiness = async (): Promise<Readiness> => {
     const reasons: string[] = [];
     if (draining) reasons.push("draining");
     if (!connected()) reasons.push("nats disconnected");
+    if (!policies.loaded) reasons.push("policy not read yet");
     if (pool && !(await appAnswers(pool))) reasons.push(`application at '${config.app}' does not answer`);
     return { ready: reasons.length === 0, reasons };
   };
 
+  const admin = await startAdmin({
+    ...hostPort(config.admin),
+    registry: metrics.registry,
+    readiness,
+    routes: { "/config": () => ({ service: config.service, version: config.version, instance, policies: policies.describe() }) },
+  });
+  // Policy first: no request is served under defaults that a policy overrides.
+  await policies.start();
   const outboundAddress = await outbound.listen();
   await inbound?.start();
-  const admin = await startAdmin({ ...hostPort(config.admin), registry: metrics.registry, readiness });
+  await heartbeat?.start();
   logger.info({ outbound: outboundAddress, admin: admin.address, app: config.app, version: config.version }, "sidecar started");
 
   const drain = () => {
     draining ??= drainAll(config.drainTimeoutMs, logger, async () => {
+      await heartbeat?.setState("draining");
       await inbound?.drain();
       await outbound.close();
+      await heartbeat?.stop();
+      policies.stop();
       await nc.drain();
       await pool?.close();
       await closeServer(admin.server);

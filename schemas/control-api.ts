@@ -1,0 +1,64 @@
+/**
+ * Requests and replies of the control service on `mesh.ctl.v1.<verb>`
+ * (JSON both ways). Served in queue group `mesh-control`, so any number of
+ * control replicas share the load; every reply is either `{ ok: true, ... }`
+ * or `{ ok: false, error }`.
+ */
+import type { PolicyKind, PolicyProblem } from "./policy.ts";
+
+export const CONTROL_QUEUE = "mesh-control";
+
+export type ControlVerb = "apply" | "validate" | "get" | "delete" | "history" | "rollback" | "services";
+
+export interface ControlErrorBody {
+  /** stable: rejected (invalid input, exit 1), not_found, conflict, internal */
+  code: "rejected" | "not_found" | "conflict" | "bad_request" | "internal";
+  message: string;
+  problems?: PolicyProblem[];
+}
+
+export type ControlReply<T> = ({ ok: true } & T) | { ok: false; error: ControlErrorBody };
+
+/** One stored revision of a policy document. */
+export interface PolicyRevision {
+  kind: PolicyKind;
+  service: string;
+  revision: number;
+  /** ISO time the revision was written */
+  created: string;
+  operation: "PUT" | "DEL" | "PURGE";
+  /** absent for deletions; may be invalid if written straight into KV */
+  document?: unknown;
+}
+
+export interface ControlRequests {
+  /** documents are parsed JSON values; control validates them again */
+  apply: { documents: unknown[] };
+  validate: { documents: unknown[] };
+  get: { kind: PolicyKind; service?: string };
+  delete: { kind: PolicyKind; service: string };
+  history: { kind: PolicyKind; service: string };
+  /** absent `to`: the last valid revision before the current one */
+  rollback: { kind: PolicyKind; service: string; to?: number };
+  services: Record<string, never>;
+}
+
+export interface ServiceSummary {
+  service: string;
+  version: string;
+  instances: number;
+  ready: number;
+  draining: number;
+  /** instance names */
+  names: string[];
+}
+
+export interface ControlReplies {
+  apply: { applied: Array<{ kind: PolicyKind; service: string; revision: number }>; warnings: PolicyProblem[] };
+  validate: { warnings: PolicyProblem[] };
+  get: { items: PolicyRevision[] };
+  delete: { revision: number };
+  history: { entries: PolicyRevision[] };
+  rollback: { restored: number; revision: number };
+  services: { services: ServiceSummary[] };
+}

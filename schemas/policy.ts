@@ -1,0 +1,165 @@
+/**
+ * The policy contract: kinds, their KV buckets, and the one way a policy
+ * document enters the mesh, validated against its schema and the checks the
+ * schema cannot express, with defaults applied and deep-frozen.
+ */
+import type { ValidateFunction } from "ajv";
+import authzSchema from "./authz.schema.json" with { type: "json" };
+import { checkAuthz, checkQuota, checkRoute, type SemanticCheck, type SemanticOptions } from "./policy-semantics.ts";
+import { readPolicyText } from "./policy-text.ts";
+import type { AuthzPolicy, QuotaPolicy, RoutePolicy } from "./policy-types.generated.ts";
+import quotaSchema from "./quota.schema.json" with { type: "json" };
+import routeSchema from "./route.schema.json" with { type: "json" };
+import { ajv, deepFreeze, problemsOf, quote, type Problem } from "./validate.ts";
+
+export type * from "./policy-types.generated.ts";
+export type { SemanticOptions as PolicyValidationOptions } from "./policy-semantics.ts";
+
+/** A validated policy document of any kind; `kind` tells which. */
+export type PolicyDocument = RoutePolicy | AuthzPolicy | QuotaPolicy;
+
+export type PolicyKind = PolicyDocument["kind"];
+
+export const POLICY_KINDS: readonly PolicyKind[] = Object.freeze(["Route", "Authz", "Quota"] as const);
+
+/** KV bucket of each kind; key = service name, value = the policy document. */
+export const POLICY_BUCKETS: Readonly<Record<PolicyKind, string>> = Object.freeze({
+  Route: "mesh_routes",
+  Authz: "mesh_authz",
+  Quota: "mesh_quotas",
+});
+
+/** KV bucket of service instances; key `<service>.<instance>`, refreshed by heartbeat. */
+export const REGISTRY_BUCKET = "mesh_registry";
+
+const NOUNS: Readonly<Record<string, PolicyKind>> = {
+  routes: "Route",
+  route: "Route",
+  authz: "Authz",
+  quotas: "Quota",
+  quota: "Quota",
+};
+
+/** CLI nouns: routes|authz|quotas (also route, quota, and the kind names), case-insensitively. */
+export function kindFromNoun(noun: string): PolicyKind | undefined {
+  return Object.hasOwn(NOUNS, noun.toLowerCase()) ? NOUNS[noun.toLowerCase()] : undefined;
+}
+
+export interface PolicyProblem {
+  /** 0-based index of the document in the file; -1 = the whole file */
+  document: number;
+  /** JSON path of the offending value, e.g. `rules[1].backends[0].weight`; `(root)` for the whole document */
+  path: string;
+  /** short and lowercase, quoting the offending value: `must be >= 0, got -10` */
+  message: string;
+}
+
+export type ValidationResult<T> =
+  | { ok: true; value: Readonly<T>; warnings: PolicyProblem[] }
+  | { ok: false; problems: PolicyProblem[] };
+
+export type ParseResult =
+  | { ok: true; documents: Readonly<PolicyDocument>[]; warnings: PolicyProblem[] }
+  | { ok: false; problems: PolicyProblem[] };
+
+interface KindRules {
+  validate: ValidateFunction;
+  check: SemanticCheck;
+}
+
+/** Compiled once, at load. */
+const RULES: Readonly<Record<PolicyKind, KindRules>> = {
+  Route: { validate: ajv.compile(routeSchema), check: checkRoute },
+  Authz: { validate: ajv.compile(authzSchema), check: checkAuthz },
+  Quota: { validate: ajv.compile(quotaSchema), check: checkQuota },
+};
+
+/** One document (an already parsed JSON value): schema and semantic checks, defaults applied, deep-frozen. */
+export function validatePolicy(doc: unknown, opts: SemanticOptions = {}): ValidationResult<PolicyDocument> {
+  const checked = checkDocument(doc, opts);
+  const problems = checked.problems.map((p) => ({ document: 0, ...p }));
+  if (problems.length > 0 || checked.value === undefined) return { ok: false, problems };
+  return { ok: true, value: deepFreeze(checked.value), warnings: checked.warnings.map((p) => ({ document: 0, ...p })) };
+}
+
+interface Checked {
+  value?: PolicyDocument;
+  problems: Problem[];
+  warnings: Problem[];
+}
+
+function checkDocument(doc: unknown, opts: SemanticOptions): Checked {
+  if (doc === null || typeof doc !== "object" || Array.isArray(doc)) {
+    return { problems: [{ path: "(root)", message: `must be an object, got ${quote(doc)}` }], warnings: [] };
+  }
+  const kind = (doc as Record<string, unknown>).kind;
+  if (!isPolicyKind(kind)) {
+    const message = kind === undefined ? "is required" : `unknown kind ${quote(kind)} (expected Route, Authz or Quota)`;
+    return { problems: [{ path: "kind", message }], warnings: [] };
+  }
+  let copy: Record<string, unknown>;
+  try {
+    copy = structuredClone(doc) as Record<string, unknown>;
+  } catch {
+    return { problems: [{ path: "(root)", message: "must be plain JSON data" }], warnings: [] };
+  }
+  const { validate, check } = RULES[kind];
+  const schemaProblems = validate(copy) ? [] : problemsOf(validate.errors, copy);
+  const semantic = check(copy, opts);
+  const reported = new Set(schemaProblems.map((p) => p.path));
+  const problems = [...schemaProblems, ...semantic.errors.filter((p) => !reported.has(p.path))];
+  return { value: copy as unknown as PolicyDocument, problems, warnings: semantic.warnings };
+}
+
+function isPolicyKind(kind: unknown): kind is PolicyKind {
+  return typeof kind === "string" && (POLICY_KINDS as readonly string[]).includes(kind);
+}
+
+/**
+ * A policy file's text: JSON (one object or an array of objects) or YAML
+ * (documents separated by `---`). Every document is validated; all problems
+ * of all documents are reported, including two documents for the same
+ * (kind, service).
+ */
+export function parsePolicyText(text: string, opts: SemanticOptions = {}): ParseResult {
+  const read = readPolicyText(text);
+  if (!read.ok) return { ok: false, problems: read.problems.map((p) => ({ ...p, path: "(root)" })) };
+  const documents: PolicyDocument[] = [];
+  const problems: PolicyProblem[] = [];
+  const warnings: PolicyProblem[] = [];
+  const firstOf = new Map<string, number>();
+  for (const { index, value } of read.documents) {
+    const checked = checkDocument(value, opts);
+    problems.push(...checked.problems.map((p) => ({ document: index, ...p })));
+    warnings.push(...checked.warnings.map((p) => ({ document: index, ...p })));
+    const duplicate = duplicateProblem(value, index, firstOf);
+    if (duplicate) problems.push(duplicate);
+    if (checked.value) documents.push(checked.value);
+  }
+  if (problems.length > 0) return { ok: false, problems };
+  return { ok: true, documents: documents.map((d) => deepFreeze(d)), warnings };
+}
+
+/** Records the document's (kind, service); a problem when an earlier document had the same. */
+function duplicateProblem(value: unknown, index: number, firstOf: Map<string, number>): PolicyProblem | undefined {
+  const { kind, service } = (value ?? {}) as Record<string, unknown>;
+  if (!isPolicyKind(kind) || typeof service !== "string") return undefined;
+  const key = `${kind}/${service}`;
+  const first = firstOf.get(key);
+  if (first === undefined) {
+    firstOf.set(key, index);
+    return undefined;
+  }
+  return { document: index, path: "service", message: `another ${kind} for ${quote(service)} is document ${first + 1}` };
+}
+
+/**
+ * `document 2: rules[1].backends[0].weight: must be >= 0, got -10`. Documents
+ * are counted from 1 here, as people count them; problems of the whole file
+ * have no document prefix, and the `(root)` path is left out.
+ */
+export function formatProblem(p: PolicyProblem): string {
+  const where = p.document >= 0 ? `document ${p.document + 1}: ` : "";
+  const path = p.path === "(root)" ? "" : `${p.path}: `;
+  return `${where}${path}${p.message}`;
+}

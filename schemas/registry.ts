@@ -1,0 +1,31 @@
+/** The service registry: one KV entry per live provider instance (DESIGN §4). */
+
+/** how often a provider sidecar refreshes its registry entry */
+export const HEARTBEAT_INTERVAL_MS = 2_000;
+/**
+ * Age after which the registry bucket drops an entry (stream max_age). Less
+ * than three heartbeats, so an instance killed with SIGKILL is gone within
+ * three heartbeat intervals; more than two, so one late heartbeat is forgiven.
+ */
+export const REGISTRY_TTL_MS = 5_000;
+
+export type InstanceState = "ready" | "draining";
+
+/** Value of `mesh_registry` key `<service>.<instance>` (JSON). */
+export interface RegistryEntry {
+  service: string;
+  version: string;
+  instance: string;
+  /** the application's origin as the sidecar reaches it */
+  app: string;
+  state: InstanceState;
+  /** process host name, for people */
+  host: string;
+  /** ISO timestamps */
+  startedAt: string;
+  heartbeatAt: string;
+}
+
+export function registryKey(service: string, instance: string): string {
+  return `${service}.${instance}`;
+}

@@ -1,0 +1,96 @@
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { Logger } from "pino";
+import { Counter, type Registry } from "prom-client";
+import {
+  POLICY_BUCKETS,
+  formatProblem,
+  validatePolicy,
+  type AuthzPolicy,
+  type PolicyDocument,
+  type PolicyKind,
+  type QuotaPolicy,
+  type RoutePolicy,
+} from "../schemas/index.ts";
+import { PolicyWatch, type AppliedPolicy, type PolicyCheck } from "./policy-watch.ts";
+import { compileRoute, type CompiledRoute } from "./routing.ts";
+
+/** A value in KV is applied only if it validates, is of the bucket's kind, and names its key's service. */
+function checkFor<T extends PolicyDocument>(kind: PolicyKind): PolicyCheck<T> {
+  return (doc, key) => {
+    const result = validatePolicy(doc);
+    if (!result.ok) return { ok: false, problems: result.problems.map(formatProblem) };
+    const policy = result.value;
+    if (policy.kind !== kind) return { ok: false, problems: [`kind: expected ${kind}, got "${policy.kind}"`] };
+    if (policy.service !== key) return { ok: false, problems: [`service: "${policy.service}" does not match key "${key}"`] };
+    return { ok: true, value: policy as Readonly<T> };
+  };
+}
+
+export interface SidecarPoliciesOptions {
+  nc: NatsConnection;
+  logger: Logger;
+  registry: Registry;
+  /** this sidecar's service */
+  service: string;
+  /** providers follow their own Authz and Quota documents */
+  provider: boolean;
+}
+
+/**
+ * Every policy a sidecar follows: Route documents of every service (it may
+ * call any of them), and, for a provider, its own Authz and Quota.
+ */
+export class SidecarPolicies {
+  readonly routes = new Map<string, CompiledRoute<RoutePolicy>>();
+  authz: AppliedPolicy<AuthzPolicy> | undefined;
+  quota: AppliedPolicy<QuotaPolicy> | undefined;
+  readonly #watches: Array<PolicyWatch<any>> = [];
+  #loaded = false;
+
+  constructor(opts: SidecarPoliciesOptions) {
+    const rejected = new Counter({
+      name: "mesh_policy_rejected_total",
+      help: "Policy values in KV that failed validation on receipt and were not applied",
+      labelNames: ["bucket"],
+      registers: [opts.registry],
+    });
+    const common = { nc: opts.nc, logger: opts.logger, onRejected: (bucket: string) => rejected.inc({ bucket }) };
+    this.#watches.push(
+      new PolicyWatch<RoutePolicy>({
+        ...common,
+        bucket: POLICY_BUCKETS.Route,
+        key: ">",
+        check: checkFor<RoutePolicy>("Route"),
+        onChange: (key, applied) => {
+          if (applied) this.routes.set(key, compileRoute(applied.document as RoutePolicy));
+          else this.routes.delete(key);
+        },
+      }),
+    );
+    if (opts.provider) {
+      this.#watches.push(
+        new PolicyWatch<AuthzPolicy>({ ...common, bucket: POLICY_BUCKETS.Authz, key: opts.service, check: checkFor("Authz"), onChange: (_k, a) => (this.authz = a) }),
+        new PolicyWatch<QuotaPolicy>({ ...common, bucket: POLICY_BUCKETS.Quota, key: opts.service, check: checkFor("Quota"), onChange: (_k, a) => (this.quota = a) }),
+      );
+    }
+  }
+
+  /** true once the current policy has been read */
+  get loaded(): boolean {
+    return this.#loaded;
+  }
+
+  async start(): Promise<void> {
+    await Promise.all(this.#watches.map((w) => w.start()));
+    this.#loaded = true;
+  }
+
+  stop(): void {
+    for (const w of this.#watches) w.stop();
+  }
+
+  /** What `/config` shows: every applied document with its revision. */
+  describe(): Array<Omit<AppliedPolicy<unknown>, never>> {
+    return this.#watches.flatMap((w) => [...w.applied.values()]);
+  }
+}
