@@ -9,3 +9,7 @@ export * from "./registry.ts";
 export * from "./glob.ts";
 export * from "./policy.ts";
 export * from "./control-api.ts";
+export * from "./creds.ts";
+// Runtime pieces both the sidecar and control need.
+export * from "./nats-connection.ts";
+export * from "./admin-server.ts";

@@ -124,11 +124,24 @@ function isPolicyKind(kind: unknown): kind is PolicyKind {
 export function parsePolicyText(text: string, opts: SemanticOptions = {}): ParseResult {
   const read = readPolicyText(text);
   if (!read.ok) return { ok: false, problems: read.problems.map((p) => ({ ...p, path: "(root)" })) };
+  return checkDocuments(read.documents, opts);
+}
+
+/**
+ * Several already parsed documents, as `mesh apply` sends them to control:
+ * the same checks as for a file, all-or-nothing.
+ */
+export function validatePolicyDocuments(values: readonly unknown[], opts: SemanticOptions = {}): ParseResult {
+  if (values.length === 0) return { ok: false, problems: [{ document: -1, path: "(root)", message: "no policy documents" }] };
+  return checkDocuments(values.map((value, index) => ({ index, value })), opts);
+}
+
+function checkDocuments(raw: ReadonlyArray<{ index: number; value: unknown }>, opts: SemanticOptions): ParseResult {
   const documents: PolicyDocument[] = [];
   const problems: PolicyProblem[] = [];
   const warnings: PolicyProblem[] = [];
   const firstOf = new Map<string, number>();
-  for (const { index, value } of read.documents) {
+  for (const { index, value } of raw) {
     const checked = checkDocument(value, opts);
     problems.push(...checked.problems.map((p) => ({ document: index, ...p })));
     warnings.push(...checked.warnings.map((p) => ({ document: index, ...p })));

@@ -3,7 +3,7 @@ import { request as httpRequest } from "node:http";
 import { createInterface } from "node:readline";
 import { onFileEnd } from "./cleanup.ts";
 import { fileURLToPath } from "node:url";
-import pino from "pino";
+import pino, { type Logger } from "pino";
 import { Registry } from "prom-client";
 import { request, type Dispatcher } from "undici";
 import { parseSidecarConfig, type SidecarConfig } from "../../schemas/index.ts";
@@ -12,10 +12,10 @@ import { startSidecar, type Sidecar } from "../../sidecar/index.ts";
 export type SidecarOptions = Partial<SidecarConfig> & { service: string; nats: string[] };
 
 /** A real sidecar in this process on free ports, drained when the test file ends. */
-export async function startTestSidecar(opts: SidecarOptions): Promise<Sidecar & { registry: Registry }> {
+export async function startTestSidecar(opts: SidecarOptions, logger?: Logger): Promise<Sidecar & { registry: Registry }> {
   const config = parseSidecarConfig({ listen: "127.0.0.1:0", admin: "127.0.0.1:0", logLevel: "silent", ...opts });
   const registry = new Registry();
-  const sidecar = await startSidecar(config, { logger: pino({ level: "silent" }), registry });
+  const sidecar = await startSidecar(config, { logger: logger ?? pino({ level: "silent" }), registry });
   onFileEnd(() => sidecar.drain());
   return Object.assign(sidecar, { registry });
 }
@@ -108,4 +108,24 @@ export async function eventually(fn: () => Promise<boolean>, timeoutMs = 10_000,
     if (Date.now() > until) throw new Error(`condition not met within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, stepMs));
   }
+}
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `mesh ARGS...` as a user would, optionally with text on stdin. */
+export function runMesh(args: string[], opts: { env?: NodeJS.ProcessEnv; stdin?: string } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [MESH_BIN, ...args], { env: { ...process.env, ...opts.env }, stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (c) => (stdout += c));
+    child.stderr.on("data", (c) => (stderr += c));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(opts.stdin ?? "");
+  });
 }

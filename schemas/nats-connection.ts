@@ -1,6 +1,6 @@
-import { readFile } from "node:fs/promises";
-import { connect, credsAuthenticator, nkeyAuthenticator, type Authenticator, type NatsConnection } from "@nats-io/transport-node";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
+import { authenticatorFromFile } from "./creds.ts";
 
 export interface ConnectOptions {
   servers: string[];
@@ -8,15 +8,6 @@ export interface ConnectOptions {
   creds?: string;
   reconnectTimeWaitMs?: number;
   logger: Logger;
-}
-
-/** A creds file holds a JWT and a seed; a `.nk` file holds only an nkey seed. */
-async function authenticatorFrom(file: string): Promise<Authenticator> {
-  const text = await readFile(file, "utf8");
-  if (text.includes("BEGIN NATS USER JWT")) return credsAuthenticator(new TextEncoder().encode(text));
-  const seed = text.split(/\s+/).find((word) => word.startsWith("SU"));
-  if (!seed) throw new Error(`'${file}' holds neither NATS creds nor a user nkey seed`);
-  return nkeyAuthenticator(new TextEncoder().encode(seed));
 }
 
 /**
@@ -39,7 +30,7 @@ export async function connectNats(opts: ConnectOptions): Promise<MeshConnection>
     maxReconnectAttempts: -1,
     reconnectTimeWait: opts.reconnectTimeWaitMs ?? 250,
     pingInterval: 10_000,
-    ...(opts.creds ? { authenticator: await authenticatorFrom(opts.creds) } : {}),
+    ...(opts.creds ? { authenticator: await authenticatorFromFile(opts.creds) } : {}),
   });
   const state = { up: true };
   void followStatus(nc, opts.logger, state);

@@ -1,0 +1,49 @@
+import { parseArgs } from "node:util";
+import pino from "pino";
+import { Defaults, connectNats, startAdmin } from "../schemas/index.ts";
+import { CliError, Exit, natsServers } from "./client.ts";
+import { startControl } from "./service.ts";
+
+/** `mesh control [--nats URLS] [--admin 127.0.0.1:15100] [--creds FILE]`: runs until SIGTERM or SIGINT. */
+export async function runControl(args: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: { nats: { type: "string" }, admin: { type: "string" }, creds: { type: "string" }, "log-level": { type: "string" } },
+      strict: true,
+    }));
+  } catch (err) {
+    throw new CliError(Exit.usage, `mesh control: ${(err as Error).message}`);
+  }
+  const admin = values.admin ?? process.env.MESH_CONTROL_ADMIN ?? Defaults.controlAdminListen;
+  const colon = admin.lastIndexOf(":");
+  const port = Number(admin.slice(colon + 1));
+  if (colon < 1 || !Number.isInteger(port)) throw new CliError(Exit.usage, `mesh control: --admin must be host:port, got '${admin}'`);
+  const logger = pino({ level: values["log-level"] ?? process.env.LOG_LEVEL ?? "info", base: { component: "control" } }, pino.destination({ sync: false }));
+
+  const { nc, connected } = await connectNats({
+    servers: natsServers(values),
+    name: "mesh-control",
+    creds: values.creds ?? process.env.NATS_CREDS,
+    logger,
+  });
+  const control = await startControl(nc, logger);
+  const server = await startAdmin({
+    host: admin.slice(0, colon),
+    port,
+    registry: control.registry,
+    readiness: async () => (connected() ? { ready: true, reasons: [] } : { ready: false, reasons: ["nats disconnected"] }),
+  });
+  logger.info({ admin: server.address }, "control started");
+  await new Promise<void>((resolve) => {
+    process.once("SIGTERM", () => resolve());
+    process.once("SIGINT", () => resolve());
+  });
+  await control.stop();
+  await nc.drain();
+  server.server.close();
+  logger.info("control stopped");
+  logger.flush();
+  return Exit.ok;
+}

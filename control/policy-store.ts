@@ -1,0 +1,165 @@
+import type { KV, KvEntry } from "@nats-io/kv";
+import {
+  POLICY_KINDS,
+  validatePolicy,
+  validatePolicyDocuments,
+  type ControlReplies,
+  type ControlRequests,
+  type PolicyKind,
+  type PolicyRevision,
+  type RegistryEntry,
+  type ServiceSummary,
+} from "../schemas/index.ts";
+import type { MeshBuckets } from "./buckets.ts";
+import { ControlError } from "./errors.ts";
+
+/**
+ * What control does with policy: validate, publish, read back, roll back.
+ * Every write goes through validation here, so a sidecar only ever receives
+ * an invalid value if someone bypasses control and writes KV directly.
+ */
+export class PolicyStore {
+  readonly #b: MeshBuckets;
+
+  constructor(buckets: MeshBuckets) {
+    this.#b = buckets;
+  }
+
+  async validate(req: ControlRequests["validate"]): Promise<ControlReplies["validate"]> {
+    return { warnings: (await this.#check(req.documents)).warnings };
+  }
+
+  /** All or nothing: every document validates, or none is written. */
+  async apply(req: ControlRequests["apply"]): Promise<ControlReplies["apply"]> {
+    const { documents, warnings } = await this.#check(req.documents);
+    const previous = await Promise.all(documents.map((d) => this.#kv(d.kind).get(d.service)));
+    const applied: ControlReplies["apply"]["applied"] = [];
+    try {
+      for (const doc of documents) {
+        const revision = await this.#kv(doc.kind).put(doc.service, JSON.stringify(doc));
+        applied.push({ kind: doc.kind, service: doc.service, revision });
+      }
+    } catch (err) {
+      await this.#undo(applied, previous);
+      throw new ControlError("internal", `apply failed and was undone: ${(err as Error).message}`, { cause: err });
+    }
+    return { applied, warnings };
+  }
+
+  async get(req: ControlRequests["get"]): Promise<ControlReplies["get"]> {
+    const kv = this.#kv(req.kind);
+    const keys = req.service ? [req.service] : await collect(await kv.keys());
+    const items: PolicyRevision[] = [];
+    for (const key of keys.sort()) {
+      const entry = await kv.get(key);
+      if (entry && entry.operation === "PUT") items.push(revisionOf(req.kind, entry));
+    }
+    if (req.service && items.length === 0) throw new ControlError("not_found", `no ${req.kind} policy for '${req.service}'`);
+    return { items };
+  }
+
+  async delete(req: ControlRequests["delete"]): Promise<ControlReplies["delete"]> {
+    const kv = this.#kv(req.kind);
+    const current = await kv.get(req.service);
+    if (!current || current.operation !== "PUT") throw new ControlError("not_found", `no ${req.kind} policy for '${req.service}'`);
+    await kv.delete(req.service, { previousSeq: current.revision });
+    const after = await kv.get(req.service);
+    return { revision: after?.revision ?? current.revision };
+  }
+
+  async history(req: ControlRequests["history"]): Promise<ControlReplies["history"]> {
+    const entries = await this.#history(req.kind, req.service);
+    if (entries.length === 0) throw new ControlError("not_found", `no ${req.kind} history for '${req.service}'`);
+    return { entries };
+  }
+
+  /** Restores `to`, or else the last valid revision before the current one. */
+  async rollback(req: ControlRequests["rollback"]): Promise<ControlReplies["rollback"]> {
+    const entries = await this.#history(req.kind, req.service);
+    const current = entries.at(-1);
+    if (!current) throw new ControlError("not_found", `no ${req.kind} history for '${req.service}'`);
+    const candidates = entries.filter((e) => e.operation === "PUT" && (req.to === undefined ? e.revision < current.revision : e.revision === req.to));
+    const target = candidates.reverse().find((e) => validatePolicy(e.document).ok);
+    if (!target) {
+      const which = req.to === undefined ? "an earlier valid revision" : `a valid revision ${req.to}`;
+      throw new ControlError("not_found", `${req.kind} '${req.service}' has no ${which} in its history`);
+    }
+    const revision = await this.#kv(req.kind).update(req.service, JSON.stringify(target.document), current.revision).catch((err) => {
+      throw new ControlError("conflict", `'${req.service}' changed during the rollback; try again`, { cause: err });
+    });
+    return { restored: target.revision, revision };
+  }
+
+  async services(): Promise<ControlReplies["services"]> {
+    const byVersion = new Map<string, ServiceSummary>();
+    for (const key of await collect(await this.#b.registry.keys())) {
+      const entry = await this.#b.registry.get(key);
+      if (!entry || entry.operation !== "PUT") continue;
+      const instance = entry.json<RegistryEntry>();
+      const id = `${instance.service}/${instance.version}`;
+      const summary = byVersion.get(id) ?? { service: instance.service, version: instance.version, instances: 0, ready: 0, draining: 0, names: [] };
+      summary.instances++;
+      summary[instance.state === "draining" ? "draining" : "ready"]++;
+      summary.names.push(instance.instance);
+      byVersion.set(id, summary);
+    }
+    const services = [...byVersion.values()].sort((a, b) => a.service.localeCompare(b.service) || a.version.localeCompare(b.version));
+    return { services };
+  }
+
+  /** Versions with a registered instance, for warnings about backends nobody serves. */
+  async knownVersions(): Promise<Map<string, Set<string>>> {
+    const known = new Map<string, Set<string>>();
+    for (const s of (await this.services()).services) {
+      const set = known.get(s.service) ?? new Set<string>();
+      set.add(s.version);
+      known.set(s.service, set);
+    }
+    return known;
+  }
+
+  async #check(values: unknown[]) {
+    if (!Array.isArray(values)) throw new ControlError("bad_request", "documents must be an array");
+    const known = await this.knownVersions();
+    const result = validatePolicyDocuments(values, { knownVersions: (service) => known.get(service) ?? new Set() });
+    if (!result.ok) throw new ControlError("rejected", "policy rejected: nothing was applied", { problems: result.problems });
+    return result;
+  }
+
+  async #history(kind: PolicyKind, service: string): Promise<PolicyRevision[]> {
+    const entries = await collect(await this.#kv(kind).history({ key: service }));
+    return entries.map((e) => revisionOf(kind, e));
+  }
+
+  async #undo(applied: Array<{ kind: PolicyKind; service: string }>, previous: Array<KvEntry | null>): Promise<void> {
+    for (const [i, done] of applied.entries()) {
+      const before = previous[i];
+      const kv = this.#kv(done.kind);
+      if (before?.operation === "PUT") await kv.put(done.service, before.value).catch(() => undefined);
+      else await kv.delete(done.service).catch(() => undefined);
+    }
+  }
+
+  #kv(kind: PolicyKind): KV {
+    if (!POLICY_KINDS.includes(kind)) throw new ControlError("bad_request", `unknown kind '${kind}'`);
+    return this.#b.policy[kind];
+  }
+}
+
+function revisionOf(kind: PolicyKind, e: KvEntry): PolicyRevision {
+  const revision: PolicyRevision = { kind, service: e.key, revision: e.revision, created: e.created.toISOString(), operation: e.operation };
+  if (e.operation === "PUT") {
+    try {
+      revision.document = e.json();
+    } catch {
+      revision.document = e.string();
+    }
+  }
+  return revision;
+}
+
+async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const item of iterable) out.push(item);
+  return out;
+}
