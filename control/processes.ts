@@ -90,8 +90,12 @@ export class ProcessSet {
     await Promise.all(which.map((p) => p.stop(graceMs)));
   }
 
+  kill(which: readonly ManagedProcess[], signal: NodeJS.Signals): void {
+    for (const p of which) if (p.running) p.child.kill(signal);
+  }
+
   killSync(signal: NodeJS.Signals): void {
-    for (const p of this.all) if (p.running) p.child.kill(signal);
+    this.kill(this.all, signal);
   }
 
   /** After every process has stopped: no exit hook left behind. */

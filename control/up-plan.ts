@@ -8,6 +8,7 @@
 //   8081-8089   demo apps, in manifest order (catalog, pricing v1, pricing v2, frontend)
 //   8090        ingress sidecar admin (/metrics, /readyz, /healthz)
 //   8091-8099   admin listeners of the demo apps' sidecars
+//   8100        control service admin (/metrics, /readyz)
 //   8101-8109   outbound listeners of the demo apps' sidecars ($MESH_OUTBOUND of each app)
 //   4222-4224   NATS client ports (one per node)
 //   6222-6224   NATS routes        (client + 2000, fixed by control/nats-cluster.ts)
@@ -26,6 +27,7 @@ export const UP_DEFAULTS = {
 const APP_OFFSET = 1;
 const INGRESS_ADMIN_OFFSET = 10;
 const SIDECAR_ADMIN_OFFSET = 11;
+const CONTROL_ADMIN_OFFSET = 20;
 const SIDECAR_LISTEN_OFFSET = 21;
 const NATS_CLIENT_OFFSET = 4222 - UP_DEFAULTS.basePort;
 const NATS_ROUTE_DISTANCE = 2000;
@@ -66,6 +68,8 @@ export interface AppPlan {
 }
 
 export interface UpPlan {
+  /** the control service's admin listener */
+  controlAdminPort: number;
   natsClientPorts: number[];
   natsRoutePorts: number[];
   natsMonitorPorts: number[];
@@ -100,6 +104,7 @@ export function planUp(opts: UpOptions, services: readonly DemoService[]): UpPla
     return { name, svc, port, sidecar };
   });
   return {
+    controlAdminPort: base + CONTROL_ADMIN_OFFSET,
     natsClientPorts,
     natsRoutePorts: opts.nodes > 1 ? natsClientPorts.map((p) => p + NATS_ROUTE_DISTANCE) : [],
     natsMonitorPorts: natsClientPorts.map((p) => p + NATS_MONITOR_DISTANCE),
@@ -115,6 +120,7 @@ export function plannedPorts(plan: UpPlan): Array<{ port: number; what: string }
     ...plan.natsClientPorts.map((port, i) => ({ port, what: `NATS n${i + 1} clients` })),
     ...plan.natsRoutePorts.map((port, i) => ({ port, what: `NATS n${i + 1} routes` })),
     ...plan.natsMonitorPorts.map((port, i) => ({ port, what: `NATS n${i + 1} monitoring` })),
+    { port: plan.controlAdminPort, what: "control admin" },
     ...plan.apps.map((a) => ({ port: a.port, what: `app ${a.name}` })),
     ...sidecars.map((s) => ({ port: s.listenPort, what: `sidecar ${s.name} outbound` })),
     ...sidecars.map((s) => ({ port: s.adminPort, what: `sidecar ${s.name} admin` })),

@@ -1,9 +1,11 @@
 // `mesh up`: the whole mesh on one machine. A NATS cluster from nats.conf,
-// every demo app with a sidecar beside it, and an ingress sidecar where a
-// newcomer sends requests. Ctrl-C (or SIGTERM) stops sidecars, then apps,
-// then NATS, and leaves nothing running, even when it comes mid-startup.
+// the control service, every demo app with a sidecar beside it, and an
+// ingress sidecar where a newcomer sends requests. Ctrl-C (or SIGTERM) stops
+// sidecars, then control and apps, then NATS, and leaves nothing running,
+// even when it comes mid-startup.
+import type { ChildProcess } from "node:child_process";
 import { mkdir, rename, rm, writeFile } from "node:fs/promises";
-import { relative, resolve, join } from "node:path";
+import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -29,10 +31,10 @@ import {
 
 export const UP_USAGE = `usage: mesh up [--nodes ${UP_DEFAULTS.nodes}] [--no-demo] [--data DIR] [--base-port ${UP_DEFAULTS.basePort}]
   --nodes N        NATS nodes in the cluster, 1-9 (env MESH_NODES)
-  --no-demo        only NATS and the ingress sidecar, no demo apps (env MESH_NO_DEMO=1)
+  --no-demo        only NATS, control and the ingress sidecar: no demo apps (env MESH_NO_DEMO=1)
   --data DIR       JetStream stores, logs and pids.json (env MESH_DATA; default ./${UP_DEFAULTS.dataDir})
   --base-port N    the ingress port; every other port moves with it (env MESH_BASE_PORT)
-Default ports: ingress 8080, demo apps 8081-8089, sidecar admin 8090-8099,
+Default ports: ingress 8080, demo apps 8081-8089, sidecar admin 8090-8099, control admin 8100,
 sidecar outbound 8101-8109, NATS clients 4222-4224, routes 6222-6224, monitoring 8222-8224.`;
 
 const MESH_BIN = fileURLToPath(new URL("../bin/mesh.js", import.meta.url));
@@ -41,11 +43,18 @@ const SIDECAR_READY_TIMEOUT_MS = 20_000;
 /** Subscription interest needs a moment to cross the routes to every node. */
 const THROUGH_MESH_TIMEOUT_MS = 20_000;
 const POLL_MS = 100;
+/** A signal this soon after the first is the same request delivered twice. */
+const REPEATED_SIGNAL_MS = 1_000;
 const APP_STOP_GRACE_MS = 5_000;
+/** How long sidecars may go on draining once every NATS node has exited. */
+const NO_NATS_GRACE_MS = 2_000;
 /** A sidecar drains in-flight requests first, for up to drainTimeoutMs. */
 const SIDECAR_STOP_GRACE_MS = Defaults.drainTimeoutMs + 5_000;
-/** Sidecar settings a user's environment must not inject into the mesh's own sidecars. */
-const SIDECAR_ENV = ["MESH_SERVICE", "MESH_VERSION", "MESH_APP", "MESH_LISTEN", "MESH_ADMIN", "MESH_INSTANCE", "NATS_URL", "NATS_CREDS"];
+/** Settings a user's environment must not inject into the mesh's own sidecars and control. */
+const CHILD_ENV_DROPPED = [
+  ...["MESH_SERVICE", "MESH_VERSION", "MESH_APP", "MESH_LISTEN", "MESH_ADMIN", "MESH_INSTANCE"],
+  ...["MESH_CONTROL_ADMIN", "NATS_URL", "NATS_CREDS"],
+];
 
 /** A startup failure whose message is the whole story (no stack needed). */
 class UpError extends Error {}
@@ -100,7 +109,9 @@ class UpSession {
   private cluster: NatsCluster | undefined;
   private sidecars: ManagedProcess[] = [];
   private apps: ManagedProcess[] = [];
-  private signals = 0;
+  private control: ManagedProcess | undefined;
+  private firstSignalAt: number | undefined;
+  private wrotePids = false;
   private readonly logsDir: string;
 
   constructor(
@@ -131,14 +142,20 @@ class UpSession {
     return code;
   }
 
-  /** First signal: stop in order. Second: kill everything now. */
+  /**
+   * First signal: stop in order. A later one kills everything now, unless it
+   * is the same Ctrl-C arriving twice (`timeout` and terminals signal both
+   * the process and its group).
+   */
   private onSignal(signal: NodeJS.Signals): void {
-    if (++this.signals === 1) {
-      say(`${signal}: stopping sidecars, then apps, then NATS`);
+    if (this.firstSignalAt === undefined) {
+      this.firstSignalAt = Date.now();
+      say(`${signal}: stopping sidecars, then control and apps, then NATS (${signal} again to kill them at once)`);
       this.stopRequested = true;
       this.halt.abort();
       return;
     }
+    if (Date.now() - this.firstSignalAt < REPEATED_SIGNAL_MS) return;
     say(`${signal} again: killing every process now`);
     this.procs.killSync("SIGKILL");
     for (const server of this.cluster?.servers ?? []) void server.kill("SIGKILL");
@@ -147,7 +164,7 @@ class UpSession {
   private report(err: unknown): number {
     const message = err instanceof UpError || err instanceof NatsServerError ? err.message : String((err as Error)?.stack ?? err);
     console.error(`mesh up: startup failed: ${message}`);
-    console.error(`mesh up: logs are in ${displayPath(this.logsDir)}`);
+    if (this.cluster) console.error(`mesh up: logs are in ${displayPath(this.logsDir)}`);
     return err instanceof NatsServerError ? 3 : 1;
   }
 
@@ -178,7 +195,10 @@ class UpSession {
   }
 
   private startChildren(natsUrls: string[]): void {
-    say(`starting ${this.plan.apps.length} demo app(s) and ${this.plan.apps.length + 1} sidecar(s); logs in ${displayPath(this.logsDir)}`);
+    const what = `control, ${this.plan.apps.length} demo app(s) and ${this.plan.apps.length + 1} sidecar(s)`;
+    say(`starting ${what}; logs in ${displayPath(this.logsDir)}`);
+    const controlArgs = [MESH_BIN, "control", "--nats", natsUrls.join(","), "--admin", `${HOST}:${this.plan.controlAdminPort}`];
+    this.control = this.procs.spawn("control", this.logFile("control"), process.execPath, controlArgs, childEnv());
     for (const app of this.plan.apps) this.apps.push(this.startApp(app));
     for (const sidecar of [this.plan.ingress, ...this.plan.apps.map((a) => a.sidecar)]) {
       this.sidecars.push(this.startSidecar(sidecar, natsUrls));
@@ -197,14 +217,14 @@ class UpSession {
     if (s.appPort !== undefined) args.push("--app", `http://${HOST}:${s.appPort}`);
     args.push("--listen", `${HOST}:${s.listenPort}`, "--admin", `${HOST}:${s.adminPort}`);
     args.push("--nats", natsUrlsFor(s, natsUrls).join(","), "--log-level", "info");
-    const env = { ...process.env };
-    for (const name of SIDECAR_ENV) delete env[name];
-    return this.procs.spawn(s.name, this.logFile(s.name), process.execPath, args, env);
+    return this.procs.spawn(s.name, this.logFile(s.name), process.execPath, args, childEnv());
   }
 
   private async waitUntilReady(): Promise<void> {
-    say("waiting for apps and sidecars to be ready");
+    say("waiting for control, apps and sidecars to be ready");
+    const controlReady = `http://${HOST}:${this.plan.controlAdminPort}/readyz`;
     await Promise.all([
+      this.waitFor("control", SIDECAR_READY_TIMEOUT_MS, [this.control!], () => this.probe(controlReady)),
       ...this.plan.apps.map((app, i) =>
         this.waitFor(`app ${app.name}`, APP_READY_TIMEOUT_MS, [this.apps[i]!], () =>
           this.probe(`http://${HOST}:${app.port}${app.svc.healthPath}`),
@@ -240,7 +260,7 @@ class UpSession {
       this.checkHalted();
       const ended = procs.find((p) => !p.running);
       if (ended) throw new UpError(`waiting for ${what}: ${await ended.describeEnd()}`);
-      const outcome = await probe().catch((err: Error) => (err.cause as { code?: string })?.code ?? err.message);
+      const outcome = await probe().catch((err: NodeJS.ErrnoException) => err.code ?? err.message);
       if (outcome === true) return;
       last = outcome;
       if (Date.now() > deadline) throw new UpError(`${what} not ready after ${timeoutMs} ms (${last})`);
@@ -248,13 +268,28 @@ class UpSession {
     }
   }
 
-  /** Sidecars first (they drain in-flight calls), then the apps behind them, then NATS. */
+  /** Sidecars first (they drain in-flight calls), then control and the apps behind them, then NATS. */
   private async shutdown(): Promise<void> {
-    await this.procs.stop(this.sidecars, SIDECAR_STOP_GRACE_MS);
-    await this.procs.stop(this.apps, APP_STOP_GRACE_MS);
+    await this.stopSidecars();
+    await this.procs.stop([...(this.control ? [this.control] : []), ...this.apps], APP_STOP_GRACE_MS);
     await stopAll();
     this.procs.dispose();
-    await rm(this.pidsFile, { force: true });
+    if (this.wrotePids) await rm(this.pidsFile, { force: true });
+  }
+
+  /**
+   * A sidecar cannot drain through a NATS that is gone: when Ctrl-C reached
+   * the whole process group, the nodes exit at once, so cut the grace short.
+   */
+  private async stopSidecars(): Promise<void> {
+    let stopped = false;
+    let timer: NodeJS.Timeout | undefined;
+    void natsExited(this.cluster).then(() => {
+      if (!stopped) timer = setTimeout(() => this.procs.kill(this.sidecars, "SIGKILL"), NO_NATS_GRACE_MS);
+    });
+    await this.procs.stop(this.sidecars, SIDECAR_STOP_GRACE_MS);
+    stopped = true;
+    clearTimeout(timer);
   }
 
   private get pidsFile(): string {
@@ -269,9 +304,24 @@ class UpSession {
     const tmp = `${this.pidsFile}.tmp`;
     await writeFile(tmp, `${JSON.stringify({ pid: process.pid, processes }, null, 2)}\n`);
     await rename(tmp, this.pidsFile);
+    this.wrotePids = true;
   }
 
   private logFile(name: string): string {
     return join(this.logsDir, `${name}.log`);
   }
+}
+
+/** Resolves once every node of the cluster has exited; never when there is none. */
+function natsExited(cluster: NatsCluster | undefined): Promise<void> {
+  if (!cluster?.servers.length) return new Promise(() => {});
+  const exited = (child: ChildProcess) =>
+    child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise<void>((r) => child.once("exit", () => r()));
+  return Promise.all(cluster.servers.map((s) => exited(s.process))).then(() => undefined);
+}
+
+function childEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const name of CHILD_ENV_DROPPED) delete env[name];
+  return env;
 }
