@@ -40,8 +40,8 @@ export async function runControl(args: string[]): Promise<number> {
     process.once("SIGTERM", () => resolve());
     process.once("SIGINT", () => resolve());
   });
-  await control.stop();
-  await nc.drain();
+  await control.stop().catch((err) => logger.warn({ err }, "control did not drain"));
+  await (connected() ? nc.drain() : nc.close()).catch(() => undefined);
   server.server.close();
   logger.info("control stopped");
   logger.flush();

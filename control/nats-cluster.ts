@@ -124,7 +124,8 @@ class ServerNode implements NatsNode {
     let child: ChildProcess;
     try {
       this.spawnError = undefined;
-      child = spawn(this.plan.bin, [...args, "--ports_file_dir", this.dir], { env, stdio: ["ignore", out.fd, out.fd] });
+      // Its own process group: a Ctrl-C meant for `mesh up` must not kill NATS before the sidecars drain.
+      child = spawn(this.plan.bin, [...args, "--ports_file_dir", this.dir], { env, stdio: ["ignore", out.fd, out.fd], detached: true });
       this.process = child;
       // 'error' (e.g. ENOENT) must have a listener before the next tick or it crashes us.
       this.exited = new Promise((resolve) => {

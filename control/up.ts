@@ -4,13 +4,14 @@
 // sidecars, then control and apps, then NATS, and leaves nothing running,
 // even when it comes mid-startup.
 import type { ChildProcess } from "node:child_process";
-import { mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { Defaults } from "../schemas/index.ts";
-import { demoEntry, demoServices, startDemoApp } from "../services/manifest.ts";
+import { Defaults, formatProblem, parsePolicyText } from "../schemas/index.ts";
+import { demoEntry, demoServices, examplePolicies, startDemoApp } from "../services/manifest.ts";
+import { connectCli, controlRequest } from "./client.ts";
 import { ensureNatsServer, NatsServerError } from "./nats-binary.ts";
 import { type NatsCluster, startNatsCluster, stopAll } from "./nats-cluster.ts";
 import { type ManagedProcess, ProcessSet } from "./processes.ts";
@@ -237,6 +238,7 @@ class UpSession {
       ),
     ]);
     if (this.plan.apps.length === 0) return;
+    await this.applyExamplePolicies();
     say(`sending GET ${demoEntry.path} to ${demoEntry.service} through the ingress`);
     const url = `http://${HOST}:${this.plan.ingress.listenPort}${demoEntry.path}`;
     const host = `${demoEntry.service}.localhost`;
@@ -244,6 +246,19 @@ class UpSession {
     await this.waitFor(`GET ${demoEntry.path} on ${demoEntry.service} through the mesh`, THROUGH_MESH_TIMEOUT_MS, all, () =>
       this.probe(url, host),
     );
+  }
+
+  /** The demo's Route, Authz and Quota documents, through control like `mesh apply` does. */
+  private async applyExamplePolicies(): Promise<void> {
+    const parsed = parsePolicyText(await readFile(examplePolicies, "utf8"));
+    if (!parsed.ok) throw new UpError(`${displayPath(examplePolicies)}: ${parsed.problems.map(formatProblem).join("; ")}`);
+    const nc = await connectCli({ nats: this.cluster!.urls.join(",") });
+    try {
+      const { applied } = await controlRequest(nc, "apply", { documents: parsed.documents });
+      say(`applied ${applied.length} example policies from ${displayPath(examplePolicies)}`);
+    } finally {
+      await nc.close();
+    }
   }
 
   /** true when GET `url` answers 200, else what it answered. */

@@ -48,6 +48,9 @@ export const demoServices: readonly DemoService[] = Object.freeze([
   typescript("frontend", "v1", "./frontend/server.ts", ["catalog", "pricing"]),
 ]);
 
+/** The demo's policies (Route, Authz, Quota), applied by `mesh up`. */
+export const examplePolicies = file("./policies.yaml");
+
 /** Where users send requests once the demo is up: this service, this path. */
 export const demoEntry = { service: "frontend", path: "/products" } as const;
 

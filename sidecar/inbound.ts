@@ -54,8 +54,9 @@ export class InboundAdapter {
    * Leaves the queue groups (so new requests go to other instances) and
    * waits until every request already received has been answered.
    */
-  async drain(): Promise<void> {
-    await Promise.all(this.#subs.map((sub) => sub.drain().catch(() => undefined)));
+  async drain(viaNats = true): Promise<void> {
+    if (viaNats) await Promise.all(this.#subs.map((sub) => sub.drain().catch(() => undefined)));
+    else for (const sub of this.#subs) sub.unsubscribe();
     await this.inflight.idle();
   }
 

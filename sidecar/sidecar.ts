@@ -91,12 +91,14 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
 
   const drain = () => {
     draining ??= drainAll(config.drainTimeoutMs, logger, async () => {
-      await heartbeat?.setState("draining");
-      await inbound?.drain();
+      // Through a NATS that is gone nothing can be drained: just finish what is in flight.
+      const viaNats = connected();
+      if (viaNats) await heartbeat?.setState("draining");
+      await inbound?.drain(viaNats);
       await outbound.close();
-      await heartbeat?.stop();
+      if (viaNats) await heartbeat?.stop();
       policies.stop();
-      await nc.drain();
+      await (connected() ? nc.drain() : nc.close());
       await pool?.close();
       await closeServer(admin.server);
     });
