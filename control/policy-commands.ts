@@ -124,7 +124,7 @@ export async function history(args: string[]): Promise<number> {
   const reply = await withControl(values, (nc) => controlRequest(nc, "history", { kind, service: positionals[1]! }));
   for (const entry of reply.entries) {
     console.log(`revision ${entry.revision}  ${entry.created}  ${entry.operation === "PUT" ? "applied" : "deleted"}`);
-    if (entry.document !== undefined) process.stdout.write(stringify(entry.document).replace(/^/gm, "    "));
+    if (entry.document !== undefined) process.stdout.write(stringify(entry.document).replace(/^(?=.)/gm, "    "));
   }
   return Exit.ok;
 }

@@ -5,10 +5,11 @@
  * or `{ ok: false, error }`.
  */
 import type { PolicyKind, PolicyProblem } from "./policy.ts";
+import type { QuotaPer } from "./quota.ts";
 
 export const CONTROL_QUEUE = "mesh-control";
 
-export type ControlVerb = "apply" | "validate" | "get" | "delete" | "history" | "rollback" | "services";
+export type ControlVerb = "apply" | "validate" | "get" | "delete" | "history" | "rollback" | "services" | "quota";
 
 export interface ControlErrorBody {
   /** stable: rejected (invalid input, exit 1), not_found, conflict, internal */
@@ -41,6 +42,29 @@ export interface ControlRequests {
   /** absent `to`: the last valid revision before the current one */
   rollback: { kind: PolicyKind; service: string; to?: number };
   services: Record<string, never>;
+  quota: QuotaLeaseRequest;
+}
+
+/**
+ * A provider sidecar asks for permits of one quota counter, to spend
+ * locally during `window`, and/or gives back permits it will not spend.
+ * Control adds the grant and subtracts the release in one revision-checked
+ * KV update.
+ */
+export interface QuotaLeaseRequest {
+  /** the provider service whose quota this is */
+  service: string;
+  /** the calling service; each caller has its own counter, even under a glob */
+  caller: string;
+  per: QuotaPer;
+  /** window index by the provider's clock: floor(epoch ms / window ms) */
+  window: number;
+  /** the limit for this caller and window, from the Quota document the provider follows */
+  limit: number;
+  /** permits wanted; 0 = only release. Control may grant fewer. */
+  want: number;
+  /** unspent permits of this window given back; absent = 0 */
+  release?: number;
 }
 
 export interface ServiceSummary {
@@ -61,4 +85,12 @@ export interface ControlReplies {
   history: { entries: PolicyRevision[] };
   rollback: { restored: number; revision: number };
   services: { services: ServiceSummary[] };
+  quota: QuotaLeaseReply;
+}
+
+export interface QuotaLeaseReply {
+  /** permits granted, valid only during the requested window; 0 = the window's limit is used up */
+  granted: number;
+  /** permits of the window no instance holds yet, after this grant */
+  remaining: number;
 }

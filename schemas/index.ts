@@ -8,6 +8,7 @@ export * from "./sidecar-config.ts";
 export * from "./registry.ts";
 export * from "./glob.ts";
 export * from "./policy.ts";
+export * from "./quota.ts";
 export * from "./control-api.ts";
 export * from "./creds.ts";
 // Runtime pieces both the sidecar and control need.

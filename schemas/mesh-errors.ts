@@ -10,6 +10,8 @@ export const MESH_ERRORS = {
   circuit_open: { status: 503, retryable: false },
   overloaded: { status: 503, retryable: true },
   timeout: { status: 504, retryable: true },
+  /** a route's fault.abort answered; the status is the one the rule names */
+  fault_injected: { status: 500, retryable: false },
 } as const satisfies Record<string, { status: number; retryable: boolean }>;
 
 export type MeshErrorCode = keyof typeof MESH_ERRORS;

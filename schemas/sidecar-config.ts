@@ -13,6 +13,7 @@ export interface SidecarConfig {
   creds?: string;
   requestTimeoutMs: number;
   drainTimeoutMs: number;
+  maxConcurrent: number;
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 }
 

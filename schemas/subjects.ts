@@ -19,6 +19,19 @@ export function providerSubscriptions(service: string, version: string): Array<{
   ];
 }
 
+/**
+ * One instance's own subject, for callers that pick the instance themselves
+ * (p2c-ewma). `~` cannot start a version name, so it never collides with a
+ * version token, and the caller stays the fifth token for permissions.
+ */
+export function instanceSubject(service: string, instance: string, caller: string): string {
+  return `${RPC_PREFIX}.${service}.~${instance}.${caller}`;
+}
+
+export function instanceSubscription(service: string, instance: string): string {
+  return `${RPC_PREFIX}.${service}.~${instance}.*`;
+}
+
 export interface RpcAddress {
   service: string;
   version: string;

@@ -12,8 +12,12 @@ export const Wire = {
   method: "@method",
   /** request: raw path and query, exactly as the caller sent it */
   path: "@path",
-  /** request: milliseconds left of the caller's deadline when it was sent */
-  timeoutMs: "@timeout-ms",
+  /**
+   * request: the attempt's deadline, epoch milliseconds. Absolute, so that a
+   * provider can tell a request that waited too long in transit or in a
+   * queue and answer `timeout` without bothering its application.
+   */
+  deadline: "@deadline",
   /** request: id the caller sidecar gave the request */
   requestId: "@request-id",
   /** request: W3C trace context */
@@ -34,6 +38,14 @@ export const HttpHeader = {
   traceparent: "traceparent",
   /** request from an app: lowers the deadline for this call (milliseconds) */
   timeoutMs: "x-mesh-timeout-ms",
+  /**
+   * to a provider app: milliseconds left of the caller's deadline. An app that
+   * forwards it on its own outbound calls (like traceparent) makes nested
+   * calls inherit the deadline; the outbound listener reads it like x-mesh-timeout-ms.
+   */
+  deadlineMs: "x-mesh-deadline-ms",
+  /** to a provider app: this request is a mirrored copy; its answer is dropped */
+  mirror: "x-mesh-mirror",
   /** response: set on every error the mesh itself produced */
   meshError: "mesh-error",
   /** response: the version of the provider that answered */

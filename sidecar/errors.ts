@@ -9,12 +9,19 @@ export class MeshError extends Error {
   readonly code: MeshErrorCode;
   readonly status: number;
   readonly retryable: boolean;
+  /** headers the answer carries besides `mesh-error`, e.g. Retry-After and RateLimit-* */
+  readonly extraHeaders: ReadonlyArray<readonly [string, string]> | undefined;
 
-  constructor(code: MeshErrorCode, message: string, options?: ErrorOptions) {
+  constructor(
+    code: MeshErrorCode,
+    message: string,
+    options?: ErrorOptions & { status?: number; extraHeaders?: ReadonlyArray<readonly [string, string]> },
+  ) {
     super(message, options);
     this.name = "MeshError";
     this.code = code;
-    this.status = MESH_ERRORS[code].status;
+    this.status = options?.status ?? MESH_ERRORS[code].status;
+    this.extraHeaders = options?.extraHeaders;
     this.retryable = MESH_ERRORS[code].retryable;
   }
 

@@ -1,12 +1,23 @@
 import { headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { Dispatcher, Pool } from "undici";
-import { HttpHeader, Wire, providerSubscriptions } from "../schemas/index.ts";
+import { HttpHeader, Wire, instanceSubscription, providerSubscriptions } from "../schemas/index.ts";
 import { MeshError, appUnreachable } from "./errors.ts";
-import { MESH_OWNED, natsHeadersToFlat, responseHeadersToNats, wireNumber } from "./http-wire.ts";
+import { MESH_OWNED, natsHeadersToFlat, responseHeadersToNats } from "./http-wire.ts";
 import { InflightTracker } from "./inflight.ts";
-import { methodLabel, type SidecarMetrics } from "./metrics.ts";
+import type { RequestObserver } from "./request-record.ts";
 import { childTraceparent } from "./trace.ts";
+
+/**
+ * Decides, before the application is called, whether a request may go on
+ * (authorization, quota). Returning a MeshError answers with it instead.
+ * `extraHeaders` are added to the application's answer (e.g. RateLimit-*).
+ */
+export type InboundGate = (
+  caller: string,
+  method: string,
+  path: string,
+) => { error?: MeshError; extraHeaders?: ReadonlyArray<readonly [string, string]> } | undefined | Promise<{ error?: MeshError; extraHeaders?: ReadonlyArray<readonly [string, string]> } | undefined>;
 
 export interface InboundOptions {
   nc: NatsConnection;
@@ -18,13 +29,17 @@ export interface InboundOptions {
   pool: Pool;
   /** used when a request carries no deadline of its own */
   defaultTimeoutMs: number;
-  metrics: SidecarMetrics;
+  /** requests handled at once; beyond it the answer is `overloaded` at once (0 = no limit) */
+  maxConcurrent: number;
+  gate?: InboundGate;
+  observe: RequestObserver;
   logger: Logger;
 }
 
 /**
  * The inbound adapter: requests arriving in this service's queue groups
- * become HTTP requests to the local application, its answers NATS replies.
+ * (or on this instance's own subject) become HTTP requests to the local
+ * application, its answers NATS replies.
  */
 export class InboundAdapter {
   readonly inflight = new InflightTracker();
@@ -35,15 +50,22 @@ export class InboundAdapter {
     this.#opts = opts;
   }
 
-  /** Joins the queue groups; resolves once the server has them. */
+  get subscribed(): boolean {
+    return this.#subs.length > 0;
+  }
+
+  /** Joins the queue groups and the instance subject; resolves once the server has them. */
   async start(): Promise<void> {
-    const { nc, service, version } = this.#opts;
-    this.#subs = providerSubscriptions(service, version).map(({ subject, queue }) =>
+    if (this.#subs.length > 0) return;
+    const { nc, service, version, instance } = this.#opts;
+    const subjects = [...providerSubscriptions(service, version), { subject: instanceSubscription(service, instance), queue: undefined }];
+    this.#subs = subjects.map(({ subject, queue }) =>
       nc.subscribe(subject, {
-        queue,
+        ...(queue ? { queue } : {}),
         callback: (err, msg) => {
           if (err) this.#opts.logger.error({ err, subject }, "inbound subscription failed");
-          else if (msg.reply) this.inflight.track(this.#handle(msg));
+          // Counted before the request is tracked, so the limit is exact.
+          else if (msg.reply) this.inflight.track(this.#handle(msg, this.#overloaded()));
         },
       }),
     );
@@ -55,55 +77,83 @@ export class InboundAdapter {
    * waits until every request already received has been answered.
    */
   async drain(viaNats = true): Promise<void> {
-    if (viaNats) await Promise.all(this.#subs.map((sub) => sub.drain().catch(() => undefined)));
-    else for (const sub of this.#subs) sub.unsubscribe();
+    await this.leave(viaNats);
     await this.inflight.idle();
   }
 
-  async #handle(msg: Msg): Promise<void> {
-    const started = performance.now();
+  /** Stops taking requests, without waiting for those in flight (they still finish). */
+  async leave(viaNats = true): Promise<void> {
+    const subs = this.#subs;
+    this.#subs = [];
+    if (viaNats) await Promise.all(subs.map((sub) => sub.drain().catch(() => undefined)));
+    else for (const sub of subs) sub.unsubscribe();
+  }
+
+  #overloaded(): boolean {
+    const { maxConcurrent } = this.#opts;
+    return maxConcurrent > 0 && this.inflight.size >= maxConcurrent;
+  }
+
+  async #handle(msg: Msg, overloaded: boolean): Promise<void> {
+    const startedAt = Date.now();
     const h = msg.headers;
     const caller = msg.subject.slice(msg.subject.lastIndexOf(".") + 1);
     const method = h?.get(Wire.method) || "GET";
-    const budgetMs = wireNumber(h, Wire.timeoutMs) ?? this.#opts.defaultTimeoutMs;
-    let code: string;
+    const path = h?.get(Wire.path) || "/";
+    const requestId = h?.get(Wire.requestId) || crypto.randomUUID();
+    const traceparent = h?.get(Wire.traceparent) || childTraceparent(undefined);
+    let status: number;
+    let meshError: string | undefined;
     try {
-      code = await this.#forward(msg, h, caller, method, budgetMs);
+      if (overloaded) {
+        const { service, instance, maxConcurrent } = this.#opts;
+        throw new MeshError("overloaded", `'${service}' instance ${instance} is at its limit of ${maxConcurrent} requests`);
+      }
+      status = await this.#forward(msg, { caller, method, path, requestId, traceparent, deadlineAt: this.#deadlineOf(h, startedAt) });
     } catch (err) {
-      const meshErr = err instanceof MeshError ? err : appUnreachable(this.#opts.app, err);
-      this.#respondError(msg, meshErr);
-      code = meshErr.code;
+      const e = err instanceof MeshError ? err : appUnreachable(this.#opts.app, err);
+      this.#respondError(msg, e);
+      status = e.status;
+      meshError = e.code;
     }
-    const { service, version } = this.#opts;
-    const labels = { direction: "inbound" as const, source: caller, destination: service, version, method: methodLabel(method), code };
-    this.#opts.metrics.observe(labels, (performance.now() - started) / 1000);
+    const { service, version, instance } = this.#opts;
+    this.#opts.observe({
+      direction: "inbound", source: caller, destination: service, version, instance, method, path, status,
+      code: meshError ?? String(status), meshError, startedAt, durationMs: Date.now() - startedAt, attempts: 1, requestId, traceparent,
+    });
   }
 
-  async #forward(msg: Msg, h: MsgHdrs | undefined, caller: string, method: string, budgetMs: number): Promise<string> {
-    const headers = natsHeadersToFlat(h, [], MESH_OWNED);
+  #deadlineOf(h: MsgHdrs | undefined, receivedAt: number): number {
+    const deadline = Number(h?.get(Wire.deadline));
+    return deadline > 0 ? deadline : receivedAt + this.#opts.defaultTimeoutMs;
+  }
+
+  async #forward(
+    msg: Msg,
+    r: { caller: string; method: string; path: string; requestId: string; traceparent: string; deadlineAt: number },
+  ): Promise<number> {
+    const budgetMs = r.deadlineAt - Date.now();
+    if (budgetMs <= 0) throw new MeshError("timeout", `deadline passed before '${this.#opts.service}' could be called`);
+    const admitted = await this.#opts.gate?.(r.caller, r.method, queryless(r.path));
+    if (admitted?.error) throw admitted.error;
+    const headers = natsHeadersToFlat(msg.headers, [], MESH_OWNED);
     headers.push(
-      HttpHeader.caller, caller,
-      HttpHeader.requestId, h?.get(Wire.requestId) || crypto.randomUUID(),
-      HttpHeader.traceparent, h?.get(Wire.traceparent) || childTraceparent(undefined),
+      HttpHeader.caller, r.caller,
+      HttpHeader.requestId, r.requestId,
+      HttpHeader.traceparent, r.traceparent,
+      HttpHeader.deadlineMs, String(budgetMs),
     );
-    let response: Dispatcher.ResponseData;
-    try {
-      response = await this.#opts.pool.request({
-        method: method as Dispatcher.HttpMethod,
-        path: h?.get(Wire.path) || "/",
-        headers,
-        body: msg.data.length > 0 ? msg.data : null,
-        headersTimeout: budgetMs,
-        bodyTimeout: budgetMs,
+    const response = await this.#opts.pool
+      .request({ method: r.method as Dispatcher.HttpMethod, path: r.path, headers, body: msg.data.length > 0 ? msg.data : null, headersTimeout: budgetMs, bodyTimeout: budgetMs })
+      .catch((err) => {
+        throw this.#appError(err, budgetMs);
       });
-    } catch (err) {
-      throw this.#appError(err, budgetMs);
-    }
     const body = await this.#readResponse(response, budgetMs);
     const reply = this.#replyHeaders(response.statusCode);
     responseHeadersToNats(reply, response.headers);
+    for (const [k, v] of admitted?.extraHeaders ?? []) reply.set(k, v);
     msg.respond(body, { headers: reply });
-    return String(response.statusCode);
+    return response.statusCode;
   }
 
   async #readResponse(response: Dispatcher.ResponseData, budgetMs: number): Promise<Uint8Array> {
@@ -145,10 +195,16 @@ export class InboundAdapter {
     const reply = this.#replyHeaders(err.status);
     reply.set(Wire.error, err.code);
     reply.set("content-type", "application/json");
+    if (err.extraHeaders) for (const [k, v] of err.extraHeaders) reply.set(k, v);
     try {
       msg.respond(new TextEncoder().encode(err.body()), { headers: reply });
     } catch (respondErr) {
       this.#opts.logger.warn({ err: respondErr }, "could not send error reply");
     }
   }
+}
+
+function queryless(path: string): string {
+  const q = path.indexOf("?");
+  return q === -1 ? path : path.slice(0, q);
 }

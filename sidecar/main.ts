@@ -5,10 +5,11 @@ import { startSidecar } from "./sidecar.ts";
 
 const USAGE = `usage: mesh sidecar --service NAME [--version v1] [--app http://127.0.0.1:PORT]
                     [--listen 127.0.0.1:15001] [--admin 127.0.0.1:15090]
-                    [--nats URLS] [--creds FILE] [--instance ID] [--timeout-ms N] [--log-level info]
+                    [--nats URLS] [--creds FILE] [--instance ID] [--timeout-ms N]
+                    [--max-concurrent N] [--log-level info]
 Every flag also reads an environment variable: MESH_SERVICE, MESH_VERSION, MESH_APP,
 MESH_LISTEN, MESH_ADMIN, NATS_URL (comma-separated), NATS_CREDS, MESH_INSTANCE,
-MESH_TIMEOUT_MS, LOG_LEVEL.`;
+MESH_TIMEOUT_MS, MESH_MAX_CONCURRENT, LOG_LEVEL.`;
 
 const FLAGS = {
   service: { type: "string", env: "MESH_SERVICE" },
@@ -20,6 +21,7 @@ const FLAGS = {
   creds: { type: "string", env: "NATS_CREDS" },
   instance: { type: "string", env: "MESH_INSTANCE" },
   "timeout-ms": { type: "string", env: "MESH_TIMEOUT_MS" },
+  "max-concurrent": { type: "string", env: "MESH_MAX_CONCURRENT" },
   "log-level": { type: "string", env: "LOG_LEVEL" },
   help: { type: "boolean", env: "" },
 } as const;
@@ -34,6 +36,7 @@ function configInput(argv: string[]): Record<string, unknown> {
     return typeof v === "string" && v !== "" ? v : undefined;
   };
   const timeout = pick("timeout-ms");
+  const maxConcurrent = pick("max-concurrent");
   const input: Record<string, unknown> = {
     service: pick("service"),
     version: pick("version"),
@@ -44,6 +47,7 @@ function configInput(argv: string[]): Record<string, unknown> {
     creds: pick("creds"),
     instance: pick("instance"),
     requestTimeoutMs: timeout === undefined ? undefined : Number(timeout),
+    maxConcurrent: maxConcurrent === undefined ? undefined : Number(maxConcurrent),
     logLevel: pick("log-level"),
   };
   for (const key of Object.keys(input)) if (input[key] === undefined) delete input[key];

@@ -1,16 +1,6 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-
-export type Direction = "outbound" | "inbound";
-
-/** Labels of every request metric; `code` is the HTTP status, or the mesh error code. */
-export interface RequestLabels {
-  direction: Direction;
-  source: string;
-  destination: string;
-  version: string;
-  method: string;
-  code: string;
-}
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { BREAKER_STATE_VALUE, type BreakerState } from "./circuit-breaker.ts";
+import type { RequestRecord } from "./request-record.ts";
 
 const LABELS = ["direction", "source", "destination", "version", "method", "code"] as const;
 /** seconds; dense under 100 ms where a mesh hop lives */
@@ -19,7 +9,12 @@ const KNOWN_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", 
 
 export interface SidecarMetrics {
   registry: Registry;
-  observe(labels: RequestLabels, seconds: number): void;
+  /** a RequestObserver: counts the request and its duration */
+  observe(record: RequestRecord): void;
+  retry(source: string, destination: string): void;
+  breaker(destination: string, version: string, state: BreakerState): void;
+  authz(service: string, caller: string, decision: "allow" | "deny"): void;
+  quota(service: string, caller: string, decision: string): void;
 }
 
 /** Keeps label cardinality bounded: unusual methods count as `other`. */
@@ -42,11 +37,25 @@ export function createMetrics(registry = new Registry(), defaults = true): Sidec
     buckets: DURATION_BUCKETS,
     registers: [registry],
   });
+  const retries = new Counter({ name: "mesh_retries_total", help: "Retries a caller sidecar made", labelNames: ["source", "destination"], registers: [registry] });
+  const breakers = new Gauge({
+    name: "mesh_circuit_breaker_state",
+    help: "Circuit breaker per destination and version: 0 closed, 1 open, 2 half-open",
+    labelNames: ["destination", "version"],
+    registers: [registry],
+  });
+  const authz = new Counter({ name: "mesh_authz_decisions_total", help: "Authorization decisions", labelNames: ["service", "caller", "decision"], registers: [registry] });
+  const quota = new Counter({ name: "mesh_quota_decisions_total", help: "Quota decisions", labelNames: ["service", "caller", "decision"], registers: [registry] });
   return {
     registry,
-    observe(labels, seconds) {
+    retry: (source, destination) => retries.inc({ source, destination }),
+    breaker: (destination, version, state) => breakers.set({ destination, version }, BREAKER_STATE_VALUE[state]),
+    authz: (service, caller, decision) => authz.inc({ service, caller, decision }),
+    quota: (service, caller, decision) => quota.inc({ service, caller, decision }),
+    observe(r) {
+      const labels = { direction: r.direction, source: r.source, destination: r.destination, version: r.version, method: methodLabel(r.method), code: r.code };
       requests.inc(labels);
-      duration.observe(labels, seconds);
+      duration.observe(labels, r.durationMs / 1000);
     },
   };
 }

@@ -1,37 +1,38 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { randomUUID } from "node:crypto";
 import type { AddressInfo } from "node:net";
-import type { Msg, NatsConnection } from "@nats-io/transport-node";
+import type { Msg } from "@nats-io/transport-node";
 import type { Logger } from "pino";
-import { ANY_VERSION, HttpHeader, Wire, isMeshErrorCode, rpcSubject } from "../schemas/index.ts";
+import { HttpHeader, Wire, isMeshErrorCode } from "../schemas/index.ts";
 import { ClientGoneError, readBody } from "./body.ts";
+import type { CallResult, MeshCaller } from "./caller.ts";
 import { MeshError } from "./errors.ts";
 import { natsHeadersToFlat, requestHeadersToNats } from "./http-wire.ts";
-import { methodLabel, type SidecarMetrics } from "./metrics.ts";
-import { meshErrorFromNats } from "./nats-errors.ts";
+import { InflightTracker } from "./inflight.ts";
+import type { RequestObserver, RequestRecord } from "./request-record.ts";
 import { writeMeshError } from "./respond.ts";
+import type { CompiledRoute } from "./routing.ts";
 import { resolveTarget } from "./target.ts";
 import { childTraceparent } from "./trace.ts";
-import { InflightTracker } from "./inflight.ts";
-import type { CompiledRoute } from "./routing.ts";
 
 export interface OutboundOptions {
-  nc: NatsConnection;
   /** this sidecar's service: the caller token of every request subject */
   caller: string;
   host: string;
   port: number;
-  /** deadline of a call unless the app asks for less with `x-mesh-timeout-ms` */
+  /** deadline of a call unless its route sets one; the app may ask for less */
   defaultTimeoutMs: number;
-  metrics: SidecarMetrics;
-  logger: Logger;
-  /** compiled Route documents by service, kept current by the policy watch */
+  /** the largest message the cluster takes (bytes), read from the server */
+  maxPayload: () => number;
   routes: ReadonlyMap<string, CompiledRoute>;
+  mesh: MeshCaller;
+  observe: RequestObserver;
+  logger: Logger;
 }
 
 /**
  * The outbound listener: the application's HTTP requests to other services
- * become NATS requests on `mesh.rpc.<service>.<version>.<caller>`.
+ * become mesh calls; their answers, or the mesh's errors, go back as HTTP.
  */
 export class OutboundProxy {
   readonly server: Server;
@@ -63,65 +64,79 @@ export class OutboundProxy {
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const started = performance.now();
+    const startedAt = Date.now();
     const method = req.method ?? "GET";
     const target = resolveTarget(req.url ?? "/", req.headers.host);
     const service = target instanceof MeshError ? "unknown" : target.service;
-    const route = this.#opts.routes.get(service);
-    const deadlineMs = this.#deadlineMs(req, route?.timeoutMs);
-    let code: string;
-    let version = ANY_VERSION;
+    const path = target instanceof MeshError ? req.url ?? "" : target.path;
+    const requestId = randomUUID();
+    const traceparent = childTraceparent(single(req.headers.traceparent));
+    let result: CallResult = { version: "_", attempts: 0 };
+    let status = 0;
     try {
       if (target instanceof MeshError) throw target;
-      const rule = route?.select(method, target.path, (name) => single(req.headers[name]));
-      if (rule) version = rule.pickVersion();
-      const body = await readBody(req, this.#maxPayload());
-      const remainingMs = Math.max(1, Math.round(deadlineMs - (performance.now() - started)));
+      const deadlineMs = this.#deadlineMs(req, this.#opts.routes.get(service)?.timeoutMs);
+      const body = await readBody(req, this.#opts.maxPayload());
       const headers = requestHeadersToNats(req.rawHeaders);
       headers.set(Wire.method, method);
-      headers.set(Wire.path, target.path);
-      headers.set(Wire.timeoutMs, String(remainingMs));
-      headers.set(Wire.requestId, randomUUID());
-      headers.set(Wire.traceparent, childTraceparent(single(req.headers.traceparent)));
-      const subject = rpcSubject(service, version, this.#opts.caller);
-      let reply: Msg;
-      try {
-        reply = await this.#opts.nc.request(subject, body, { timeout: remainingMs, headers });
-      } catch (err) {
-        throw meshErrorFromNats(err, service, version, deadlineMs);
-      }
-      version = reply.headers?.get(Wire.version) || version;
-      code = writeReply(res, reply, method);
+      headers.set(Wire.path, path);
+      headers.set(Wire.requestId, requestId);
+      headers.set(Wire.traceparent, traceparent);
+      const header = (name: string) => single(req.headers[name]);
+      result = await this.#opts.mesh.call({ service, method, path, header, headers, body, deadlineAt: startedAt + deadlineMs });
+      if (result.error) throw result.error;
+      status = writeReply(res, result.reply!, method);
     } catch (err) {
-      if (err instanceof ClientGoneError) code = "client_closed";
-      else if (err instanceof MeshError) {
-        writeMeshError(res, err, err.code === "payload_too_large");
-        code = err.code;
-      } else {
-        this.#opts.logger.error({ err, service }, "outbound request failed unexpectedly");
-        const meshErr = meshErrorFromNats(err, service, version, deadlineMs);
-        writeMeshError(res, meshErr);
-        code = meshErr.code;
+      if (err instanceof ClientGoneError) status = 0;
+      else {
+        const meshErr = err instanceof MeshError ? err : new MeshError("unavailable", `request to '${service}' failed: ${(err as Error).message}`);
+        if (!(err instanceof MeshError)) this.#opts.logger.error({ err, service }, "outbound request failed unexpectedly");
+        writeMeshError(res, meshErr, meshErr.code === "payload_too_large");
+        result.error = meshErr;
+        status = meshErr.status;
       }
     }
-    const labels = { direction: "outbound" as const, source: this.#opts.caller, destination: service, version, method: methodLabel(method), code };
-    this.#opts.metrics.observe(labels, (performance.now() - started) / 1000);
+    this.#opts.observe(this.#record(result, { service, method, path, status, startedAt, requestId, traceparent }));
+  }
+
+  #record(
+    result: CallResult,
+    r: { service: string; method: string; path: string; status: number; startedAt: number; requestId: string; traceparent: string },
+  ): RequestRecord {
+    const replyError = result.reply?.headers?.get(Wire.error) || undefined;
+    const meshError = result.error?.code ?? replyError;
+    return {
+      direction: "outbound",
+      source: this.#opts.caller,
+      destination: r.service,
+      version: result.version,
+      instance: result.instance,
+      method: r.method,
+      path: r.path,
+      status: r.status,
+      code: meshError ?? (r.status === 0 ? "client_closed" : String(r.status)),
+      meshError,
+      startedAt: r.startedAt,
+      durationMs: Date.now() - r.startedAt,
+      attempts: result.attempts,
+      requestId: r.requestId,
+      traceparent: r.traceparent,
+    };
   }
 
   /** The route's deadline (else the sidecar's); the app may ask for less, never more. */
   #deadlineMs(req: IncomingMessage, routeTimeoutMs: number | undefined): number {
-    const asked = Number(req.headers[HttpHeader.timeoutMs]);
-    const fallback = routeTimeoutMs ?? this.#opts.defaultTimeoutMs;
-    return asked > 0 && asked < fallback ? asked : fallback;
-  }
-
-  #maxPayload(): number {
-    return this.#opts.nc.info?.max_payload ?? 1024 * 1024;
+    let deadline = routeTimeoutMs ?? this.#opts.defaultTimeoutMs;
+    for (const name of [HttpHeader.timeoutMs, HttpHeader.deadlineMs]) {
+      const asked = Number(req.headers[name]);
+      if (asked > 0 && asked < deadline) deadline = asked;
+    }
+    return deadline;
   }
 }
 
-/** Writes a provider's reply to the application; returns the metric code. */
-function writeReply(res: ServerResponse, reply: Msg, method: string): string {
+/** Writes a provider's reply to the application; returns the status. */
+function writeReply(res: ServerResponse, reply: Msg, method: string): number {
   const h = reply.headers;
   const status = Number(h?.get(Wire.status)) || 502;
   const flat = natsHeadersToFlat(h);
@@ -130,12 +145,12 @@ function writeReply(res: ServerResponse, reply: Msg, method: string): string {
     flat.push("content-length", String(reply.data.length));
   }
   const meshError = h?.get(Wire.error);
-  if (meshError) flat.push(HttpHeader.meshError, meshError);
+  if (meshError && isMeshErrorCode(meshError)) flat.push(HttpHeader.meshError, meshError);
   const version = h?.get(Wire.version);
   if (version) flat.push(HttpHeader.servedBy, version);
   res.writeHead(status, flat);
   res.end(reply.data);
-  return meshError && isMeshErrorCode(meshError) ? meshError : String(status);
+  return status;
 }
 
 function single(value: string | string[] | undefined): string | undefined {

@@ -3,6 +3,8 @@ import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
 import {
   POLICY_BUCKETS,
+  REGISTRY_BUCKET,
+  type RegistryEntry,
   formatProblem,
   validatePolicy,
   type AuthzPolicy,
@@ -12,7 +14,15 @@ import {
   type RoutePolicy,
 } from "../schemas/index.ts";
 import { PolicyWatch, type AppliedPolicy, type PolicyCheck } from "./policy-watch.ts";
+import { InstanceView } from "./instances.ts";
 import { compileRoute, type CompiledRoute } from "./routing.ts";
+
+/** Registry values are written by sidecars, not people: a light shape check is enough. */
+const checkRegistryEntry: PolicyCheck<RegistryEntry> = (doc) => {
+  const e = doc as RegistryEntry;
+  const ok = typeof e?.service === "string" && typeof e.instance === "string" && typeof e.version === "string";
+  return ok ? { ok: true, value: e } : { ok: false, problems: ["not a registry entry"] };
+};
 
 /** A value in KV is applied only if it validates, is of the bucket's kind, and names its key's service. */
 function checkFor<T extends PolicyDocument>(kind: PolicyKind): PolicyCheck<T> {
@@ -42,6 +52,8 @@ export interface SidecarPoliciesOptions {
  */
 export class SidecarPolicies {
   readonly routes = new Map<string, CompiledRoute<RoutePolicy>>();
+  /** live instances of every service, for latency-aware balancing */
+  readonly instances = new InstanceView();
   authz: AppliedPolicy<AuthzPolicy> | undefined;
   quota: AppliedPolicy<QuotaPolicy> | undefined;
   readonly #watches: Array<PolicyWatch<any>> = [];
@@ -67,6 +79,16 @@ export class SidecarPolicies {
         },
       }),
     );
+    this.#watches.push(
+      new PolicyWatch<RegistryEntry>({
+        ...common,
+        quiet: true,
+        bucket: REGISTRY_BUCKET,
+        key: ">",
+        check: checkRegistryEntry,
+        onChange: (key, applied) => this.instances.update(key, applied?.document as RegistryEntry | undefined),
+      }),
+    );
     if (opts.provider) {
       this.#watches.push(
         new PolicyWatch<AuthzPolicy>({ ...common, bucket: POLICY_BUCKETS.Authz, key: opts.service, check: checkFor("Authz"), onChange: (_k, a) => (this.authz = a) }),
@@ -90,7 +112,7 @@ export class SidecarPolicies {
   }
 
   /** What `/config` shows: every applied document with its revision. */
-  describe(): Array<Omit<AppliedPolicy<unknown>, never>> {
-    return this.#watches.flatMap((w) => [...w.applied.values()]);
+  describe(): Array<AppliedPolicy<unknown>> {
+    return this.#watches.flatMap((w) => [...w.applied.values()]).filter((p) => p.bucket !== REGISTRY_BUCKET);
   }
 }

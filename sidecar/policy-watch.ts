@@ -25,6 +25,8 @@ export interface PolicyWatchOptions<T> {
   onChange: (key: string, policy: AppliedPolicy<T> | undefined) => void;
   onRejected: (bucket: string) => void;
   retryMs?: number;
+  /** no info log per change (the registry changes with every heartbeat) */
+  quiet?: boolean;
 }
 
 /**
@@ -109,7 +111,7 @@ export class PolicyWatch<T> {
     if (entry.operation !== "PUT") {
       if (!current) return;
       this.#applied.delete(entry.key);
-      this.#o.logger.info({ bucket: this.#o.bucket, key: entry.key, revision: entry.revision }, "policy removed");
+      if (!this.#o.quiet) this.#o.logger.info({ bucket: this.#o.bucket, key: entry.key, revision: entry.revision }, "policy removed");
       this.#o.onChange(entry.key, undefined);
       return;
     }
@@ -124,7 +126,7 @@ export class PolicyWatch<T> {
     }
     const applied = { bucket: this.#o.bucket, key: entry.key, revision: entry.revision, appliedAt: new Date().toISOString(), document: result.value };
     this.#applied.set(entry.key, applied);
-    this.#o.logger.info({ bucket: this.#o.bucket, key: entry.key, revision: entry.revision }, "policy applied");
+    if (!this.#o.quiet) this.#o.logger.info({ bucket: this.#o.bucket, key: entry.key, revision: entry.revision }, "policy applied");
     this.#o.onChange(entry.key, applied);
   }
 

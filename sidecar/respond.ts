@@ -15,6 +15,7 @@ export function writeMeshError(res: ServerResponse, err: MeshError, closeConnect
     [HttpHeader.meshError]: err.code,
   };
   if (closeConnection) headers["connection"] = "close";
+  for (const [k, v] of err.extraHeaders ?? []) headers[k] = v;
   res.writeHead(err.status, headers);
   res.end(body);
 }

@@ -7,15 +7,21 @@ import pino, { type Logger } from "pino";
 import { Registry } from "prom-client";
 import { Pool } from "undici";
 import { Defaults, connectNats, startAdmin, type Readiness, type SidecarConfig } from "../schemas/index.ts";
-import { InboundAdapter } from "./inbound.ts";
-import { createMetrics } from "./metrics.ts";
+import { AppHealth } from "./app-health.ts";
+import { MeshCaller } from "./caller.ts";
+import { Destinations } from "./destinations.ts";
+import { InboundAdapter, type InboundGate } from "./inbound.ts";
+import { createMetrics, type SidecarMetrics } from "./metrics.ts";
 import { OutboundProxy } from "./outbound.ts";
 import { SidecarPolicies } from "./policies.ts";
 import { RegistryHeartbeat } from "./registry.ts";
+import { fanOut, type RequestObserver } from "./request-record.ts";
 
 export interface SidecarDeps {
   logger?: Logger;
   registry?: Registry;
+  /** more observers of every request (telemetry, access logs, tracing) */
+  observers?: RequestObserver[];
 }
 
 export interface Sidecar {
@@ -34,37 +40,81 @@ function hostPort(listen: string): { host: string; port: number } {
   return { host: listen.slice(0, i), port: Number(listen.slice(i + 1)) };
 }
 
-/** Starts a sidecar from a validated config; resolves once it listens and has joined its queue groups. */
+/** The provider half: the app's pool, the inbound adapter, its health and its registry entry. */
+interface ProviderParts {
+  pool: Pool;
+  inbound: InboundAdapter;
+  health: AppHealth;
+  heartbeat: RegistryHeartbeat;
+}
+
+function providerParts(
+  config: Readonly<SidecarConfig>,
+  c: { nc: NatsConnection; instance: string; logger: Logger; observe: RequestObserver; gate?: InboundGate },
+): ProviderParts | undefined {
+  if (!config.app) return undefined;
+  const pool = new Pool(config.app, { connections: Defaults.appConnections, keepAliveTimeout: 30_000 });
+  const inbound = new InboundAdapter({
+    ...c,
+    service: config.service,
+    version: config.version,
+    app: config.app,
+    pool,
+    defaultTimeoutMs: config.requestTimeoutMs,
+    maxConcurrent: config.maxConcurrent,
+  });
+  const heartbeat = new RegistryHeartbeat(c.nc, c.logger, { service: config.service, version: config.version, instance: c.instance, app: config.app });
+  const health = new AppHealth({
+    pool,
+    logger: c.logger,
+    onDown: async () => {
+      await heartbeat.setState("draining");
+      await inbound.leave();
+    },
+    onUp: async () => {
+      await inbound.start();
+      await heartbeat.setState("ready");
+    },
+  });
+  return { pool, inbound, health, heartbeat };
+}
+
+function callerParts(config: Readonly<SidecarConfig>, c: { nc: NatsConnection; policies: SidecarPolicies; metrics: SidecarMetrics; logger: Logger; observe: RequestObserver }) {
+  const destinations = new Destinations({
+    now: Date.now,
+    random: Math.random,
+    instances: c.policies.instances,
+    hooks: { onBreakerChange: (service, version, to) => c.metrics.breaker(service, version, to) },
+  });
+  const mesh = new MeshCaller({
+    nc: c.nc,
+    caller: config.service,
+    routes: c.policies.routes,
+    destinations,
+    onRetry: (service) => c.metrics.retry(config.service, service),
+  });
+  return new OutboundProxy({
+    caller: config.service,
+    ...hostPort(config.listen),
+    defaultTimeoutMs: config.requestTimeoutMs,
+    maxPayload: () => c.nc.info?.max_payload ?? 1024 * 1024,
+    routes: c.policies.routes,
+    mesh,
+    observe: c.observe,
+    logger: c.logger,
+  });
+}
+
+/** Starts a sidecar from a validated config; resolves once it has read policy, listens and has joined its queue groups. */
 export async function startSidecar(config: Readonly<SidecarConfig>, deps: SidecarDeps = {}): Promise<Sidecar> {
   const instance = config.instance ?? `${hostname().split(".")[0]}-${randomBytes(3).toString("hex")}`;
   const logger = (deps.logger ?? pino({ level: config.logLevel })).child({ service: config.service, instance });
   const metrics = createMetrics(deps.registry ?? new Registry());
-  const { nc, connected } = await connectNats({
-    servers: config.nats,
-    name: `mesh-sidecar/${config.service}/${instance}`,
-    creds: config.creds,
-    logger,
-  });
-  const pool = config.app
-    ? new Pool(config.app, { connections: Defaults.appConnections, keepAliveTimeout: 30_000 })
-    : undefined;
-  const inbound =
-    pool && config.app
-      ? new InboundAdapter({ nc, service: config.service, version: config.version, instance, app: config.app, pool, defaultTimeoutMs: config.requestTimeoutMs, metrics, logger })
-      : undefined;
-  const policies = new SidecarPolicies({ nc, logger, registry: metrics.registry, service: config.service, provider: inbound !== undefined });
-  const outbound = new OutboundProxy({
-    nc,
-    caller: config.service,
-    ...hostPort(config.listen),
-    defaultTimeoutMs: config.requestTimeoutMs,
-    metrics,
-    logger,
-    routes: policies.routes,
-  });
-  const heartbeat = config.app
-    ? new RegistryHeartbeat(nc, logger, { service: config.service, version: config.version, instance, app: config.app })
-    : undefined;
+  const observe = fanOut([metrics.observe, ...(deps.observers ?? [])], (err) => logger.warn({ err }, "request observer failed"));
+  const { nc, connected } = await connectNats({ servers: config.nats, name: `mesh-sidecar/${config.service}/${instance}`, creds: config.creds, logger });
+  const provider = providerParts(config, { nc, instance, logger, observe });
+  const policies = new SidecarPolicies({ nc, logger, registry: metrics.registry, service: config.service, provider: provider !== undefined });
+  const outbound = callerParts(config, { nc, policies, metrics, logger, observe });
 
   let draining: Promise<void> | undefined;
   const readiness = async (): Promise<Readiness> => {
@@ -72,10 +122,9 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
     if (draining) reasons.push("draining");
     if (!connected()) reasons.push("nats disconnected");
     if (!policies.loaded) reasons.push("policy not read yet");
-    if (pool && !(await appAnswers(pool))) reasons.push(`application at '${config.app}' does not answer`);
+    if (provider && !(await provider.health.check())) reasons.push(`application at '${config.app}' does not answer`);
     return { ready: reasons.length === 0, reasons };
   };
-
   const admin = await startAdmin({
     ...hostPort(config.admin),
     registry: metrics.registry,
@@ -85,21 +134,25 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
   // Policy first: no request is served under defaults that a policy overrides.
   await policies.start();
   const outboundAddress = await outbound.listen();
-  await inbound?.start();
-  await heartbeat?.start();
+  if (provider) {
+    await provider.inbound.start();
+    await provider.heartbeat.start();
+    provider.health.start();
+  }
   logger.info({ outbound: outboundAddress, admin: admin.address, app: config.app, version: config.version }, "sidecar started");
 
   const drain = () => {
     draining ??= drainAll(config.drainTimeoutMs, logger, async () => {
       // Through a NATS that is gone nothing can be drained: just finish what is in flight.
       const viaNats = connected();
-      if (viaNats) await heartbeat?.setState("draining");
-      await inbound?.drain(viaNats);
+      provider?.health.stop();
+      if (viaNats) await provider?.heartbeat.setState("draining");
+      await provider?.inbound.drain(viaNats);
       await outbound.close();
-      if (viaNats) await heartbeat?.stop();
+      if (viaNats) await provider?.heartbeat.stop();
       policies.stop();
       await (connected() ? nc.drain() : nc.close());
-      await pool?.close();
+      await provider?.pool.close();
       await closeServer(admin.server);
     });
     return draining;
@@ -123,15 +176,4 @@ async function drainAll(timeoutMs: number, logger: Logger, steps: () => Promise<
 function closeServer(server: Server): Promise<void> {
   server.closeAllConnections();
   return new Promise((resolve) => server.close(() => resolve()));
-}
-
-/** Any HTTP answer, even a 404, proves the application is up. */
-async function appAnswers(pool: Pool): Promise<boolean> {
-  try {
-    const res = await pool.request({ method: "GET", path: "/", headersTimeout: Defaults.appProbeTimeoutMs, bodyTimeout: Defaults.appProbeTimeoutMs });
-    await res.body.dump();
-    return true;
-  } catch {
-    return false;
-  }
 }

@@ -1,0 +1,49 @@
+/**
+ * What the sidecar knows about one request once it is answered. Metrics,
+ * telemetry, access logs and tracing all read these records; none of them
+ * is on the request's critical path (they aggregate or batch).
+ */
+export type Direction = "outbound" | "inbound";
+
+export interface RequestRecord {
+  direction: Direction;
+  /** calling service */
+  source: string;
+  /** called service */
+  destination: string;
+  /** version that answered, else the one asked for (`_` = any) */
+  version: string;
+  /** provider instance that answered, when known */
+  instance: string | undefined;
+  method: string;
+  /** raw path and query */
+  path: string;
+  /** HTTP status the requester got (0 when the client went away first) */
+  status: number;
+  /** the status as text, or the mesh error code when the mesh answered */
+  code: string;
+  /** mesh error code, when the mesh answered instead of the application */
+  meshError: string | undefined;
+  /** epoch milliseconds when the sidecar received the request */
+  startedAt: number;
+  durationMs: number;
+  /** attempts made (1 without retries) */
+  attempts: number;
+  requestId: string;
+  traceparent: string;
+}
+
+export type RequestObserver = (record: RequestRecord) => void;
+
+/** Fans one record out to every observer; one failing observer never affects the others or the request. */
+export function fanOut(observers: readonly RequestObserver[], onError: (err: unknown) => void): RequestObserver {
+  return (record) => {
+    for (const observe of observers) {
+      try {
+        observe(record);
+      } catch (err) {
+        onError(err);
+      }
+    }
+  };
+}
