@@ -18,6 +18,8 @@ export const Wire = {
    * queue and answer `timeout` without bothering its application.
    */
   deadline: "@deadline",
+  /** request: a mirrored copy, whose answer nobody reads */
+  mirror: "@mirror",
   /** request: id the caller sidecar gave the request */
   requestId: "@request-id",
   /** request: W3C trace context */

@@ -34,7 +34,10 @@ export class AppHealth {
     return this.#up;
   }
 
-  start(): void {
+  /** Asks once (the answer sets the initial state, without hysteresis), then keeps asking. */
+  async start(): Promise<void> {
+    this.#up = await appAnswers(this.#o.pool, this.#o.probeTimeoutMs);
+    if (!this.#up) this.#o.logger.warn("application does not answer yet: not joining the queue groups");
     this.#timer = setInterval(() => void this.check(), this.#o.intervalMs);
     this.#timer.unref();
   }

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
-import { ANY_VERSION, HttpHeader, Wire, instanceSubject, rpcSubject, type RoutePolicy } from "../schemas/index.ts";
+import { ANY_VERSION, Wire, instanceSubject, rpcSubject, type RoutePolicy } from "../schemas/index.ts";
 import type { P2cEwmaBalancer } from "./balancer.ts";
 import { isBreakerFailure } from "./circuit-breaker.ts";
 import type { Destinations } from "./destinations.ts";
@@ -129,7 +129,7 @@ export class MeshCaller {
   #mirror(c: OutboundCall, version: string): void {
     const h = natsHeaders();
     for (const k of c.headers.keys()) for (const v of c.headers.values(k)) h.append(k, v);
-    h.set(HttpHeader.mirror, "true");
+    h.set(Wire.mirror, "true");
     const left = Math.max(1, c.deadlineAt - this.#now());
     h.set(Wire.deadline, String(this.#now() + left));
     this.#o.nc.request(rpcSubject(c.service, version, this.#o.caller), c.body, { timeout: left, headers: h }).catch(() => undefined);

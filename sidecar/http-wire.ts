@@ -12,6 +12,8 @@ export const MESH_OWNED: ReadonlySet<string> = new Set<string>([
   HttpHeader.requestId,
   HttpHeader.traceparent,
   HttpHeader.timeoutMs,
+  HttpHeader.deadlineMs,
+  HttpHeader.mirror,
   "content-length",
 ]);
 

@@ -143,6 +143,7 @@ export class InboundAdapter {
       HttpHeader.traceparent, r.traceparent,
       HttpHeader.deadlineMs, String(budgetMs),
     );
+    if (msg.headers?.has(Wire.mirror)) headers.push(HttpHeader.mirror, "true");
     const response = await this.#opts.pool
       .request({ method: r.method as Dispatcher.HttpMethod, path: r.path, headers, body: msg.data.length > 0 ? msg.data : null, headersTimeout: budgetMs, bodyTimeout: budgetMs })
       .catch((err) => {

@@ -6,10 +6,11 @@ import { startSidecar } from "./sidecar.ts";
 const USAGE = `usage: mesh sidecar --service NAME [--version v1] [--app http://127.0.0.1:PORT]
                     [--listen 127.0.0.1:15001] [--admin 127.0.0.1:15090]
                     [--nats URLS] [--creds FILE] [--instance ID] [--timeout-ms N]
-                    [--max-concurrent N] [--log-level info]
+                    [--max-concurrent N] [--log-level info] [--otlp URL]
 Every flag also reads an environment variable: MESH_SERVICE, MESH_VERSION, MESH_APP,
 MESH_LISTEN, MESH_ADMIN, NATS_URL (comma-separated), NATS_CREDS, MESH_INSTANCE,
-MESH_TIMEOUT_MS, MESH_MAX_CONCURRENT, LOG_LEVEL.`;
+MESH_TIMEOUT_MS, MESH_MAX_CONCURRENT, LOG_LEVEL, OTEL_EXPORTER_OTLP_ENDPOINT.
+--otlp URL exports a span per request by OTLP/HTTP (JSON) to URL/v1/traces.`;
 
 const FLAGS = {
   service: { type: "string", env: "MESH_SERVICE" },
@@ -23,6 +24,7 @@ const FLAGS = {
   "timeout-ms": { type: "string", env: "MESH_TIMEOUT_MS" },
   "max-concurrent": { type: "string", env: "MESH_MAX_CONCURRENT" },
   "log-level": { type: "string", env: "LOG_LEVEL" },
+  otlp: { type: "string", env: "OTEL_EXPORTER_OTLP_ENDPOINT" },
   help: { type: "boolean", env: "" },
 } as const;
 
@@ -49,6 +51,7 @@ function configInput(argv: string[]): Record<string, unknown> {
     requestTimeoutMs: timeout === undefined ? undefined : Number(timeout),
     maxConcurrent: maxConcurrent === undefined ? undefined : Number(maxConcurrent),
     logLevel: pick("log-level"),
+    otlp: pick("otlp"),
   };
   for (const key of Object.keys(input)) if (input[key] === undefined) delete input[key];
   return input;

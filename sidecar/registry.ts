@@ -29,7 +29,8 @@ export class RegistryHeartbeat {
     return registryKey(this.#entry.service, this.#entry.instance);
   }
 
-  async start(): Promise<void> {
+  async start(state: InstanceState = "ready"): Promise<void> {
+    this.#entry.state = state;
     await this.beat();
     this.#timer = setInterval(() => void this.beat(), HEARTBEAT_INTERVAL_MS);
     this.#timer.unref();

@@ -122,7 +122,8 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
     if (draining) reasons.push("draining");
     if (!connected()) reasons.push("nats disconnected");
     if (!policies.loaded) reasons.push("policy not read yet");
-    if (provider && !(await provider.health.check())) reasons.push(`application at '${config.app}' does not answer`);
+    // The same verdict that takes the instance out of its queue groups, so the two always agree.
+    if (provider && !provider.health.up) reasons.push(`application at '${config.app}' does not answer`);
     return { ready: reasons.length === 0, reasons };
   };
   const admin = await startAdmin({
@@ -135,9 +136,9 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
   await policies.start();
   const outboundAddress = await outbound.listen();
   if (provider) {
-    await provider.inbound.start();
-    await provider.heartbeat.start();
-    provider.health.start();
+    await provider.health.start();
+    if (provider.health.up) await provider.inbound.start();
+    await provider.heartbeat.start(provider.health.up ? "ready" : "draining");
   }
   logger.info({ outbound: outboundAddress, admin: admin.address, app: config.app, version: config.version }, "sidecar started");
 

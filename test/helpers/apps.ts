@@ -19,6 +19,10 @@ export const echo: Handler = (req, res) => {
   res.end(req.body);
 };
 
+/**
+ * Requests that came through the mesh are recorded in `seen` and answered by
+ * `handler`; the sidecar's health probes are answered apart.
+ */
 export interface TestApp {
   url: string;
   port: number;
@@ -32,6 +36,11 @@ export interface TestApp {
 export async function startApp(handler: Handler = echo, port = 0): Promise<TestApp> {
   const app = { seen: [] as SeenRequest[], handler } as TestApp;
   app.server = createServer((req, res) => {
+    // The sidecar's health probe (it carries no x-mesh-caller): answered here, not recorded.
+    if (req.headers["x-mesh-caller"] === undefined && req.method === "GET" && req.url === "/") {
+      res.end("probe");
+      return;
+    }
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {

@@ -1,0 +1,194 @@
+import { randomBytes } from "node:crypto";
+import type { Logger } from "pino";
+import { request } from "undici";
+import type { RequestObserver, RequestRecord } from "./request-record.ts";
+
+/**
+ * Spans exported with OTLP/HTTP in its JSON encoding
+ * (https://opentelemetry.io/docs/specs/otlp/#json-protobuf-encoding): one
+ * POST of an ExportTraceServiceRequest to `<endpoint>/v1/traces` per batch.
+ * Hand-encoded: the format is small and stable, and the OpenTelemetry SDK
+ * would bring a dozen packages and its own batching for two span kinds.
+ */
+
+/** Defaults; units are in the names. */
+export const TRACING_DEFAULTS = {
+  /** a batch leaves at least this often */
+  batchMs: 2_000,
+  /** ... or as soon as this many spans wait */
+  maxBatch: 512,
+  /** spans held while the collector is slow or away; more are dropped and counted */
+  maxQueued: 4_096,
+  /** a POST that takes longer is abandoned and its spans dropped */
+  exportTimeoutMs: 5_000,
+  /** at most one warning per this many milliseconds while exports fail */
+  warnEveryMs: 60_000,
+} as const;
+
+/**
+ * A RequestRecord as tracing reads it. With `parentSpanId` set (even to
+ * undefined: a root span), `traceparent` is this sidecar's own span and
+ * `parentSpanId` its parent. Without the key, as records are made while
+ * the provider passes the caller's traceparent on unchanged, an inbound
+ * record's span is the caller's: the server span gets an id of its own,
+ * as a child of it, and an outbound span has no parent.
+ */
+export type TracedRecord = RequestRecord & { parentSpanId?: string };
+
+export interface TracerOptions {
+  /** OTLP/HTTP endpoint, e.g. http://127.0.0.1:4318 (`/v1/traces` is added) or a full `.../v1/traces` URL; absent: no tracer */
+  otlpUrl: string | undefined;
+  service: string;
+  instance: string;
+  /** version of the local application, a resource attribute */
+  version?: string;
+  logger: Logger;
+  batchMs?: number;
+  maxBatch?: number;
+  maxQueued?: number;
+  exportTimeoutMs?: number;
+}
+
+export interface Tracer {
+  /** O(1), never throws: queues the request's span for the next export */
+  readonly observe: RequestObserver;
+  stats(): { exported: number; dropped: number; queued: number };
+  /** exports what waits (bounded by the export timeout) */
+  stop(): Promise<void>;
+}
+
+type Attribute = { key: string; value: { stringValue: string } | { intValue: string } };
+
+/** OTLP SpanKind and StatusCode values. */
+const SPAN_KIND = { inbound: 2, outbound: 3 } as const; // SERVER, CLIENT
+const STATUS_UNSET = 0;
+const STATUS_ERROR = 2;
+const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+
+/** The URL spans are posted to: `OTEL_EXPORTER_OTLP_ENDPOINT` semantics, or a full traces URL as is. */
+export function tracesUrl(endpoint: string): string {
+  const trimmed = endpoint.replace(/\/+$/, "");
+  return trimmed.endsWith("/v1/traces") ? trimmed : `${trimmed}/v1/traces`;
+}
+
+const str = (key: string, v: string): Attribute => ({ key, value: { stringValue: v } });
+const int = (key: string, v: number): Attribute => ({ key, value: { intValue: String(Math.trunc(v)) } });
+
+/** One OTLP span; undefined when the request is not sampled or has no valid trace context. */
+export function toOtlpSpan(r: TracedRecord): Record<string, unknown> | undefined {
+  const m = TRACEPARENT.exec(r.traceparent);
+  if (!m || (parseInt(m[3]!, 16) & 1) === 0) return undefined;
+  const ids = spanIds(r, m[2]!);
+  const startNs = BigInt(Math.round(r.startedAt * 1e3)) * 1000n;
+  const endNs = startNs + BigInt(Math.max(0, Math.round(r.durationMs * 1e6)));
+  const attributes = [
+    str("http.request.method", r.method),
+    str("url.path", r.path.split("?")[0] ?? r.path),
+    int("http.response.status_code", r.status),
+    str("server.address", r.destination),
+    str("mesh.source", r.source),
+    str("mesh.destination", r.destination),
+    str("mesh.version", r.version),
+    str("mesh.request_id", r.requestId),
+    int("mesh.attempts", r.attempts),
+  ];
+  if (r.instance) attributes.push(str("mesh.instance", r.instance));
+  if (r.meshError) attributes.push(str("mesh.error", r.meshError));
+  // Semantic conventions: 4xx is an error for the client, not for the server.
+  const failed = r.meshError !== undefined || r.status >= 500 || r.status === 0 || (r.direction === "outbound" && r.status >= 400);
+  return {
+    traceId: m[1],
+    spanId: ids.spanId,
+    ...(ids.parentSpanId ? { parentSpanId: ids.parentSpanId } : {}),
+    name: `${r.method} ${r.destination}`,
+    kind: SPAN_KIND[r.direction],
+    startTimeUnixNano: startNs.toString(),
+    endTimeUnixNano: endNs.toString(),
+    attributes,
+    status: failed ? { code: STATUS_ERROR, message: r.meshError ?? String(r.status) } : { code: STATUS_UNSET },
+  };
+}
+
+function spanIds(r: TracedRecord, contextSpan: string): { spanId: string; parentSpanId?: string } {
+  if ("parentSpanId" in r) return { spanId: contextSpan, ...(r.parentSpanId && /^[0-9a-f]{16}$/.test(r.parentSpanId) ? { parentSpanId: r.parentSpanId } : {}) };
+  return r.direction === "inbound" ? { spanId: randomBytes(8).toString("hex"), parentSpanId: contextSpan } : { spanId: contextSpan };
+}
+
+/** The ExportTraceServiceRequest body for one batch. */
+export function exportRequest(spans: unknown[], resource: { service: string; instance: string; version?: string }): unknown {
+  const attributes = [str("service.name", resource.service), str("service.instance.id", resource.instance)];
+  if (resource.version) attributes.push(str("service.version", resource.version));
+  attributes.push(str("telemetry.sdk.name", "natsmesh"), str("telemetry.sdk.language", "nodejs"));
+  return {
+    resourceSpans: [{ resource: { attributes }, scopeSpans: [{ scope: { name: "natsmesh-sidecar" }, spans }] }],
+  };
+}
+
+/**
+ * A client span for every outbound request and a server span for every
+ * inbound one, posted in batches; undefined without an OTLP endpoint, so
+ * nothing is exported unless asked for.
+ */
+export function createTracer(opts: TracerOptions): Tracer | undefined {
+  if (!opts.otlpUrl) return undefined;
+  const url = tracesUrl(opts.otlpUrl);
+  const o = { ...TRACING_DEFAULTS, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) } as typeof TRACING_DEFAULTS;
+  const counts = { exported: 0, dropped: 0 };
+  let queue: TracedRecord[] = [];
+  let exporting: Promise<void> | undefined;
+  let lastWarn = 0;
+
+  const exportBatch = async (batch: TracedRecord[]): Promise<void> => {
+    const spans = batch.map(toOtlpSpan).filter((s) => s !== undefined);
+    if (spans.length === 0) return;
+    try {
+      const res = await request(url, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(exportRequest(spans, opts)),
+        headersTimeout: o.exportTimeoutMs,
+        bodyTimeout: o.exportTimeoutMs,
+      });
+      await res.body.dump();
+      if (res.statusCode >= 300) throw new Error(`collector answered ${res.statusCode}`);
+      counts.exported += spans.length;
+    } catch (err) {
+      counts.dropped += spans.length;
+      if (Date.now() - lastWarn >= o.warnEveryMs) {
+        lastWarn = Date.now();
+        opts.logger.warn({ err, url, dropped: counts.dropped }, "spans not exported");
+      }
+    }
+  };
+
+  /** One export at a time; whatever queued meanwhile goes in the next. */
+  const flush = (): Promise<void> => {
+    if (exporting || queue.length === 0) return exporting ?? Promise.resolve();
+    const batch = queue.length <= o.maxBatch ? queue : queue.slice(0, o.maxBatch);
+    queue = batch === queue ? [] : queue.slice(o.maxBatch);
+    exporting = exportBatch(batch).finally(() => {
+      exporting = undefined;
+      if (queue.length >= o.maxBatch) void flush();
+    });
+    return exporting;
+  };
+
+  const timer = setInterval(() => void flush(), o.batchMs);
+  timer.unref();
+
+  return {
+    observe(record) {
+      if (queue.length >= o.maxQueued) return void counts.dropped++;
+      queue.push(record);
+      if (queue.length >= o.maxBatch && !exporting) setImmediate(() => void flush());
+    },
+    stats: () => ({ ...counts, queued: queue.length }),
+    async stop() {
+      clearInterval(timer);
+      const until = Date.now() + o.exportTimeoutMs;
+      while ((queue.length > 0 || exporting) && Date.now() < until) {
+        await (exporting ?? flush());
+      }
+    },
+  };
+}
