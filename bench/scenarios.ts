@@ -7,6 +7,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { request } from "undici";
+import { connectCli, controlRequest } from "../control/client.ts";
 import { type Child, freePort, startChild, waitFor } from "./procs.ts";
 
 /** What every scenario may use; the app and NATS are started once per run and shared. */
@@ -119,5 +120,59 @@ const mesh: Scenario = {
   },
 };
 
+/**
+ * Three rules, evaluated on every request: the first two never match the
+ * bench's request, the third chooses a version by weight. What it costs over
+ * `mesh` is the price of rule evaluation.
+ */
+const THREE_RULE_ROUTE = {
+  kind: "Route",
+  service: PROVIDER_SERVICE,
+  timeoutMs: 10_000,
+  rules: [
+    { match: { headers: { "x-canary": "true" } }, backends: [{ version: "v2" }] },
+    { match: { pathPrefix: "/admin", methods: ["POST"] }, fault: { abort: { status: 503, percent: 100 } } },
+    { backends: [{ version: "v1", weight: 100 }, { version: "v2", weight: 0 }] },
+  ],
+};
+
+/** Starts `mesh control` and publishes the route; the sidecars started afterwards read it before they are ready. */
+async function startControlWithRoute(env: BenchEnv): Promise<Child> {
+  const admin = `127.0.0.1:${await freePort()}`;
+  const control = startChild("control", process.execPath, [MESH_BIN, "control", "--nats", env.natsUrl, "--admin", admin, "--log-level", "warn"]);
+  await waitFor(control, "report ready on /readyz", async () => {
+    const res = await fetch(`http://${admin}/readyz`, { signal: AbortSignal.timeout(1_000) }).catch(() => undefined);
+    await res?.body?.cancel();
+    return res?.status === 200 ? true : undefined;
+  });
+  const nc = await connectCli({ nats: env.natsUrl });
+  try {
+    await controlRequest(nc, "apply", { documents: [THREE_RULE_ROUTE] });
+  } finally {
+    await nc.close();
+  }
+  return control;
+}
+
+/** `mesh` again, with the caller evaluating THREE_RULE_ROUTE for every request. */
+const meshWithRoute: Scenario = {
+  name: "mesh + 3-rule route",
+  target: mesh.target,
+  async setup(env) {
+    const control = await startControlWithRoute(env);
+    const deployment = await mesh.setup.call(this, env);
+    return {
+      ...deployment,
+      stop: async () => {
+        await deployment.stop();
+        // Whatever runs next starts without the route.
+        const nc = await connectCli({ nats: env.natsUrl });
+        await controlRequest(nc, "delete", { kind: "Route", service: PROVIDER_SERVICE }).finally(() => nc.close());
+        await control.stop();
+      },
+    };
+  },
+};
+
 /** Run in this order; the first is the baseline of the mesh/direct ratios. */
-export const SCENARIOS: readonly Scenario[] = [direct, mesh];
+export const SCENARIOS: readonly Scenario[] = [direct, mesh, meshWithRoute];
