@@ -4,7 +4,8 @@
 // bench/results/<timestamp>.json. Timing lives here, never in tests.
 //
 // Env: BENCH_DURATION_S (5), BENCH_WARMUP_S (1), BENCH_CONCURRENCY ("1,32"),
-// BENCH_PROFILE=1 (sidecars under --cpu-prof, profiles in bench/results/profiles/).
+// BENCH_PROFILE=1 (sidecars under --cpu-prof, profiles in bench/results/profiles/),
+// BENCH_SCENARIOS (comma-separated names; default all).
 import { execFile } from "node:child_process";
 import { mkdir, writeFile } from "node:fs/promises";
 import { cpus, release } from "node:os";
@@ -176,7 +177,9 @@ async function main(): Promise<void> {
 
   const cells: Cell[] = [];
   const sidecarLogs: Record<string, string> = {};
-  for (const scenario of SCENARIOS) {
+  // BENCH_SCENARIOS="direct,mesh" runs a subset (e.g. to profile one).
+  const only = process.env.BENCH_SCENARIOS?.split(",").map((s) => s.trim());
+  for (const scenario of SCENARIOS.filter((s) => !only || only.includes(s.name))) {
     const env: BenchEnv = { appOrigin: app.origin, natsUrl: nats.url, profileDir: profileRoot && join(profileRoot, scenario.name) };
     const dep = await scenario.setup(env);
     try {
