@@ -6,6 +6,7 @@ import { isBreakerFailure } from "./circuit-breaker.ts";
 import type { Destinations } from "./destinations.ts";
 import { MeshError, timeout } from "./errors.ts";
 import { meshErrorFromNats } from "./nats-errors.ts";
+import { Requester } from "./requester.ts";
 import { backoffMs, mayRetry, type AttemptOutcome } from "./retry.ts";
 import type { CompiledRoute, CompiledRule, HeaderLookup } from "./routing.ts";
 
@@ -50,9 +51,11 @@ export class MeshCaller {
   readonly #o: CallerOptions;
   readonly #now: () => number;
   readonly #random: () => number;
+  readonly #requester: Requester;
 
   constructor(opts: CallerOptions) {
     this.#o = opts;
+    this.#requester = new Requester(opts.nc);
     this.#now = opts.now ?? Date.now;
     this.#random = opts.random ?? Math.random;
   }
@@ -117,7 +120,7 @@ export class MeshCaller {
 
   async #send(c: OutboundCall, subject: string, perTryMs: number, version: string, attempt: number): Promise<CallResult> {
     try {
-      const reply = await this.#o.nc.request(subject, c.body, { timeout: perTryMs, headers: c.headers });
+      const reply = await this.#requester.request(subject, c.body, c.headers, perTryMs);
       const h = reply.headers;
       return { reply, version: h?.get(Wire.version) || version, instance: h?.get(Wire.instance) || undefined, attempts: attempt };
     } catch (err) {
@@ -132,7 +135,7 @@ export class MeshCaller {
     h.set(Wire.mirror, "true");
     const left = Math.max(1, c.deadlineAt - this.#now());
     h.set(Wire.deadline, String(this.#now() + left));
-    this.#o.nc.request(rpcSubject(c.service, version, this.#o.caller), c.body, { timeout: left, headers: h }).catch(() => undefined);
+    this.#requester.request(rpcSubject(c.service, version, this.#o.caller), c.body, h, left).catch(() => undefined);
   }
 }
 
