@@ -1,7 +1,17 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Kvm, type KV, type KvOptions } from "@nats-io/kv";
 import type { Logger } from "pino";
-import { POLICY_BUCKETS, POLICY_KINDS, REGISTRY_BUCKET, REGISTRY_TTL_MS, type PolicyKind } from "../schemas/index.ts";
+import {
+  POLICY_BUCKETS,
+  POLICY_KINDS,
+  QUOTA_COUNTER_BUCKETS,
+  QUOTA_PERS,
+  REGISTRY_BUCKET,
+  REGISTRY_TTL_MS,
+  quotaCounterTtlMs,
+  type PolicyKind,
+  type QuotaPer,
+} from "../schemas/index.ts";
 
 /** KV history kept per policy key: what `mesh history` and `mesh rollback` can reach. */
 export const POLICY_HISTORY = 10;
@@ -9,6 +19,8 @@ export const POLICY_HISTORY = 10;
 export interface MeshBuckets {
   policy: Readonly<Record<PolicyKind, KV>>;
   registry: KV;
+  /** global quota counters, one bucket per window length */
+  quota: Readonly<Record<QuotaPer, KV>>;
   /** replicas the buckets were created with */
   replicas: number;
 }
@@ -50,6 +62,17 @@ export async function ensureBuckets(nc: NatsConnection, logger: Logger): Promise
   for (const kind of POLICY_KINDS) {
     policy[kind] = (await ensureBucket(kvm, POLICY_BUCKETS[kind], { history: POLICY_HISTORY }, replicas)).kv;
   }
-  logger.info({ replicas: first.replicas, buckets: [REGISTRY_BUCKET, ...Object.values(POLICY_BUCKETS)] }, "buckets ready");
-  return { policy, registry: first.kv, replicas: first.replicas };
+  const quota = {} as Record<QuotaPer, KV>;
+  for (const per of QUOTA_PERS) {
+    // History 1: only the current count matters; the max age drops windows nobody asks for any more.
+    // One replica: a revision-checked update is serialized only by a single stream store. In a
+    // replicated stream the check runs before consensus, and concurrent updates with the same
+    // revision can all succeed (nats-server#4320, fixed in 2.9.21 but still leader-local during a
+    // leader change); that would grant permits twice. A counter node down = control unavailable
+    // for quota (onUnavailable decides); a control restart loses nothing.
+    quota[per] = (await ensureBucket(kvm, QUOTA_COUNTER_BUCKETS[per], { history: 1, ttl: quotaCounterTtlMs(per) }, [1])).kv;
+  }
+  const buckets = [REGISTRY_BUCKET, ...Object.values(POLICY_BUCKETS), ...Object.values(QUOTA_COUNTER_BUCKETS)];
+  logger.info({ replicas: first.replicas, buckets }, "buckets ready");
+  return { policy, registry: first.kv, quota, replicas: first.replicas };
 }

@@ -5,14 +5,20 @@ import { CONTROL_QUEUE, ctlSubject, type ControlVerb } from "../schemas/index.ts
 import { ensureBuckets } from "./buckets.ts";
 import { ControlError } from "./errors.ts";
 import { PolicyStore } from "./policy-store.ts";
+import { QuotaLeases } from "./quota.ts";
+import { ensureAccessStream } from "./access-stream.ts";
+import { startTelemetry, type ControlTelemetry } from "./telemetry.ts";
 
 export interface ControlService {
   readonly store: PolicyStore;
   readonly registry: Registry;
+  /** mesh-wide metrics merged from sidecars' telemetry */
+  readonly telemetry: ControlTelemetry;
   stop(): Promise<void>;
 }
 
-type Handler = (store: PolicyStore, body: any) => Promise<unknown>;
+/** `subject` is the request's subject: `mesh.ctl.v1.<verb>`, or `mesh.ctl.v1.quota.<service>` */
+type Handler = (store: PolicyStore, body: any, quota: QuotaLeases, telemetry: ControlTelemetry, subject: string) => Promise<unknown>;
 
 /** One line per verb: adding a verb is adding a line. */
 const HANDLERS: Readonly<Record<ControlVerb, Handler>> = {
@@ -23,20 +29,28 @@ const HANDLERS: Readonly<Record<ControlVerb, Handler>> = {
   history: (s, b) => s.history(b),
   rollback: (s, b) => s.rollback(b),
   services: (s) => s.services(),
+  quota: (_s, b, q, _t, subject) => q.lease(b, subject),
+  stats: async (_s, b, _q, t) => t.stats(b),
 };
 
 /**
  * Serves `mesh.ctl.v1.<verb>` in a queue group: run as many replicas as you
  * like; each request is answered by one of them, and all state is in KV.
+ * `instance` names this replica (logs, the telemetry lease); absent: a random name.
  */
-export async function startControl(nc: NatsConnection, logger: Logger, registry = new Registry()): Promise<ControlService> {
+export async function startControl(nc: NatsConnection, logger: Logger, registry = new Registry(), instance = `control-${crypto.randomUUID().slice(0, 8)}`): Promise<ControlService> {
   collectDefaultMetrics({ register: registry });
   const requests = new Counter({ name: "mesh_control_requests_total", help: "Control requests by verb and outcome", labelNames: ["verb", "outcome"], registers: [registry] });
   const duration = new Histogram({ name: "mesh_control_request_duration_seconds", help: "Control request handling time", labelNames: ["verb"], registers: [registry] });
-  const store = new PolicyStore(await ensureBuckets(nc, logger));
+  const buckets = await ensureBuckets(nc, logger);
+  const store = new PolicyStore(buckets);
+  const quota = new QuotaLeases(buckets.quota);
+  // Access logs are not worth refusing to serve policy for: without the stream, sidecars drop and count records.
+  await ensureAccessStream(nc, logger).catch((err) => logger.error({ err }, "access log stream MESH_ACCESS not created"));
+  const telemetry = await startTelemetry({ nc, logger, registry, holder: instance });
 
   const handle = async (msg: Msg): Promise<void> => {
-    const verb = msg.subject.slice(msg.subject.lastIndexOf(".") + 1);
+    const verb = msg.subject.split(".", 4)[3] ?? "";
     const stopTimer = duration.startTimer({ verb });
     let outcome = "ok";
     let reply: unknown;
@@ -44,7 +58,7 @@ export async function startControl(nc: NatsConnection, logger: Logger, registry 
       const handler = Object.hasOwn(HANDLERS, verb) ? HANDLERS[verb as ControlVerb] : undefined;
       if (!handler) throw new ControlError("bad_request", `unknown control verb '${verb}'`);
       const body = msg.data.length > 0 ? msg.json<unknown>() : {};
-      reply = { ok: true, ...((await handler(store, body)) as object) };
+      reply = { ok: true, ...((await handler(store, body, quota, telemetry, msg.subject)) as object) };
     } catch (err) {
       const error = err instanceof ControlError ? err : new ControlError("internal", (err as Error).message, { cause: err });
       if (error.code === "internal") logger.error({ err, verb }, "control request failed");
@@ -56,7 +70,7 @@ export async function startControl(nc: NatsConnection, logger: Logger, registry 
     msg.respond(JSON.stringify(reply));
   };
 
-  const sub: Subscription = nc.subscribe(ctlSubject("*"), {
+  const sub: Subscription = nc.subscribe(ctlSubject(">"), {
     queue: CONTROL_QUEUE,
     callback: (err, msg) => {
       if (err) logger.error({ err }, "control subscription failed");
@@ -64,12 +78,14 @@ export async function startControl(nc: NatsConnection, logger: Logger, registry 
     },
   });
   await nc.flush();
-  logger.info({ subject: ctlSubject("*"), queue: CONTROL_QUEUE }, "control serving");
+  logger.info({ subject: ctlSubject(">"), queue: CONTROL_QUEUE }, "control serving");
   return {
     store,
     registry,
+    telemetry,
     stop: async () => {
       await sub.drain();
+      await telemetry.stop();
     },
   };
 }

@@ -9,7 +9,7 @@ import type { QuotaPer } from "./quota.ts";
 
 export const CONTROL_QUEUE = "mesh-control";
 
-export type ControlVerb = "apply" | "validate" | "get" | "delete" | "history" | "rollback" | "services" | "quota";
+export type ControlVerb = "apply" | "validate" | "get" | "delete" | "history" | "rollback" | "services" | "quota" | "stats";
 
 export interface ControlErrorBody {
   /** stable: rejected (invalid input, exit 1), not_found, conflict, internal */
@@ -43,10 +43,13 @@ export interface ControlRequests {
   rollback: { kind: PolicyKind; service: string; to?: number };
   services: Record<string, never>;
   quota: QuotaLeaseRequest;
+  /** mesh traffic of the last `windowSeconds` (default 30, at most 60); with `service`, only pairs it is part of */
+  stats: { windowSeconds?: number; service?: string };
 }
 
 /**
- * A provider sidecar asks for permits of one quota counter, to spend
+ * On `mesh.ctl.v1.quota.<service>` (quotaLeaseSubject), never on
+ * `mesh.ctl.v1.quota`: a provider sidecar asks for permits of one quota counter, to spend
  * locally during `window`, and/or gives back permits it will not spend.
  * Control adds the grant and subtracts the release in one revision-checked
  * KV update.
@@ -86,6 +89,28 @@ export interface ControlReplies {
   rollback: { restored: number; revision: number };
   services: { services: ServiceSummary[] };
   quota: QuotaLeaseReply;
+  stats: MeshStats;
+}
+
+/** Traffic from one service to another, as the callers' sidecars saw it. */
+export interface PairStats {
+  source: string;
+  destination: string;
+  /** requests answered in the window */
+  requests: number;
+  /** requests per second over the window */
+  rps: number;
+  /** share of requests not answered with a 5xx (the mesh's own errors included); null without requests */
+  successRate: number | null;
+  /** latency percentiles in milliseconds, estimated from the histogram; null without requests */
+  p50Ms: number | null;
+  p99Ms: number | null;
+}
+
+export interface MeshStats {
+  /** seconds the figures cover: the window asked for, or less when this control replica has not run that long */
+  windowSeconds: number;
+  pairs: PairStats[];
 }
 
 export interface QuotaLeaseReply {

@@ -10,6 +10,7 @@ export * from "./glob.ts";
 export * from "./policy.ts";
 export * from "./quota.ts";
 export * from "./control-api.ts";
+export * from "./telemetry.ts";
 export * from "./creds.ts";
 // Runtime pieces both the sidecar and control need.
 export * from "./nats-connection.ts";

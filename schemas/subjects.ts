@@ -49,10 +49,35 @@ export function ctlSubject(verb: string): string {
   return `${CTL_PREFIX}.${verb}`;
 }
 
+/**
+ * `mesh.ctl.v1.quota.<service>`: quota leases of `service`. The service is
+ * in the subject so that, in secure mode, only the sidecars of `service`
+ * may take or give back its permits (grant `mesh.ctl.v1.quota.<service>`);
+ * control serves it in the same queue group as every other verb.
+ */
+export function quotaLeaseSubject(service: string): string {
+  return `${CTL_PREFIX}.quota.${service}`;
+}
+
 export function telemetrySubject(service: string, instance: string): string {
   return `${TELEMETRY_PREFIX}.${service}.${instance}`;
 }
 
-export function accessSubject(service: string): string {
-  return `${ACCESS_PREFIX}.${service}`;
+/** Every subject of stream MESH_ACCESS. */
+export const ACCESS_SUBJECTS = `${ACCESS_PREFIX}.>`;
+
+/**
+ * `mesh.access.<destination>.<source>.<direction>`: access records of calls to
+ * `destination`, so `mesh.access.<service>.>` holds every call to a service
+ * whichever side logged it. In secure mode the sidecar of `frontend` may
+ * publish to `mesh.access.*.frontend.outbound` and `mesh.access.frontend.*.inbound`.
+ */
+export function accessSubject(destination: string, source: string, direction: "outbound" | "inbound"): string {
+  return `${ACCESS_PREFIX}.${destination}.${source}.${direction}`;
+}
+
+/** The subject filter for calls to `destination` and/or from `source` (absent = any). */
+export function accessFilter(destination?: string, source?: string): string {
+  if (!destination && !source) return ACCESS_SUBJECTS;
+  return `${ACCESS_PREFIX}.${destination || "*"}.${source || "*"}.*`;
 }

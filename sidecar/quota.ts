@@ -2,7 +2,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import {
   RateLimitHeader,
-  ctlSubject,
+  quotaLeaseSubject,
   type ControlReply,
   type QuotaLeaseReply,
   type QuotaLeaseRequest,
@@ -123,8 +123,11 @@ class Gate implements QuotaGate {
   #planFor(caller: string): LocalCounter[] | null {
     const known = this.#plans.get(caller);
     if (known !== undefined) return known;
-    if (this.#plans.size >= QuotaDefaults.maxCallers) this.#plans.clear();
-    if (this.#counters.size >= QuotaDefaults.maxCallers) this.#counters.clear();
+    if (this.#plans.size >= QuotaDefaults.maxCallers || this.#counters.size >= QuotaDefaults.maxCallers) {
+      // Start over (permits held are simply not spent): plans point at counters, so both go.
+      this.#plans.clear();
+      this.#counters.clear();
+    }
     const limits = this.#quota?.limitsFor(caller);
     const plan = limits
       ? limits.map(({ per, requests }) => {
@@ -236,7 +239,7 @@ class Gate implements QuotaGate {
 
   async #ask(body: QuotaLeaseRequest): Promise<QuotaLeaseReply> {
     const timeout = this.#opts.leaseTimeoutMs ?? QuotaDefaults.leaseTimeoutMs;
-    const msg = await this.#opts.nc.request(ctlSubject("quota"), JSON.stringify(body), { timeout });
+    const msg = await this.#opts.nc.request(quotaLeaseSubject(this.#opts.service), JSON.stringify(body), { timeout });
     const reply = msg.json<ControlReply<QuotaLeaseReply>>();
     if (!reply.ok) throw new Error(`control refused the quota lease: ${reply.error.code}: ${reply.error.message}`);
     return reply;

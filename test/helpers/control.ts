@@ -2,6 +2,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import pino, { type Logger } from "pino";
 import { Registry } from "prom-client";
 import { startControl, type ControlService } from "../../control/service.ts";
+import { authenticatorFromFile } from "../../schemas/index.ts";
 import { onFileEnd } from "./cleanup.ts";
 
 export interface TestControl extends ControlService {
@@ -10,9 +11,14 @@ export interface TestControl extends ControlService {
   kill(): Promise<void>;
 }
 
-/** A real control replica in this process, with its own NATS connection. */
-export async function startTestControl(urls: string[], logger: Logger = pino({ level: "silent" })): Promise<TestControl> {
-  const nc = await connect({ servers: urls, noAsyncTraces: true });
+/** A real control replica in this process, with its own NATS connection (secure mode: `creds`, its seed file). */
+export async function startTestControl(
+  urls: string[],
+  logger: Logger = pino({ level: "silent" }),
+  opts: { creds?: string } = {},
+): Promise<TestControl> {
+  const auth = opts.creds ? { authenticator: await authenticatorFromFile(opts.creds) } : {};
+  const nc = await connect({ servers: urls, noAsyncTraces: true, ...auth });
   const control = await startControl(nc, logger, new Registry());
   let killed = false;
   const kill = async () => {
