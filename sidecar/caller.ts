@@ -38,6 +38,8 @@ export interface CallerOptions {
   routes: ReadonlyMap<string, CompiledRoute<RoutePolicy>>;
   destinations: Destinations;
   onRetry: (service: string) => void;
+  /** a MeshError when the destination's policy refuses this caller (checked before anything is sent) */
+  authorize?: (service: string, method: string, path: string) => MeshError | undefined;
   now?: () => number;
   random?: () => number;
 }
@@ -61,6 +63,8 @@ export class MeshCaller {
   }
 
   async call(c: OutboundCall): Promise<CallResult> {
+    const refused = this.#o.authorize?.(c.service, c.method, queryless(c.path));
+    if (refused) return { error: refused, version: ANY_VERSION, attempts: 0 };
     const route = this.#o.routes.get(c.service);
     const rule = route?.select(c.method, c.path, c.header);
     const fault = rule?.source.fault;
@@ -147,4 +151,9 @@ function outcomeOf(r: CallResult): AttemptOutcome | undefined {
   const meshError = h?.get(Wire.error) || undefined;
   if (!meshError && status < 500) return undefined;
   return meshError ? { status, meshError } : { status };
+}
+
+function queryless(path: string): string {
+  const q = path.indexOf("?");
+  return q === -1 ? path : path.slice(0, q);
 }

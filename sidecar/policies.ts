@@ -14,6 +14,7 @@ import {
   type RoutePolicy,
 } from "../schemas/index.ts";
 import { PolicyWatch, type AppliedPolicy, type PolicyCheck } from "./policy-watch.ts";
+import { compileAuthz, type AuthzDecider } from "./authz.ts";
 import { InstanceView } from "./instances.ts";
 import { compileRoute, type CompiledRoute } from "./routing.ts";
 
@@ -42,8 +43,10 @@ export interface SidecarPoliciesOptions {
   registry: Registry;
   /** this sidecar's service */
   service: string;
-  /** providers follow their own Authz and Quota documents */
+  /** providers follow their own Quota document */
   provider: boolean;
+  /** called with this service's Quota document whenever it changes (undefined = removed) */
+  onQuota?: (policy: Readonly<QuotaPolicy> | undefined) => void;
 }
 
 /**
@@ -52,9 +55,13 @@ export interface SidecarPoliciesOptions {
  */
 export class SidecarPolicies {
   readonly routes = new Map<string, CompiledRoute<RoutePolicy>>();
+  /**
+   * Compiled Authz of every service: a provider enforces its own, a caller
+   * checks the destination's to fail fast (the provider's check is the one that counts).
+   */
+  readonly authz = new Map<string, AuthzDecider>();
   /** live instances of every service, for latency-aware balancing */
   readonly instances = new InstanceView();
-  authz: AppliedPolicy<AuthzPolicy> | undefined;
   quota: AppliedPolicy<QuotaPolicy> | undefined;
   readonly #watches: Array<PolicyWatch<any>> = [];
   #loaded = false;
@@ -89,10 +96,30 @@ export class SidecarPolicies {
         onChange: (key, applied) => this.instances.update(key, applied?.document as RegistryEntry | undefined),
       }),
     );
+    this.#watches.push(
+      new PolicyWatch<AuthzPolicy>({
+        ...common,
+        bucket: POLICY_BUCKETS.Authz,
+        key: ">",
+        check: checkFor("Authz"),
+        onChange: (key, applied) => {
+          if (applied) this.authz.set(key, compileAuthz(applied.document));
+          else this.authz.delete(key);
+        },
+      }),
+    );
     if (opts.provider) {
       this.#watches.push(
-        new PolicyWatch<AuthzPolicy>({ ...common, bucket: POLICY_BUCKETS.Authz, key: opts.service, check: checkFor("Authz"), onChange: (_k, a) => (this.authz = a) }),
-        new PolicyWatch<QuotaPolicy>({ ...common, bucket: POLICY_BUCKETS.Quota, key: opts.service, check: checkFor("Quota"), onChange: (_k, a) => (this.quota = a) }),
+        new PolicyWatch<QuotaPolicy>({
+          ...common,
+          bucket: POLICY_BUCKETS.Quota,
+          key: opts.service,
+          check: checkFor("Quota"),
+          onChange: (_k, applied) => {
+            this.quota = applied;
+            opts.onQuota?.(applied?.document);
+          },
+        }),
       );
     }
   }

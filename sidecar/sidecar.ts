@@ -7,6 +7,7 @@ import pino, { type Logger } from "pino";
 import { Registry } from "prom-client";
 import { Pool } from "undici";
 import { Defaults, connectNats, startAdmin, type Readiness, type SidecarConfig } from "../schemas/index.ts";
+import { createAdmission, forbidden } from "./admission.ts";
 import { AppHealth } from "./app-health.ts";
 import { MeshCaller } from "./caller.ts";
 import { Destinations } from "./destinations.ts";
@@ -14,6 +15,7 @@ import { InboundAdapter, type InboundGate } from "./inbound.ts";
 import { createMetrics, type SidecarMetrics } from "./metrics.ts";
 import { OutboundProxy } from "./outbound.ts";
 import { SidecarPolicies } from "./policies.ts";
+import { createQuotaGate, type QuotaGate } from "./quota.ts";
 import { RegistryHeartbeat } from "./registry.ts";
 import { fanOut, type RequestObserver } from "./request-record.ts";
 
@@ -43,6 +45,7 @@ function hostPort(listen: string): { host: string; port: number } {
 /** The provider half: the app's pool, the inbound adapter, its health and its registry entry. */
 interface ProviderParts {
   pool: Pool;
+  quota: QuotaGate;
   inbound: InboundAdapter;
   health: AppHealth;
   heartbeat: RegistryHeartbeat;
@@ -50,12 +53,16 @@ interface ProviderParts {
 
 function providerParts(
   config: Readonly<SidecarConfig>,
-  c: { nc: NatsConnection; instance: string; logger: Logger; observe: RequestObserver; gate?: InboundGate },
+  c: { nc: NatsConnection; instance: string; logger: Logger; observe: RequestObserver; policies: SidecarPolicies; metrics: SidecarMetrics; quota: QuotaGate },
 ): ProviderParts | undefined {
   if (!config.app) return undefined;
   const pool = new Pool(config.app, { connections: Defaults.appConnections, keepAliveTimeout: 30_000 });
   const inbound = new InboundAdapter({
-    ...c,
+    nc: c.nc,
+    instance: c.instance,
+    logger: c.logger,
+    observe: c.observe,
+    gate: createAdmission({ service: config.service, policies: c.policies, quota: c.quota, metrics: c.metrics }),
     service: config.service,
     version: config.version,
     app: config.app,
@@ -76,7 +83,7 @@ function providerParts(
       await heartbeat.setState("ready");
     },
   });
-  return { pool, inbound, health, heartbeat };
+  return { pool, quota: c.quota, inbound, health, heartbeat };
 }
 
 function callerParts(config: Readonly<SidecarConfig>, c: { nc: NatsConnection; policies: SidecarPolicies; metrics: SidecarMetrics; logger: Logger; observe: RequestObserver }) {
@@ -92,6 +99,12 @@ function callerParts(config: Readonly<SidecarConfig>, c: { nc: NatsConnection; p
     routes: c.policies.routes,
     destinations,
     onRetry: (service) => c.metrics.retry(config.service, service),
+    // Fail fast on what the provider would refuse anyway; its own check is the one that counts.
+    authorize: (service, method, path) => {
+      if (c.policies.authz.get(service)?.(config.service, method, path) !== "deny") return undefined;
+      c.metrics.authz(service, config.service, "deny");
+      return forbidden(config.service, service, method, path);
+    },
   });
   return new OutboundProxy({
     caller: config.service,
@@ -112,8 +125,18 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
   const metrics = createMetrics(deps.registry ?? new Registry());
   const observe = fanOut([metrics.observe, ...(deps.observers ?? [])], (err) => logger.warn({ err }, "request observer failed"));
   const { nc, connected } = await connectNats({ servers: config.nats, name: `mesh-sidecar/${config.service}/${instance}`, creds: config.creds, logger });
-  const provider = providerParts(config, { nc, instance, logger, observe });
-  const policies = new SidecarPolicies({ nc, logger, registry: metrics.registry, service: config.service, provider: provider !== undefined });
+  const quota = config.app
+    ? createQuotaGate({ nc, service: config.service, logger, onDecision: (caller, d) => metrics.quota(config.service, caller, d) })
+    : undefined;
+  const policies = new SidecarPolicies({
+    nc,
+    logger,
+    registry: metrics.registry,
+    service: config.service,
+    provider: config.app !== undefined,
+    onQuota: (policy) => quota?.setPolicy(policy),
+  });
+  const provider = quota && providerParts(config, { nc, instance, logger, observe, policies, metrics, quota });
   const outbound = callerParts(config, { nc, policies, metrics, logger, observe });
 
   let draining: Promise<void> | undefined;
@@ -150,6 +173,7 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
       if (viaNats) await provider?.heartbeat.setState("draining");
       await provider?.inbound.drain(viaNats);
       await outbound.close();
+      if (viaNats) await provider?.quota.close();
       if (viaNats) await provider?.heartbeat.stop();
       policies.stop();
       await (connected() ? nc.drain() : nc.close());
