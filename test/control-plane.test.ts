@@ -192,8 +192,13 @@ describe("sidecars follow policy", () => {
 
 describe("control availability", () => {
   test("two control replicas at once share requests; control killed: the data plane keeps its policy; restarted: nothing lost", async () => {
-    const second = await startTestControl(nats.urls);
-    for (let i = 0; i < 40; i++) await controlRequest(nc, "get", { kind: "Route" });
+    // NATS prefers queue members on the requester's own server, so put both replicas and the client on one node.
+    await control.kill();
+    control = await startTestControl([nats.urls[0]!]);
+    const second = await startTestControl([nats.urls[0]!]);
+    const local = await connect({ servers: [nats.urls[0]!], noAsyncTraces: true });
+    onFileEnd(() => local.close());
+    for (let i = 0; i < 40; i++) await controlRequest(local, "get", { kind: "Route" });
     for (const c of [control, second]) {
       assert.match(await c.registry.metrics(), /mesh_control_requests_total\{verb="get",outcome="ok"\} [1-9]/, "each replica answered some");
     }
