@@ -3,8 +3,11 @@
 // Exit codes (DESIGN §2): 0 ok, 1 rejected input, 2 usage, 3 NATS or control unreachable.
 import { natsServerVersion, ensureNatsServer, NatsServerError } from "./nats-binary.ts";
 import { runControl } from "./control-main.ts";
+import { credsCommand } from "./creds.ts";
 import { apply, get, history, remove, reportCliError, rollback, services, validate } from "./policy-commands.ts";
 import { up } from "./up.ts";
+import { LOGS_SYNOPSIS, logs } from "./logs-command.ts";
+import { TOP_SYNOPSIS, top } from "./top-command.ts";
 
 interface Command {
   /** what follows `mesh` in the usage text */
@@ -43,6 +46,13 @@ const COMMANDS: Record<string, Command> = {
   history: { synopsis: "history KIND SERVICE", summary: "policy revisions from KV history", run: reporting(history) },
   rollback: { synopsis: "rollback KIND SERVICE [--to REVISION]", summary: "restore a policy revision", run: reporting(rollback) },
   services: { synopsis: "services [-o json]", summary: "registered services, versions, instances, health", run: reporting(services) },
+  logs: { synopsis: LOGS_SYNOPSIS, summary: "access records of calls to SERVICE (or --from a caller), from stream MESH_ACCESS", run: reporting(logs) },
+  top: { synopsis: TOP_SYNOPSIS, summary: "live request rate, success rate and p50/p99 per service pair, from control", run: reporting(top) },
+  creds: {
+    synopsis: "creds --out DIR SERVICE...",
+    summary: "secure mode: nkey seeds per service, control and admin, and auth.conf for nats.conf",
+    run: credsCommand,
+  },
   "ensure-nats-server": {
     synopsis: "ensure-nats-server",
     summary: "find (on Debian/Ubuntu as root: install) nats-server 2.9+",
@@ -60,7 +70,7 @@ export function usage(): string {
     "",
     ...rows,
     "",
-    "Every flag also reads an environment variable (MESH_SERVICE, NATS_URL, ...).\nPolicy commands and control reach NATS at --nats or NATS_URL (default nats://127.0.0.1:4222).",
+    "Every flag also reads an environment variable (MESH_SERVICE, NATS_URL, ...).\nPolicy commands and control reach NATS at --nats or NATS_URL (default nats://127.0.0.1:4222),\nin secure mode with --creds FILE or NATS_CREDS (see mesh creds).",
     "Exit codes: 0 ok, 1 rejected input, 2 usage, 3 NATS or control unreachable.",
   ].join("\n");
 }

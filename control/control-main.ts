@@ -1,3 +1,5 @@
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
 import { parseArgs } from "node:util";
 import pino from "pino";
 import { Defaults, connectNats, startAdmin } from "../schemas/index.ts";
@@ -20,7 +22,10 @@ export async function runControl(args: string[]): Promise<number> {
   const colon = admin.lastIndexOf(":");
   const port = Number(admin.slice(colon + 1));
   if (colon < 1 || !Number.isInteger(port)) throw new CliError(Exit.usage, `mesh control: --admin must be host:port, got '${admin}'`);
-  const logger = pino({ level: values["log-level"] ?? process.env.LOG_LEVEL ?? "info", base: { component: "control" } }, pino.destination({ sync: false }));
+  // The field set every mesh process logs with: component, service, instance.
+  const instance = `${hostname().split(".")[0]}-${randomBytes(3).toString("hex")}`;
+  const base = { component: "control", service: "mesh-control", instance };
+  const logger = pino({ level: values["log-level"] ?? process.env.LOG_LEVEL ?? "info", base }, pino.destination({ sync: false }));
 
   const { nc, connected } = await connectNats({
     servers: natsServers(values),
@@ -28,7 +33,7 @@ export async function runControl(args: string[]): Promise<number> {
     creds: values.creds ?? process.env.NATS_CREDS,
     logger,
   });
-  const control = await startControl(nc, logger);
+  const control = await startControl(nc, logger, undefined, instance);
   const server = await startAdmin({
     host: admin.slice(0, colon),
     port,

@@ -7,7 +7,7 @@ import { rmSync } from "node:fs";
 import { mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { type AddressInfo, createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ensureNatsServer, NatsServerError } from "./nats-binary.ts";
 
@@ -26,6 +26,14 @@ export interface StartNatsClusterOptions {
   log?: NatsLaunchLog;
   /** Appended to each node's config; later keys win, so it may override anything above. */
   extraConfig?: string;
+  /**
+   * Config files each node includes (e.g. the auth.conf of `mesh creds`).
+   * nats-server 2.9 resolves an include relative to the including file, even
+   * an absolute path, so each is written relative to the node's config.
+   */
+  include?: string[];
+  /** Added inside each node's `cluster {}` block of generated configs, e.g. `tls { ... }` for routes. */
+  clusterConfig?: string;
   /** Fixed client ports. Absent: 4222.. in repo mode, server-chosen (-1) when generated. */
   clientPorts?: number[];
   /** Enable JetStream. Default true. */
@@ -83,6 +91,9 @@ interface Plan {
   clustered: boolean;
   maxPayload: number;
   extraConfig: string;
+  /** absolute paths */
+  include: string[];
+  clusterConfig: string;
   readyTimeoutMs: number;
   routes: string[];
   /** every node of the cluster, to find the meta leader among them */
@@ -163,7 +174,7 @@ class ServerNode implements NatsNode {
     if (this.plan.mode === "generated") {
       return { args: ["-c", await this.writeConfig(renderConfig(this, this.plan))], env: process.env };
     }
-    const extra = this.plan.extraConfig;
+    const extra = [this.plan.extraConfig, ...includeLines(this.dir, this.plan.include)].filter(Boolean).join("\n");
     const conf = extra ? await this.writeConfig(`${await readFile(REPO_CONFIG, "utf8")}\n${extra}\n`) : REPO_CONFIG;
     return { args: ["-c", conf], env: { ...process.env, ...this.repoEnv() } };
   }
@@ -238,9 +249,16 @@ function renderConfig(node: ServerNode, plan: Plan): string {
   if (plan.jetstream) lines.push(`jetstream { store_dir: ${JSON.stringify(node.storeDir)} }`);
   if (plan.clustered) {
     const routes = plan.routes.join(", ");
-    lines.push(`cluster { name: ${CLUSTER_NAME}, host: ${HOST}, port: ${node.clusterPort}, routes: [${routes}] }`);
+    const extra = plan.clusterConfig ? `, ${plan.clusterConfig}` : "";
+    lines.push(`cluster { name: ${CLUSTER_NAME}, host: ${HOST}, port: ${node.clusterPort}, routes: [${routes}]${extra} }`);
   }
+  lines.push(...includeLines(node.dir, plan.include));
   return `${lines.join("\n")}\n${plan.extraConfig}\n`;
+}
+
+/** `include` lines for a config written in `dir`. */
+function includeLines(dir: string, files: readonly string[]): string[] {
+  return files.map((file) => `include ${JSON.stringify(relative(dir, file))}`);
 }
 
 function portOf(url: string | undefined): number | undefined {
@@ -404,6 +422,8 @@ async function launch(cluster: Cluster, bin: string, opts: StartNatsClusterOptio
     clustered,
     maxPayload: opts.maxPayload ?? DEFAULT_MAX_PAYLOAD,
     extraConfig: opts.extraConfig ?? "",
+    include: (opts.include ?? []).map((f) => resolve(f)),
+    clusterConfig: opts.clusterConfig ?? "",
     readyTimeoutMs: opts.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS,
     routes: clusterPorts.map((p) => `nats://${HOST}:${p}`),
     members: cluster.servers,

@@ -7,6 +7,7 @@ import {
   type ControlRequests,
   type PolicyKind,
   type PolicyRevision,
+  registryKey,
   type RegistryEntry,
   type ServiceSummary,
 } from "../schemas/index.ts";
@@ -95,7 +96,8 @@ export class PolicyStore {
     for (const key of await collect(await this.#b.registry.keys())) {
       const entry = await this.#b.registry.get(key);
       if (!entry || entry.operation !== "PUT") continue;
-      const instance = entry.json<RegistryEntry>();
+      const instance = registryEntryOf(key, entry);
+      if (!instance) continue;
       const id = `${instance.service}/${instance.version}`;
       const summary = byVersion.get(id) ?? { service: instance.service, version: instance.version, instances: 0, ready: 0, draining: 0, names: [] };
       summary.instances++;
@@ -144,6 +146,24 @@ export class PolicyStore {
     if (!POLICY_KINDS.includes(kind)) throw new ControlError("bad_request", `unknown kind '${kind}'`);
     return this.#b.policy[kind];
   }
+}
+
+/**
+ * A registry value as written by a sidecar, or undefined. Sidecars write only
+ * below their own service (NATS permissions), so an entry naming another
+ * service than its key's first token is a forgery and is skipped.
+ */
+function registryEntryOf(key: string, entry: KvEntry): RegistryEntry | undefined {
+  let e: RegistryEntry;
+  try {
+    e = entry.json<RegistryEntry>();
+  } catch {
+    return undefined;
+  }
+  const valid =
+    typeof e === "object" && e !== null && typeof e.service === "string" && typeof e.version === "string" &&
+    typeof e.instance === "string" && (e.state === "ready" || e.state === "draining");
+  return valid && key === registryKey(e.service, e.instance) ? e : undefined;
 }
 
 function revisionOf(kind: PolicyKind, e: KvEntry): PolicyRevision {

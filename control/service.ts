@@ -1,7 +1,7 @@
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import { CONTROL_QUEUE, ctlSubject, type ControlVerb } from "../schemas/index.ts";
+import { CONTROL_QUEUE, CTL_PREFIX, SHARED_INBOX_PREFIX, ctlSubject, type ControlVerb } from "../schemas/index.ts";
 import { ensureBuckets } from "./buckets.ts";
 import { ControlError } from "./errors.ts";
 import { PolicyStore } from "./policy-store.ts";
@@ -74,7 +74,8 @@ export async function startControl(nc: NatsConnection, logger: Logger, registry 
     queue: CONTROL_QUEUE,
     callback: (err, msg) => {
       if (err) logger.error({ err }, "control subscription failed");
-      else void handle(msg);
+      else if (isControlRequest(msg)) void handle(msg);
+      else logger.warn({ subject: msg.subject, reply: msg.reply }, "ignored a message that is not a control request");
     },
   });
   await nc.flush();
@@ -88,4 +89,14 @@ export async function startControl(nc: NatsConnection, logger: Logger, registry 
       await telemetry.stop();
     },
   };
+}
+
+/**
+ * Only requests a client made: a control subject and an inbox to answer to.
+ * A message without a reply, or whose reply is not an inbox, may be
+ * something else reflected here (a JetStream delivery or direct get whose
+ * reply a client pointed at a control subject) and is never served.
+ */
+export function isControlRequest(msg: Pick<Msg, "subject" | "reply">): boolean {
+  return msg.subject.startsWith(`${CTL_PREFIX}.`) && (msg.reply?.startsWith(`${SHARED_INBOX_PREFIX}.`) ?? false);
 }

@@ -13,6 +13,7 @@
 //   4222-4224   NATS client ports (one per node)
 //   6222-6224   NATS routes        (client + 2000, fixed by control/nats-cluster.ts)
 //   8222-8224   NATS monitoring    (client + 4000, fixed by control/nats-cluster.ts)
+import { join } from "node:path";
 import type { DemoService } from "../services/manifest.ts";
 
 export const UP_DEFAULTS = {
@@ -44,6 +45,8 @@ export interface UpOptions {
   demo: boolean;
   dataDir: string;
   basePort: number;
+  /** secure mode: `mesh creds` into `<dataDir>/creds`, NATS with its auth.conf, every process with its own key */
+  secure?: boolean;
 }
 
 export interface SidecarPlan {
@@ -125,6 +128,16 @@ export function plannedPorts(plan: UpPlan): Array<{ port: number; what: string }
     ...sidecars.map((s) => ({ port: s.listenPort, what: `sidecar ${s.name} outbound` })),
     ...sidecars.map((s) => ({ port: s.adminPort, what: `sidecar ${s.name} admin` })),
   ];
+}
+
+/** Where `mesh up --secure` keeps the identities of the mesh (`mesh creds --out`). */
+export function credsDirOf(opts: Pick<UpOptions, "dataDir">): string {
+  return join(opts.dataDir, "creds");
+}
+
+/** Every service that needs an identity in secure mode: the ingress and each demo service. */
+export function meshIdentities(plan: UpPlan): string[] {
+  return [...new Set([plan.ingress.service, ...plan.apps.map((a) => a.sidecar.service)])];
 }
 
 /** The NATS URLs a sidecar is given, starting at its own node so sidecars spread over the cluster. */

@@ -4,7 +4,7 @@ import { relative } from "node:path";
 import { Defaults } from "../schemas/index.ts";
 import { demoEntry } from "../services/manifest.ts";
 import type { NatsCluster } from "./nats-cluster.ts";
-import { HOST, type SidecarPlan, type UpOptions, type UpPlan } from "./up-plan.ts";
+import { credsDirOf, HOST, type SidecarPlan, type UpOptions, type UpPlan } from "./up-plan.ts";
 
 /** A path relative to the working directory when inside it, else absolute. */
 export function displayPath(path: string): string {
@@ -24,8 +24,8 @@ export function readyReport(plan: UpPlan, opts: UpOptions, cluster: NatsCluster,
     ...tryIt(plan),
     "",
     "Policy (the control service; see mesh help):",
-    `  npx mesh services${natsFlag(cluster)}`,
-    `  npx mesh apply -f FILE${natsFlag(cluster)}`,
+    `  npx mesh services${natsFlag(cluster)}${credsFlag(opts)}`,
+    `  npx mesh apply -f FILE${natsFlag(cluster)}${credsFlag(opts)}`,
     "",
     "Admin endpoints (also /readyz, /healthz):",
     ...[plan.ingress, ...plan.apps.map((a) => a.sidecar)].map(
@@ -58,6 +58,11 @@ function tryIt(plan: UpPlan): string[] {
     `  curl http://${demoEntry.service}.localhost:${port}${demoEntry.path}`,
     `  curl -x http://${HOST}:${port} http://${demoEntry.service}${demoEntry.path}    # same, with the ingress as HTTP proxy`,
   ];
+}
+
+/** Secure mode: the CLI's own key (NATS refuses clients without one). */
+function credsFlag(opts: UpOptions): string {
+  return opts.secure ? ` --creds ${displayPath(credsDirOf(opts))}/admin.nk` : "";
 }
 
 /** The CLI defaults to nats://127.0.0.1:4222; say where NATS is when it is elsewhere. */

@@ -12,6 +12,8 @@ import { parseArgs } from "node:util";
 import { Defaults, formatProblem, parsePolicyText } from "../schemas/index.ts";
 import { demoEntry, demoServices, examplePolicies, startDemoApp } from "../services/manifest.ts";
 import { connectCli, controlRequest } from "./client.ts";
+import { type CredsResult, seedFile, writeCreds } from "./creds.ts";
+import { ADMIN_IDENTITY, CONTROL_IDENTITY } from "./creds-permissions.ts";
 import { ensureNatsServer, NatsServerError } from "./nats-binary.ts";
 import { type NatsCluster, startNatsCluster, stopAll } from "./nats-cluster.ts";
 import { type ManagedProcess, ProcessSet } from "./processes.ts";
@@ -20,7 +22,9 @@ import { assertPortsFree, httpGet } from "./up-probe.ts";
 import {
   type AppPlan,
   checkUpOptions,
+  credsDirOf,
   HOST,
+  meshIdentities,
   natsUrlsFor,
   planUp,
   plannedPorts,
@@ -30,11 +34,13 @@ import {
   type UpPlan,
 } from "./up-plan.ts";
 
-export const UP_USAGE = `usage: mesh up [--nodes ${UP_DEFAULTS.nodes}] [--no-demo] [--data DIR] [--base-port ${UP_DEFAULTS.basePort}]
+export const UP_USAGE = `usage: mesh up [--nodes ${UP_DEFAULTS.nodes}] [--no-demo] [--data DIR] [--base-port ${UP_DEFAULTS.basePort}] [--secure]
   --nodes N        NATS nodes in the cluster, 1-9 (env MESH_NODES)
   --no-demo        only NATS, control and the ingress sidecar: no demo apps (env MESH_NO_DEMO=1)
   --data DIR       JetStream stores, logs and pids.json (env MESH_DATA; default ./${UP_DEFAULTS.dataDir})
   --base-port N    the ingress port; every other port moves with it (env MESH_BASE_PORT)
+  --secure         NATS refuses clients without a key; each process gets its own (mesh creds
+                   into DIR/creds) and may only do its job (env MESH_SECURE=1)
 Default ports: ingress 8080, demo apps 8081-8089, sidecar admin 8090-8099, control admin 8100,
 sidecar outbound 8101-8109, NATS clients 4222-4224, routes 6222-6224, monitoring 8222-8224.`;
 
@@ -80,6 +86,7 @@ function parseUpArgs(args: string[]): UpOptions | number {
         "no-demo": { type: "boolean" },
         data: { type: "string" },
         "base-port": { type: "string" },
+        secure: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -96,6 +103,7 @@ function parseUpArgs(args: string[]): UpOptions | number {
     demo: !(values["no-demo"] ?? ["1", "true"].includes(env.MESH_NO_DEMO ?? "")),
     dataDir: resolve(values.data ?? env.MESH_DATA ?? UP_DEFAULTS.dataDir),
     basePort: Number(values["base-port"] ?? env.MESH_BASE_PORT ?? UP_DEFAULTS.basePort),
+    secure: values.secure ?? ["1", "true"].includes(env.MESH_SECURE ?? ""),
   };
   const problem = checkUpOptions(opts, demoServices.length);
   if (problem) return console.error(`mesh up: ${problem}\n${UP_USAGE}`), 2;
@@ -114,6 +122,8 @@ class UpSession {
   private firstSignalAt: number | undefined;
   private wrotePids = false;
   private readonly logsDir: string;
+  /** secure mode: the identities made (or kept) in <data>/creds */
+  private creds: CredsResult | undefined;
 
   constructor(
     private readonly opts: UpOptions,
@@ -175,12 +185,17 @@ class UpSession {
     if (busy) throw new UpError(`${busy}: is another mesh up running? Stop it, or pass --base-port`);
     const bin = await ensureNatsServer(say);
     this.checkHalted();
+    if (this.opts.secure) {
+      this.creds = await writeCreds(credsDirOf(this.opts), meshIdentities(this.plan));
+      say(`secure mode: ${this.creds.identities.length} identities in ${displayPath(this.creds.dir)}, NATS includes ${displayPath(this.creds.authConf)}`);
+    }
     say(`starting ${this.opts.nodes} NATS node(s) from nats.conf`);
     this.cluster = await startNatsCluster({
       nodes: this.opts.nodes,
       dataDir: join(this.opts.dataDir, "nats"),
       config: "repo",
       clientPorts: this.plan.natsClientPorts,
+      ...(this.creds ? { include: [this.creds.authConf] } : {}),
       bin,
       log: say,
     });
@@ -191,6 +206,11 @@ class UpSession {
     await this.waitUntilReady();
   }
 
+  /** `--creds FILE` for an identity in secure mode, nothing otherwise. */
+  private credsArgs(identity: string): string[] {
+    return this.creds ? ["--creds", seedFile(this.creds.dir, identity)] : [];
+  }
+
   private checkHalted(): void {
     if (this.halt.signal.aborted) throw new UpError("interrupted");
   }
@@ -199,6 +219,7 @@ class UpSession {
     const what = `control, ${this.plan.apps.length} demo app(s) and ${this.plan.apps.length + 1} sidecar(s)`;
     say(`starting ${what}; logs in ${displayPath(this.logsDir)}`);
     const controlArgs = [MESH_BIN, "control", "--nats", natsUrls.join(","), "--admin", `${HOST}:${this.plan.controlAdminPort}`];
+    controlArgs.push(...this.credsArgs(CONTROL_IDENTITY));
     this.control = this.procs.spawn("control", this.logFile("control"), process.execPath, controlArgs, childEnv());
     for (const app of this.plan.apps) this.apps.push(this.startApp(app));
     for (const sidecar of [this.plan.ingress, ...this.plan.apps.map((a) => a.sidecar)]) {
@@ -217,7 +238,7 @@ class UpSession {
     const args = [MESH_BIN, "sidecar", "--service", s.service, "--version", s.version];
     if (s.appPort !== undefined) args.push("--app", `http://${HOST}:${s.appPort}`);
     args.push("--listen", `${HOST}:${s.listenPort}`, "--admin", `${HOST}:${s.adminPort}`);
-    args.push("--nats", natsUrlsFor(s, natsUrls).join(","), "--log-level", "info");
+    args.push("--nats", natsUrlsFor(s, natsUrls).join(","), "--log-level", "info", ...this.credsArgs(s.service));
     return this.procs.spawn(s.name, this.logFile(s.name), process.execPath, args, childEnv());
   }
 
@@ -252,7 +273,7 @@ class UpSession {
   private async applyExamplePolicies(): Promise<void> {
     const parsed = parsePolicyText(await readFile(examplePolicies, "utf8"));
     if (!parsed.ok) throw new UpError(`${displayPath(examplePolicies)}: ${parsed.problems.map(formatProblem).join("; ")}`);
-    const nc = await connectCli({ nats: this.cluster!.urls.join(",") });
+    const nc = await connectCli({ nats: this.cluster!.urls.join(","), creds: this.creds && seedFile(this.creds.dir, ADMIN_IDENTITY) });
     try {
       const { applied } = await controlRequest(nc, "apply", { documents: parsed.documents });
       say(`applied ${applied.length} example policies from ${displayPath(examplePolicies)}`);

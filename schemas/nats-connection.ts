@@ -7,6 +7,8 @@ export interface ConnectOptions {
   name: string;
   creds?: string;
   reconnectTimeWaitMs?: number;
+  /** where this connection's inboxes live; a sidecar uses its private `_INBOX.<service>` */
+  inboxPrefix?: string;
   logger: Logger;
 }
 
@@ -30,6 +32,7 @@ export async function connectNats(opts: ConnectOptions): Promise<MeshConnection>
     maxReconnectAttempts: -1,
     reconnectTimeWait: opts.reconnectTimeWaitMs ?? 250,
     pingInterval: 10_000,
+    ...(opts.inboxPrefix ? { inboxPrefix: opts.inboxPrefix } : {}),
     ...(opts.creds ? { authenticator: await authenticatorFromFile(opts.creds) } : {}),
   });
   const state = { up: true };

@@ -13,6 +13,8 @@ export interface SidecarConfig {
   creds?: string;
   requestTimeoutMs: number;
   drainTimeoutMs: number;
+  /** OTLP/HTTP endpoint for spans; absent: nothing exported */
+  otlp?: string;
   maxConcurrent: number;
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 }

@@ -81,3 +81,15 @@ export function accessFilter(destination?: string, source?: string): string {
   if (!destination && !source) return ACCESS_SUBJECTS;
   return `${ACCESS_PREFIX}.${destination || "*"}.${source || "*"}.*`;
 }
+
+/** Prefix of the inboxes nats.js creates unless a connection sets its own. */
+export const SHARED_INBOX_PREFIX = "_INBOX";
+
+/**
+ * The private inbox prefix of a service's sidecar, `_INBOX.<service>`: in
+ * secure mode a sidecar may subscribe only below it, so no other service can
+ * read the replies it receives.
+ */
+export function inboxPrefixFor(service: string): string {
+  return `${SHARED_INBOX_PREFIX}.${service}`;
+}

@@ -18,6 +18,8 @@ export const ACCESS_LOG_DEFAULTS = {
   maxInFlight: 4,
   /** how long a batch waits for its ack before its records count as dropped */
   ackTimeoutMs: 5_000,
+  /** how long stop() waits for outstanding acks */
+  stopWaitMs: 2_000,
   /** at most one warning per this many milliseconds while records are dropped */
   warnEveryMs: 60_000,
 } as const;
@@ -84,107 +86,112 @@ export function toAccessRecord(r: RequestRecord, reporter: string): AccessRecord
  * when JetStream is away records are dropped and counted, never waited for.
  */
 export function createAccessLog(opts: AccessLogOptions): AccessLog {
-  const o = { ...ACCESS_LOG_DEFAULTS, ...definedOnly(opts) };
-  const js: JetStreamClient = jetstream(opts.nc);
-  const reporter = `${opts.service}/${opts.instance}`;
-  const metric = opts.registry
-    ? new Counter({ name: "mesh_access_records_total", help: "Access records by outcome: published to MESH_ACCESS, or dropped", labelNames: ["outcome"], registers: [opts.registry] })
-    : undefined;
-  const counts = { published: 0, dropped: 0 };
-  let buffer: RequestRecord[] = [];
-  let inFlight = new Set<Promise<void>>();
-  let scheduled = false;
-  let lastWarn = 0;
-
-  const drop = (n: number, err?: unknown) => {
-    counts.dropped += n;
-    metric?.inc({ outcome: "dropped" }, n);
-    if (Date.now() - lastWarn >= ACCESS_LOG_DEFAULTS.warnEveryMs) {
-      lastWarn = Date.now();
-      opts.logger.warn({ err, dropped: counts.dropped }, "access records dropped (is the MESH_ACCESS stream reachable?)");
-    }
-  };
-
-  const send = (subject: string, lines: string[]): void => {
-    const n = lines.length;
-    const p = js
-      .publish(subject, lines.join("\n"), { timeout: o.ackTimeoutMs })
-      .then(
-        () => {
-          counts.published += n;
-          metric?.inc({ outcome: "published" }, n);
-        },
-        (err) => drop(n, err),
-      )
-      .finally(() => {
-        inFlight.delete(p);
-        if (buffer.length > 0) schedule();
-      });
-    inFlight.add(p);
-  };
-
-  /** Sends one batch, one message per subject, each under the server's max_payload. */
-  const sendBatch = (records: RequestRecord[]): void => {
-    const limit = Math.max(1024, (opts.nc.info?.max_payload ?? 1024 * 1024) - 4096);
-    const bySubject = new Map<string, string[]>();
-    const sizes = new Map<string, number>();
-    for (const r of records) {
-      const subject = accessSubject(r.destination, r.source, r.direction);
-      const line = JSON.stringify(toAccessRecord(r, reporter));
-      const size = (sizes.get(subject) ?? 0) + Buffer.byteLength(line) + 1;
-      if (size > limit && bySubject.has(subject)) {
-        send(subject, bySubject.get(subject)!);
-        bySubject.delete(subject);
-        sizes.set(subject, Buffer.byteLength(line) + 1);
-      } else sizes.set(subject, size);
-      let lines = bySubject.get(subject);
-      if (!lines) bySubject.set(subject, (lines = []));
-      lines.push(line);
-    }
-    for (const [subject, lines] of bySubject) send(subject, lines);
-  };
-
-  const flush = (force = false): void => {
-    scheduled = false;
-    try {
-      while (buffer.length > 0 && (force || inFlight.size < o.maxInFlight)) {
-        const batch = buffer.length <= o.maxBatch ? buffer : buffer.slice(0, o.maxBatch);
-        buffer = batch === buffer ? [] : buffer.slice(o.maxBatch);
-        sendBatch(batch);
-      }
-    } catch (err) {
-      // A closed connection throws at publish: what was taken is lost.
-      drop(buffer.length, err);
-      buffer = [];
-    }
-  };
-
-  function schedule(): void {
-    if (scheduled) return;
-    scheduled = true;
-    setImmediate(() => flush());
-  }
-
-  const timer = setInterval(() => flush(), o.batchMs);
-  timer.unref();
-
-  return {
-    observe(record) {
-      if (buffer.length >= o.maxBuffered) return drop(1);
-      buffer.push(record);
-      if (buffer.length >= o.maxBatch) schedule();
-    },
-    stats: () => ({ ...counts, buffered: buffer.length }),
-    async stop() {
-      clearInterval(timer);
-      flush(true);
-      const waiting = [...inFlight];
-      inFlight = new Set();
-      await Promise.race([Promise.allSettled(waiting), new Promise((r) => setTimeout(r, o.ackTimeoutMs).unref())]);
-    },
-  };
+  return new BatchingAccessLog(opts);
 }
 
-function definedOnly<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+class BatchingAccessLog implements AccessLog {
+  readonly #opts: AccessLogOptions;
+  readonly #o: { -readonly [K in keyof typeof ACCESS_LOG_DEFAULTS]: number };
+  readonly #js: JetStreamClient;
+  readonly #reporter: string;
+  readonly #metric: Counter<"outcome"> | undefined;
+  readonly #counts = { published: 0, dropped: 0 };
+  readonly #timer: NodeJS.Timeout;
+  #buffer: RequestRecord[] = [];
+  #inFlight = new Set<Promise<void>>();
+  #scheduled = false;
+  #lastWarn = 0;
+
+  constructor(opts: AccessLogOptions) {
+    this.#opts = opts;
+    this.#o = { ...ACCESS_LOG_DEFAULTS, ...Object.fromEntries(Object.entries(opts).filter(([k, v]) => v !== undefined && k in ACCESS_LOG_DEFAULTS)) };
+    this.#js = jetstream(opts.nc);
+    this.#reporter = `${opts.service}/${opts.instance}`;
+    this.#metric = opts.registry
+      ? new Counter({ name: "mesh_access_records_total", help: "Access records by outcome: published to MESH_ACCESS, or dropped", labelNames: ["outcome"], registers: [opts.registry] })
+      : undefined;
+    this.#timer = setInterval(() => this.#flush(false), this.#o.batchMs);
+    this.#timer.unref();
+  }
+
+  readonly observe = (record: RequestRecord): void => {
+    if (this.#buffer.length >= this.#o.maxBuffered) return this.#drop(1);
+    this.#buffer.push(record);
+    if (this.#buffer.length >= this.#o.maxBatch) this.#schedule();
+  };
+
+  stats(): AccessLogStats {
+    return { ...this.#counts, buffered: this.#buffer.length };
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#timer);
+    this.#flush(true);
+    const waiting = [...this.#inFlight];
+    await Promise.race([Promise.allSettled(waiting), new Promise((r) => setTimeout(r, this.#o.stopWaitMs).unref())]);
+  }
+
+  #schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(() => this.#flush(false));
+  }
+
+  /** Sends batches while fewer than maxInFlight await their acks (all of them when forced). */
+  #flush(force: boolean): void {
+    this.#scheduled = false;
+    const { maxBatch, maxInFlight } = this.#o;
+    while (this.#buffer.length > 0 && (force || this.#inFlight.size < maxInFlight)) {
+      const batch = this.#buffer.length <= maxBatch ? this.#buffer : this.#buffer.slice(0, maxBatch);
+      this.#buffer = batch === this.#buffer ? [] : this.#buffer.slice(maxBatch);
+      this.#sendBatch(batch);
+    }
+  }
+
+  /** One message per subject, each under the server's max_payload. */
+  #sendBatch(records: RequestRecord[]): void {
+    const limit = Math.max(1024, (this.#opts.nc.info?.max_payload ?? 1024 * 1024) - 4096);
+    const bySubject = new Map<string, { lines: string[]; size: number }>();
+    for (const r of records) {
+      const subject = accessSubject(r.destination, r.source, r.direction);
+      const line = JSON.stringify(toAccessRecord(r, this.#reporter));
+      const size = Buffer.byteLength(line) + 1;
+      let group = bySubject.get(subject);
+      if (group && group.size + size > limit) {
+        this.#send(subject, group.lines);
+        group = undefined;
+      }
+      if (!group) bySubject.set(subject, (group = { lines: [], size: 0 }));
+      group.lines.push(line);
+      group.size += size;
+    }
+    for (const [subject, group] of bySubject) this.#send(subject, group.lines);
+  }
+
+  #send(subject: string, lines: string[]): void {
+    const n = lines.length;
+    const p: Promise<void> = this.#js
+      .publish(subject, lines.join("\n"), { timeout: this.#o.ackTimeoutMs })
+      .then(
+        () => {
+          this.#counts.published += n;
+          this.#metric?.inc({ outcome: "published" }, n);
+        },
+        (err) => this.#drop(n, err),
+      )
+      .finally(() => {
+        this.#inFlight.delete(p);
+        if (this.#buffer.length > 0) this.#schedule();
+      });
+    this.#inFlight.add(p);
+  }
+
+  #drop(n: number, err?: unknown): void {
+    this.#counts.dropped += n;
+    this.#metric?.inc({ outcome: "dropped" }, n);
+    if (Date.now() - this.#lastWarn >= ACCESS_LOG_DEFAULTS.warnEveryMs) {
+      this.#lastWarn = Date.now();
+      this.#opts.logger.warn({ err, dropped: this.#counts.dropped }, "access records dropped (is the MESH_ACCESS stream reachable?)");
+    }
+  }
 }

@@ -38,6 +38,7 @@ export interface CallerOptions {
   routes: ReadonlyMap<string, CompiledRoute<RoutePolicy>>;
   destinations: Destinations;
   onRetry: (service: string) => void;
+  inboxPrefix?: string;
   /** a MeshError when the destination's policy refuses this caller (checked before anything is sent) */
   authorize?: (service: string, method: string, path: string) => MeshError | undefined;
   now?: () => number;
@@ -57,7 +58,7 @@ export class MeshCaller {
 
   constructor(opts: CallerOptions) {
     this.#o = opts;
-    this.#requester = new Requester(opts.nc);
+    this.#requester = new Requester(opts.nc, opts.inboxPrefix);
     this.#now = opts.now ?? Date.now;
     this.#random = opts.random ?? Math.random;
   }

@@ -1,12 +1,19 @@
 import { headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { Dispatcher, Pool } from "undici";
-import { HttpHeader, Wire, instanceSubscription, providerSubscriptions } from "../schemas/index.ts";
+import {
+  HttpHeader,
+  SHARED_INBOX_PREFIX,
+  Wire,
+  instanceSubscription,
+  parseRpcSubject,
+  providerSubscriptions,
+} from "../schemas/index.ts";
 import { MeshError, appUnreachable } from "./errors.ts";
 import { MESH_OWNED, natsHeadersToFlat, responseHeadersToNats } from "./http-wire.ts";
 import { InflightTracker } from "./inflight.ts";
 import type { RequestObserver } from "./request-record.ts";
-import { childTraceparent } from "./trace.ts";
+import { childTraceparent, spanIdOf } from "./trace.ts";
 
 /**
  * Decides, before the application is called, whether a request may go on
@@ -65,7 +72,7 @@ export class InboundAdapter {
         callback: (err, msg) => {
           if (err) this.#opts.logger.error({ err, subject }, "inbound subscription failed");
           // Counted before the request is tracked, so the limit is exact.
-          else if (msg.reply) this.inflight.track(this.#handle(msg, this.#overloaded()));
+          else if (this.#isRequest(msg)) this.inflight.track(this.#handle(msg, this.#overloaded()));
         },
       }),
     );
@@ -89,6 +96,17 @@ export class InboundAdapter {
     else for (const sub of subs) sub.unsubscribe();
   }
 
+  /**
+   * A caller's request: a request subject naming this service (the caller
+   * token is only trustworthy there) and an inbox to answer to. Anything else
+   * delivered on these subscriptions (a JetStream delivery that kept its
+   * stored subject) is dropped unanswered.
+   */
+  #isRequest(msg: Msg): boolean {
+    const address = parseRpcSubject(msg.subject);
+    return address?.service === this.#opts.service && (msg.reply?.startsWith(`${SHARED_INBOX_PREFIX}.`) ?? false);
+  }
+
   #overloaded(): boolean {
     const { maxConcurrent } = this.#opts;
     return maxConcurrent > 0 && this.inflight.size >= maxConcurrent;
@@ -101,7 +119,10 @@ export class InboundAdapter {
     const method = h?.get(Wire.method) || "GET";
     const path = h?.get(Wire.path) || "/";
     const requestId = h?.get(Wire.requestId) || crypto.randomUUID();
-    const traceparent = h?.get(Wire.traceparent) || childTraceparent(undefined);
+    // The server span: a child of the caller's span, and the parent of whatever the app does.
+    const incoming = h?.get(Wire.traceparent) || undefined;
+    const traceparent = childTraceparent(incoming);
+    const parentSpanId = spanIdOf(incoming);
     let status: number;
     let meshError: string | undefined;
     try {
@@ -119,7 +140,7 @@ export class InboundAdapter {
     const { service, version, instance } = this.#opts;
     this.#opts.observe({
       direction: "inbound", source: caller, destination: service, version, instance, method, path, status,
-      code: meshError ?? String(status), meshError, startedAt, durationMs: Date.now() - startedAt, attempts: 1, requestId, traceparent,
+      code: meshError ?? String(status), meshError, startedAt, durationMs: Date.now() - startedAt, attempts: 1, requestId, traceparent, parentSpanId,
     });
   }
 

@@ -13,7 +13,7 @@ import type { RequestObserver, RequestRecord } from "./request-record.ts";
 import { writeMeshError } from "./respond.ts";
 import type { CompiledRoute } from "./routing.ts";
 import { resolveTarget } from "./target.ts";
-import { childTraceparent } from "./trace.ts";
+import { childTraceparent, spanIdOf } from "./trace.ts";
 
 export interface OutboundOptions {
   /** this sidecar's service: the caller token of every request subject */
@@ -70,7 +70,9 @@ export class OutboundProxy {
     const service = target instanceof MeshError ? "unknown" : target.service;
     const path = target instanceof MeshError ? req.url ?? "" : target.path;
     const requestId = randomUUID();
-    const traceparent = childTraceparent(single(req.headers.traceparent));
+    const incoming = single(req.headers.traceparent);
+    const traceparent = childTraceparent(incoming);
+    const parentSpanId = spanIdOf(incoming);
     let result: CallResult = { version: "_", attempts: 0 };
     let status = 0;
     try {
@@ -96,12 +98,12 @@ export class OutboundProxy {
         status = meshErr.status;
       }
     }
-    this.#opts.observe(this.#record(result, { service, method, path, status, startedAt, requestId, traceparent }));
+    this.#opts.observe(this.#record(result, { service, method, path, status, startedAt, requestId, traceparent, parentSpanId }));
   }
 
   #record(
     result: CallResult,
-    r: { service: string; method: string; path: string; status: number; startedAt: number; requestId: string; traceparent: string },
+    r: { service: string; method: string; path: string; status: number; startedAt: number; requestId: string; traceparent: string; parentSpanId: string | undefined },
   ): RequestRecord {
     const replyError = result.reply?.headers?.get(Wire.error) || undefined;
     const meshError = result.error?.code ?? replyError;
@@ -121,6 +123,7 @@ export class OutboundProxy {
       attempts: result.attempts,
       requestId: r.requestId,
       traceparent: r.traceparent,
+      parentSpanId: r.parentSpanId,
     };
   }
 

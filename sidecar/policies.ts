@@ -4,6 +4,7 @@ import { Counter, type Registry } from "prom-client";
 import {
   POLICY_BUCKETS,
   REGISTRY_BUCKET,
+  registryKey,
   type RegistryEntry,
   formatProblem,
   validatePolicy,
@@ -18,11 +19,15 @@ import { compileAuthz, type AuthzDecider } from "./authz.ts";
 import { InstanceView } from "./instances.ts";
 import { compileRoute, type CompiledRoute } from "./routing.ts";
 
-/** Registry values are written by sidecars, not people: a light shape check is enough. */
-const checkRegistryEntry: PolicyCheck<RegistryEntry> = (doc) => {
+/**
+ * Registry values are written by sidecars, not people: a shape check, and the
+ * entry must sit under its own service's key (a sidecar can write only there).
+ */
+const checkRegistryEntry: PolicyCheck<RegistryEntry> = (doc, key) => {
   const e = doc as RegistryEntry;
   const ok = typeof e?.service === "string" && typeof e.instance === "string" && typeof e.version === "string";
-  return ok ? { ok: true, value: e } : { ok: false, problems: ["not a registry entry"] };
+  if (!ok) return { ok: false, problems: ["not a registry entry"] };
+  return key === registryKey(e.service, e.instance) ? { ok: true, value: e } : { ok: false, problems: [`entry for '${e.service}' under key '${key}'`] };
 };
 
 /** A value in KV is applied only if it validates, is of the bucket's kind, and names its key's service. */

@@ -30,7 +30,10 @@ export interface RequestRecord {
   /** attempts made (1 without retries) */
   attempts: number;
   requestId: string;
+  /** this sidecar's span: the traceparent it sent on (outbound) or gave its app (inbound) */
   traceparent: string;
+  /** span id of the incoming traceparent this span is a child of; undefined when the sidecar started the trace */
+  parentSpanId: string | undefined;
 }
 
 export type RequestObserver = (record: RequestRecord) => void;

@@ -3,6 +3,7 @@ import {
   RequestError,
   TimeoutError,
   createInbox,
+  nuid,
   type Msg,
   type MsgHdrs,
   type NatsConnection,
@@ -28,17 +29,19 @@ export class Requester {
   readonly #prefix: string;
   readonly #pending = new Map<string, Pending>();
   readonly #sub: Subscription;
-  #seq = 0;
 
-  constructor(nc: NatsConnection) {
+  /** `inboxPrefix`: the connection's (a sidecar's private `_INBOX.<service>`) */
+  constructor(nc: NatsConnection, inboxPrefix?: string) {
     this.#nc = nc;
-    this.#prefix = `${createInbox()}.`;
+    this.#prefix = `${createInbox(inboxPrefix)}.`;
     this.#sub = nc.subscribe(`${this.#prefix}*`, { callback: (_err, msg) => this.#settle(msg) });
   }
 
   request(subject: string, data: Uint8Array, headers: MsgHdrs, timeoutMs: number): Promise<Msg> {
     return new Promise((resolve, reject) => {
-      const token = (++this.#seq).toString(36);
+      // Unguessable: a provider sees this reply subject and must not be able to
+      // predict the next one and slip a forged answer into another call.
+      const token = nuid.next();
       const timer = setTimeout(() => {
         this.#pending.delete(token);
         reject(new TimeoutError());

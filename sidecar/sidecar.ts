@@ -6,7 +6,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import pino, { type Logger } from "pino";
 import { Registry } from "prom-client";
 import { Pool } from "undici";
-import { Defaults, connectNats, startAdmin, type Readiness, type SidecarConfig } from "../schemas/index.ts";
+import { Defaults, connectNats, inboxPrefixFor, startAdmin, type Readiness, type SidecarConfig } from "../schemas/index.ts";
 import { createAdmission, forbidden } from "./admission.ts";
 import { AppHealth } from "./app-health.ts";
 import { MeshCaller } from "./caller.ts";
@@ -18,6 +18,7 @@ import { SidecarPolicies } from "./policies.ts";
 import { createQuotaGate, type QuotaGate } from "./quota.ts";
 import { RegistryHeartbeat } from "./registry.ts";
 import { fanOut, type RequestObserver } from "./request-record.ts";
+import { createObservability } from "./observability.ts";
 
 export interface SidecarDeps {
   logger?: Logger;
@@ -99,6 +100,7 @@ function callerParts(config: Readonly<SidecarConfig>, c: { nc: NatsConnection; p
     routes: c.policies.routes,
     destinations,
     onRetry: (service) => c.metrics.retry(config.service, service),
+    inboxPrefix: inboxPrefixFor(config.service),
     // Fail fast on what the provider would refuse anyway; its own check is the one that counts.
     authorize: (service, method, path) => {
       if (c.policies.authz.get(service)?.(config.service, method, path) !== "deny") return undefined;
@@ -122,9 +124,25 @@ function callerParts(config: Readonly<SidecarConfig>, c: { nc: NatsConnection; p
 export async function startSidecar(config: Readonly<SidecarConfig>, deps: SidecarDeps = {}): Promise<Sidecar> {
   const instance = config.instance ?? `${hostname().split(".")[0]}-${randomBytes(3).toString("hex")}`;
   const logger = (deps.logger ?? pino({ level: config.logLevel })).child({ service: config.service, instance });
-  const metrics = createMetrics(deps.registry ?? new Registry());
-  const observe = fanOut([metrics.observe, ...(deps.observers ?? [])], (err) => logger.warn({ err }, "request observer failed"));
-  const { nc, connected } = await connectNats({ servers: config.nats, name: `mesh-sidecar/${config.service}/${instance}`, creds: config.creds, logger });
+  const { nc, connected } = await connectNats({
+    servers: config.nats,
+    name: `mesh-sidecar/${config.service}/${instance}`,
+    creds: config.creds,
+    inboxPrefix: inboxPrefixFor(config.service),
+    logger,
+  });
+  // Metrics, telemetry to control, access logs to JetStream, spans to OTLP: all fed by one record per request.
+  const observability = createObservability({
+    nc,
+    service: config.service,
+    instance,
+    version: config.version,
+    otlpUrl: config.otlp,
+    logger,
+    metrics: createMetrics(deps.registry ?? new Registry()),
+  });
+  const metrics = observability.metrics;
+  const observe = fanOut([metrics.observe, ...observability.observers, ...(deps.observers ?? [])], (err) => logger.warn({ err }, "request observer failed"));
   const quota = config.app
     ? createQuotaGate({ nc, service: config.service, logger, onDecision: (caller, d) => metrics.quota(config.service, caller, d) })
     : undefined;
@@ -176,6 +194,7 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
       if (viaNats) await provider?.quota.close();
       if (viaNats) await provider?.heartbeat.stop();
       policies.stop();
+      await observability.stop();
       await (connected() ? nc.drain() : nc.close());
       await provider?.pool.close();
       await closeServer(admin.server);

@@ -73,27 +73,42 @@ function labelValues(names: readonly string[], labels: Record<string, string>): 
  * lost counts, never a failed or slower request.
  */
 export function createTelemetry(opts: TelemetryOptions): Telemetry {
-  const intervalMs = opts.intervalMs ?? TELEMETRY_INTERVAL_MS;
-  const maxSeries = opts.maxSeries ?? DEFAULT_MAX_SERIES;
-  const subject = telemetrySubject(opts.service, opts.instance);
-  const boot = randomBytes(6).toString("hex");
-  let series = new Map<string, Series>();
-  let counters = new Map<string, NamedRow>();
-  const gauges = new Map<string, NamedRow>();
-  let droppedSeries = 0;
-  let seq = 0;
-  let warned = false;
+  return new TelemetryReporter(opts);
+}
 
-  const observe = (r: RequestRecord): void => {
+class TelemetryReporter implements Telemetry {
+  readonly #opts: TelemetryOptions;
+  readonly #intervalMs: number;
+  readonly #maxSeries: number;
+  readonly #subject: string;
+  readonly #boot = randomBytes(6).toString("hex");
+  readonly #gauges = new Map<string, NamedRow>();
+  readonly #timer: NodeJS.Timeout;
+  #series = new Map<string, Series>();
+  #counters = new Map<string, NamedRow>();
+  #droppedSeries = 0;
+  #seq = 0;
+  #warned = false;
+
+  constructor(opts: TelemetryOptions) {
+    this.#opts = opts;
+    this.#intervalMs = opts.intervalMs ?? TELEMETRY_INTERVAL_MS;
+    this.#maxSeries = opts.maxSeries ?? DEFAULT_MAX_SERIES;
+    this.#subject = telemetrySubject(opts.service, opts.instance);
+    this.#timer = setInterval(() => this.#flush(false), this.#intervalMs);
+    this.#timer.unref();
+  }
+
+  readonly observe = (r: RequestRecord): void => {
     try {
       const method = methodLabel(r.method);
       const key = r.direction + SEP + r.source + SEP + r.destination + SEP + r.version + SEP + method + SEP + r.code;
-      let s = series.get(key);
+      let s = this.#series.get(key);
       if (!s) {
-        if (series.size >= maxSeries) return void droppedSeries++;
+        if (this.#series.size >= this.#maxSeries) return void this.#droppedSeries++;
         const buckets = new Array<number>(DURATION_BUCKETS_SECONDS.length + 1).fill(0);
         s = { row: [r.direction, r.source, r.destination, r.version, method, r.code, 0, 0, buckets], buckets };
-        series.set(key, s);
+        this.#series.set(key, s);
       }
       const seconds = Math.max(0, r.durationMs) / 1000;
       s.row[6]++;
@@ -104,67 +119,68 @@ export function createTelemetry(opts: TelemetryOptions): Telemetry {
     }
   };
 
-  const publish = (report: TelemetryReport): void => {
+  count<N extends TelemetryCounterName>(name: N, labels: TelemetryCounterLabels<N>, delta = 1): void {
     try {
-      opts.nc.publish(subject, JSON.stringify(report));
-    } catch (err) {
-      // Closed connection: the delta is lost, which control sees as a gap in seq.
-      if (!warned) opts.logger.warn({ err, subject }, "telemetry not published");
-      warned = true;
+      const values = labelValues(TELEMETRY_COUNTERS[name], labels);
+      const key = name + SEP + values.join(SEP);
+      const row = this.#counters.get(key);
+      if (row) row[2] += delta;
+      else this.#counters.set(key, [name, values, delta]);
+    } catch {
+      /* telemetry never fails its caller */
     }
-  };
+  }
 
-  const flush = (final = false): void => {
-    if (series.size === 0 && counters.size === 0 && gauges.size === 0 && droppedSeries === 0 && !final) return;
-    const rows = [...series.values()].map((s) => s.row);
-    const base = { v: 1 as const, service: opts.service, version: opts.version, instance: opts.instance, boot, at: Date.now(), intervalMs, le: [...DURATION_BUCKETS_SECONDS] };
+  gauge<N extends TelemetryGaugeName>(name: N, labels: TelemetryGaugeLabels<N>, value: number): void {
+    try {
+      const values = labelValues(TELEMETRY_GAUGES[name], labels);
+      this.#gauges.set(name + SEP + values.join(SEP), [name, values, value]);
+    } catch {
+      /* as above */
+    }
+  }
+
+  flush(): void {
+    this.#flush(false);
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#timer);
+    this.#flush(true);
+  }
+
+  /** Publishes this interval's deltas (in several messages when there are many rows) and starts the next. */
+  #flush(final: boolean): void {
+    const idle = this.#series.size === 0 && this.#counters.size === 0 && this.#gauges.size === 0 && this.#droppedSeries === 0;
+    if (idle && !final) return;
+    const rows = [...this.#series.values()].map((s) => s.row);
+    const { service, version, instance } = this.#opts;
+    const base = { v: 1 as const, service, version, instance, boot: this.#boot, at: Date.now(), intervalMs: this.#intervalMs, le: [...DURATION_BUCKETS_SECONDS] };
     const parts = Math.max(1, Math.ceil(rows.length / ROWS_PER_MESSAGE));
     for (let p = 0; p < parts; p++) {
       const first = p === 0;
-      const last = p === parts - 1;
-      publish({
+      this.#publish({
         ...base,
-        seq: ++seq,
+        seq: ++this.#seq,
         requests: rows.slice(p * ROWS_PER_MESSAGE, (p + 1) * ROWS_PER_MESSAGE),
-        counters: first ? [...counters.values()] : [],
-        gauges: first ? [...gauges.values()] : [],
-        droppedSeries: first ? droppedSeries : 0,
-        final: final && last,
+        counters: first ? [...this.#counters.values()] : [],
+        gauges: first ? [...this.#gauges.values()] : [],
+        droppedSeries: first ? this.#droppedSeries : 0,
+        final: final && p === parts - 1,
       });
     }
-    series = new Map();
-    counters = new Map();
-    droppedSeries = 0;
-  };
+    this.#series = new Map();
+    this.#counters = new Map();
+    this.#droppedSeries = 0;
+  }
 
-  const timer = setInterval(() => flush(), intervalMs);
-  timer.unref();
-
-  return {
-    observe,
-    count(name, labels, delta = 1) {
-      try {
-        const values = labelValues(TELEMETRY_COUNTERS[name], labels);
-        const key = name + SEP + values.join(SEP);
-        const row = counters.get(key);
-        if (row) row[2] += delta;
-        else counters.set(key, [name, values, delta]);
-      } catch {
-        /* never on the request path's failure list */
-      }
-    },
-    gauge(name, labels, value) {
-      try {
-        const values = labelValues(TELEMETRY_GAUGES[name], labels);
-        gauges.set(name + SEP + values.join(SEP), [name, values, value]);
-      } catch {
-        /* as above */
-      }
-    },
-    flush: () => flush(),
-    async stop() {
-      clearInterval(timer);
-      flush(true);
-    },
-  };
+  #publish(report: TelemetryReport): void {
+    try {
+      this.#opts.nc.publish(this.#subject, JSON.stringify(report));
+    } catch (err) {
+      // Closed connection: the delta is lost, which control sees as a gap in seq.
+      if (!this.#warned) this.#opts.logger.warn({ err, subject: this.#subject }, "telemetry not published");
+      this.#warned = true;
+    }
+  }
 }

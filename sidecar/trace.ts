@@ -33,6 +33,12 @@ export function childTraceparent(incoming: string | undefined): string {
   return `00-${randomHex(16)}-${spanId}-01`;
 }
 
+/** The span id of a valid traceparent (the parent of a span made from it with childTraceparent). */
+export function spanIdOf(traceparent: string | undefined): string | undefined {
+  const m = traceparent ? TRACEPARENT.exec(traceparent.trim()) : null;
+  return m && m[1] !== ZERO_TRACE ? m[2] : undefined;
+}
+
 export function traceIdOf(traceparent: string): string | undefined {
   return TRACEPARENT.exec(traceparent)?.[1];
 }

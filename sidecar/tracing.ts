@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import { request } from "undici";
-import type { RequestObserver, RequestRecord } from "./request-record.ts";
+import type { RequestRecord } from "./request-record.ts";
 
 /**
  * Spans exported with OTLP/HTTP in its JSON encoding
@@ -23,6 +23,8 @@ export const TRACING_DEFAULTS = {
   exportTimeoutMs: 5_000,
   /** at most one warning per this many milliseconds while exports fail */
   warnEveryMs: 60_000,
+  /** how long stop() goes on exporting what waits */
+  stopWaitMs: 2_000,
 } as const;
 
 /**
@@ -50,10 +52,10 @@ export interface TracerOptions {
 }
 
 export interface Tracer {
-  /** O(1), never throws: queues the request's span for the next export */
-  readonly observe: RequestObserver;
+  /** O(1), never throws: queues the request's span for the next export (a RequestObserver) */
+  readonly observe: (record: TracedRecord) => void;
   stats(): { exported: number; dropped: number; queued: number };
-  /** exports what waits (bounded by the export timeout) */
+  /** exports what waits, for at most stopWaitMs (2 s) */
   stop(): Promise<void>;
 }
 
@@ -110,7 +112,7 @@ export function toOtlpSpan(r: TracedRecord): Record<string, unknown> | undefined
 }
 
 function spanIds(r: TracedRecord, contextSpan: string): { spanId: string; parentSpanId?: string } {
-  if ("parentSpanId" in r) return { spanId: contextSpan, ...(r.parentSpanId && /^[0-9a-f]{16}$/.test(r.parentSpanId) ? { parentSpanId: r.parentSpanId } : {}) };
+  if (Object.hasOwn(r, "parentSpanId")) return { spanId: contextSpan, ...(r.parentSpanId && /^[0-9a-f]{16}$/.test(r.parentSpanId) ? { parentSpanId: r.parentSpanId } : {}) };
   return r.direction === "inbound" ? { spanId: randomBytes(8).toString("hex"), parentSpanId: contextSpan } : { spanId: contextSpan };
 }
 
@@ -130,65 +132,79 @@ export function exportRequest(spans: unknown[], resource: { service: string; ins
  * nothing is exported unless asked for.
  */
 export function createTracer(opts: TracerOptions): Tracer | undefined {
-  if (!opts.otlpUrl) return undefined;
-  const url = tracesUrl(opts.otlpUrl);
-  const o = { ...TRACING_DEFAULTS, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) } as typeof TRACING_DEFAULTS;
-  const counts = { exported: 0, dropped: 0 };
-  let queue: TracedRecord[] = [];
-  let exporting: Promise<void> | undefined;
-  let lastWarn = 0;
+  return opts.otlpUrl ? new OtlpTracer(opts, tracesUrl(opts.otlpUrl)) : undefined;
+}
 
-  const exportBatch = async (batch: TracedRecord[]): Promise<void> => {
+class OtlpTracer implements Tracer {
+  readonly #opts: TracerOptions;
+  readonly #url: string;
+  readonly #o: { -readonly [K in keyof typeof TRACING_DEFAULTS]: number };
+  readonly #counts = { exported: 0, dropped: 0 };
+  readonly #timer: NodeJS.Timeout;
+  #queue: TracedRecord[] = [];
+  #exporting: Promise<void> | undefined;
+  #lastWarn = 0;
+
+  constructor(opts: TracerOptions, url: string) {
+    this.#opts = opts;
+    this.#url = url;
+    const given = Object.fromEntries(Object.entries(opts).filter(([k, v]) => v !== undefined && k in TRACING_DEFAULTS));
+    this.#o = { ...TRACING_DEFAULTS, ...given };
+    this.#timer = setInterval(() => void this.#flush(), this.#o.batchMs);
+    this.#timer.unref();
+  }
+
+  readonly observe = (record: TracedRecord): void => {
+    if (this.#queue.length >= this.#o.maxQueued) return void this.#counts.dropped++;
+    this.#queue.push(record);
+    if (this.#queue.length >= this.#o.maxBatch && !this.#exporting) setImmediate(() => void this.#flush());
+  };
+
+  stats() {
+    return { ...this.#counts, queued: this.#queue.length };
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#timer);
+    const drained = (async () => {
+      while (this.#queue.length > 0 || this.#exporting) await (this.#exporting ?? this.#flush());
+    })();
+    await Promise.race([drained, new Promise((r) => setTimeout(r, this.#o.stopWaitMs).unref())]);
+  }
+
+  /** One export at a time; whatever queued meanwhile goes in the next. */
+  #flush(): Promise<void> {
+    if (this.#exporting || this.#queue.length === 0) return this.#exporting ?? Promise.resolve();
+    const { maxBatch } = this.#o;
+    const batch = this.#queue.length <= maxBatch ? this.#queue : this.#queue.slice(0, maxBatch);
+    this.#queue = batch === this.#queue ? [] : this.#queue.slice(maxBatch);
+    this.#exporting = this.#export(batch).finally(() => {
+      this.#exporting = undefined;
+      if (this.#queue.length >= maxBatch) void this.#flush();
+    });
+    return this.#exporting;
+  }
+
+  async #export(batch: TracedRecord[]): Promise<void> {
     const spans = batch.map(toOtlpSpan).filter((s) => s !== undefined);
     if (spans.length === 0) return;
     try {
-      const res = await request(url, {
+      const res = await request(this.#url, {
         method: "POST",
         headers: { "content-type": "application/json" },
-        body: JSON.stringify(exportRequest(spans, opts)),
-        headersTimeout: o.exportTimeoutMs,
-        bodyTimeout: o.exportTimeoutMs,
+        body: JSON.stringify(exportRequest(spans, this.#opts)),
+        headersTimeout: this.#o.exportTimeoutMs,
+        bodyTimeout: this.#o.exportTimeoutMs,
       });
       await res.body.dump();
       if (res.statusCode >= 300) throw new Error(`collector answered ${res.statusCode}`);
-      counts.exported += spans.length;
+      this.#counts.exported += spans.length;
     } catch (err) {
-      counts.dropped += spans.length;
-      if (Date.now() - lastWarn >= o.warnEveryMs) {
-        lastWarn = Date.now();
-        opts.logger.warn({ err, url, dropped: counts.dropped }, "spans not exported");
+      this.#counts.dropped += spans.length;
+      if (Date.now() - this.#lastWarn >= this.#o.warnEveryMs) {
+        this.#lastWarn = Date.now();
+        this.#opts.logger.warn({ err, url: this.#url, dropped: this.#counts.dropped }, "spans not exported");
       }
     }
-  };
-
-  /** One export at a time; whatever queued meanwhile goes in the next. */
-  const flush = (): Promise<void> => {
-    if (exporting || queue.length === 0) return exporting ?? Promise.resolve();
-    const batch = queue.length <= o.maxBatch ? queue : queue.slice(0, o.maxBatch);
-    queue = batch === queue ? [] : queue.slice(o.maxBatch);
-    exporting = exportBatch(batch).finally(() => {
-      exporting = undefined;
-      if (queue.length >= o.maxBatch) void flush();
-    });
-    return exporting;
-  };
-
-  const timer = setInterval(() => void flush(), o.batchMs);
-  timer.unref();
-
-  return {
-    observe(record) {
-      if (queue.length >= o.maxQueued) return void counts.dropped++;
-      queue.push(record);
-      if (queue.length >= o.maxBatch && !exporting) setImmediate(() => void flush());
-    },
-    stats: () => ({ ...counts, queued: queue.length }),
-    async stop() {
-      clearInterval(timer);
-      const until = Date.now() + o.exportTimeoutMs;
-      while ((queue.length > 0 || exporting) && Date.now() < until) {
-        await (exporting ?? flush());
-      }
-    },
-  };
+  }
 }

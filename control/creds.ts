@@ -1,0 +1,144 @@
+// `mesh creds --out DIR SERVICE...`: the identities of secure mode. One user
+// nkey seed per service (`<service>.nk`), one for control and one for the
+// CLI, and `auth.conf`, the nats-server authorization block binding each
+// public key to its permissions (control/creds-permissions.ts).
+import { chmod, mkdir, readdir, readFile, rename, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { nkeys } from "@nats-io/transport-node";
+import {
+  ADMIN_IDENTITY,
+  type AuthUser,
+  checkIdentity,
+  CONTROL_IDENTITY,
+  permissionsFor,
+  renderAuthConf,
+} from "./creds-permissions.ts";
+
+export const CREDS_USAGE = `usage: mesh creds --out DIR SERVICE...
+  Writes DIR/<service>.nk for each SERVICE, DIR/control.nk, DIR/admin.nk (user nkey
+  seeds, mode 0600) and DIR/auth.conf (include it from nats.conf). Keys already in DIR
+  are kept, never rotated; to rotate one, delete its file and run again. auth.conf
+  covers every <service>.nk in DIR, so adding services never locks out others.
+  --out DIR   where to write (env MESH_CREDS_DIR)
+Then: mesh sidecar --creds DIR/<service>.nk, mesh control --creds DIR/control.nk,
+mesh get ... --creds DIR/admin.nk (or env NATS_CREDS).`;
+
+export const AUTH_CONF = "auth.conf";
+const SEED_SUFFIX = ".nk";
+
+export interface CredsResult {
+  dir: string;
+  /** every identity in auth.conf, services first (sorted), then control and admin */
+  identities: string[];
+  /** identities whose key was made by this run */
+  created: string[];
+  authConf: string;
+}
+
+export class CredsError extends Error {
+  constructor(
+    readonly exitCode: 1 | 2,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The seed file of an identity in `dir`. */
+export function seedFile(dir: string, identity: string): string {
+  return join(dir, `${identity}${SEED_SUFFIX}`);
+}
+
+/**
+ * Makes `dir` hold a key for every service given, control and admin, keeping
+ * keys already there, and rewrites auth.conf for all of them. Throws
+ * CredsError(1) for a bad service name, before writing anything.
+ */
+export async function writeCreds(dir: string, services: readonly string[]): Promise<CredsResult> {
+  const problems = services.map(checkIdentity).filter((p): p is string => p !== undefined);
+  if (problems.length) throw new CredsError(1, problems.join("\n"));
+  const out = resolve(dir);
+  await mkdir(out, { recursive: true, mode: 0o700 });
+  const existing = await existingServices(out);
+  const all = [...new Set([...existing, ...services])].sort();
+  const identities = [...all, CONTROL_IDENTITY, ADMIN_IDENTITY];
+  const users: AuthUser[] = [];
+  const created: string[] = [];
+  for (const identity of identities) {
+    const { publicKey, isNew } = await ensureSeed(seedFile(out, identity));
+    if (isNew) created.push(identity);
+    users.push({ identity, nkey: publicKey, permissions: permissionsFor(identity) });
+  }
+  const authConf = join(out, AUTH_CONF);
+  // Public keys only: readable by a nats-server running as another user.
+  await writeAtomically(authConf, renderAuthConf(users), 0o644);
+  return { dir: out, identities, created, authConf };
+}
+
+/** Services that already have a seed file in `dir` (files that do not name a service are left alone). */
+async function existingServices(dir: string): Promise<string[]> {
+  const names = await readdir(dir);
+  return names
+    .filter((n) => n.endsWith(SEED_SUFFIX))
+    .map((n) => n.slice(0, -SEED_SUFFIX.length))
+    .filter((n) => checkIdentity(n) === undefined);
+}
+
+/** Reads the user seed in `file`, or creates it (mode 0600) when the file does not exist. */
+async function ensureSeed(file: string): Promise<{ publicKey: string; isNew: boolean }> {
+  let text: string | undefined;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+  }
+  if (text !== undefined) {
+    const seed = text.split(/\s+/).find((w) => w.startsWith("SU"));
+    if (!seed) throw new CredsError(1, `'${file}' exists but holds no user nkey seed; move it away or fix it`);
+    try {
+      return { publicKey: nkeys.fromSeed(new TextEncoder().encode(seed)).getPublicKey(), isNew: false };
+    } catch (err) {
+      throw new CredsError(1, `'${file}': not a valid user nkey seed (${(err as Error).message})`);
+    }
+  }
+  const kp = nkeys.createUser();
+  await writeAtomically(file, `${new TextDecoder().decode(kp.getSeed())}\n`, 0o600);
+  return { publicKey: kp.getPublicKey(), isNew: true };
+}
+
+/** Readers never see a half-written file; the mode is set before the file appears. */
+async function writeAtomically(file: string, text: string, mode: number): Promise<void> {
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, text, { mode });
+  await chmod(tmp, mode); // the umask may have removed bits; never added any
+  await rename(tmp, file);
+}
+
+/** `mesh creds ...`; returns the exit code. */
+export async function credsCommand(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options: { out: { type: "string" }, help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true });
+  } catch (err) {
+    console.error(`mesh creds: ${(err as Error).message}\n${CREDS_USAGE}`);
+    return 2;
+  }
+  if (parsed.values.help) return console.log(CREDS_USAGE), 0;
+  const dir = parsed.values.out ?? process.env.MESH_CREDS_DIR;
+  if (!dir) return console.error(`mesh creds: --out DIR is required\n${CREDS_USAGE}`), 2;
+  if (parsed.positionals.length === 0) return console.error(`mesh creds: name at least one service\n${CREDS_USAGE}`), 2;
+  try {
+    const result = await writeCreds(dir, parsed.positionals);
+    for (const identity of result.identities) {
+      const state = result.created.includes(identity) ? "created" : "kept";
+      console.log(`${seedFile(result.dir, identity)}: ${state}`);
+    }
+    console.log(`${result.authConf}: ${result.identities.length} users (include it from nats.conf)`);
+    return 0;
+  } catch (err) {
+    if (!(err instanceof CredsError)) throw err;
+    for (const line of err.message.split("\n")) console.error(`mesh creds: ${line}`);
+    return err.exitCode;
+  }
+}

@@ -1,0 +1,151 @@
+import type { Metric, Registry } from "prom-client";
+
+/**
+ * Metric families control fills from sidecars' telemetry deltas. prom-client's
+ * own Histogram can only observe single values, not add bucket counts, so
+ * these implement the small interface a prom-client Registry reads (`get()`),
+ * and can be hidden: a replica that is not the telemetry leader exposes the
+ * families empty, so summing every replica's scrape never double counts.
+ */
+
+type MetricType = "counter" | "gauge" | "histogram";
+
+interface Series {
+  labels: Record<string, string>;
+  value: number;
+  /** histograms: per-bucket counts for each bound, then +Inf */
+  buckets?: number[];
+}
+
+interface MetricValue {
+  value: number;
+  labels: Record<string, string | number>;
+  metricName?: string;
+}
+
+export interface FamilyOptions {
+  name: string;
+  help: string;
+  type: MetricType;
+  labelNames: readonly string[];
+  /** histograms: bucket upper bounds */
+  bounds?: readonly number[];
+  /** false: scrapes see the family without values */
+  visible: () => boolean;
+  /** runs before every scrape, e.g. to recompute gauges */
+  collect?: (family: MergedFamily) => void;
+}
+
+const SEP = "\u0001";
+
+export class MergedFamily {
+  readonly name: string;
+  readonly help: string;
+  readonly type: MetricType;
+  readonly aggregator = "sum";
+  readonly #labelNames: readonly string[];
+  readonly #bounds: readonly number[];
+  readonly #visible: () => boolean;
+  readonly #collect: FamilyOptions["collect"];
+  #series = new Map<string, Series>();
+
+  constructor(opts: FamilyOptions) {
+    this.name = opts.name;
+    this.help = opts.help;
+    this.type = opts.type;
+    this.#labelNames = opts.labelNames;
+    this.#bounds = opts.bounds ?? [];
+    this.#visible = opts.visible;
+    this.#collect = opts.collect;
+  }
+
+  /** Registers with a prom-client Registry, which reads any object with `get()`. */
+  register(registry: Registry): this {
+    registry.registerMetric(this as unknown as Metric);
+    return this;
+  }
+
+  #get(values: readonly string[]): Series {
+    const key = values.join(SEP);
+    let s = this.#series.get(key);
+    if (!s) {
+      const labels = Object.fromEntries(this.#labelNames.map((n, i) => [n, values[i] ?? ""]));
+      s = { labels, value: 0, ...(this.type === "histogram" ? { buckets: new Array<number>(this.#bounds.length + 1).fill(0) } : {}) };
+      this.#series.set(key, s);
+    }
+    return s;
+  }
+
+  /** counters: adds; histograms: adds `counts` (per bucket, aligned to the bounds, then +Inf) and `sum` */
+  add(values: readonly string[], amount: number, counts?: readonly number[]): void {
+    const s = this.#get(values);
+    s.value += amount;
+    if (s.buckets && counts) for (let i = 0; i < s.buckets.length; i++) s.buckets[i]! += counts[i] ?? 0;
+  }
+
+  /** gauges */
+  set(values: readonly string[], value: number): void {
+    this.#get(values).value = value;
+  }
+
+  clear(): void {
+    this.#series = new Map();
+  }
+
+  async get(): Promise<{ name: string; help: string; type: MetricType; aggregator: string; values: MetricValue[] }> {
+    this.#collect?.(this);
+    const values: MetricValue[] = [];
+    if (this.#visible()) for (const s of this.#series.values()) this.#values(s, values);
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+  }
+
+  #values(s: Series, out: MetricValue[]): void {
+    if (!s.buckets) return void out.push({ labels: s.labels, value: s.value });
+    let cumulative = 0;
+    this.#bounds.forEach((le, i) => {
+      cumulative += s.buckets![i]!;
+      out.push({ metricName: `${this.name}_bucket`, labels: { ...s.labels, le }, value: cumulative });
+    });
+    cumulative += s.buckets[this.#bounds.length]!;
+    out.push({ metricName: `${this.name}_bucket`, labels: { ...s.labels, le: "+Inf" }, value: cumulative });
+    out.push({ metricName: `${this.name}_sum`, labels: s.labels, value: s.value });
+    out.push({ metricName: `${this.name}_count`, labels: s.labels, value: cumulative });
+  }
+}
+
+/**
+ * Maps a sidecar's bucket counts onto control's bounds. Each sidecar bucket
+ * goes to the smallest control bucket whose bound is >= its own, so counts
+ * stay exact when the bounds agree and err on the slow side when they do not.
+ */
+export function rebinner(from: readonly number[], to: readonly number[]): (counts: readonly number[]) => number[] {
+  const target = from.map((le) => {
+    const i = to.findIndex((b) => b >= le);
+    return i === -1 ? to.length : i;
+  });
+  target.push(to.length);
+  return (counts) => {
+    const out = new Array<number>(to.length + 1).fill(0);
+    counts.forEach((n, i) => (out[target[i] ?? to.length]! += n));
+    return out;
+  };
+}
+
+/** histogram_quantile: linear interpolation inside the bucket holding the q-th request; the last finite bound for +Inf. */
+export function quantile(q: number, bounds: readonly number[], counts: ArrayLike<number>): number | undefined {
+  let total = 0;
+  for (let i = 0; i < counts.length; i++) total += counts[i]!;
+  if (total === 0) return undefined;
+  const rank = q * total;
+  let seen = 0;
+  for (let i = 0; i < counts.length; i++) {
+    const n = counts[i]!;
+    if (seen + n >= rank && n > 0) {
+      if (i >= bounds.length) return bounds[bounds.length - 1];
+      const lower = i === 0 ? 0 : bounds[i - 1]!;
+      return lower + (bounds[i]! - lower) * ((rank - seen) / n);
+    }
+    seen += n;
+  }
+  return bounds[bounds.length - 1];
+}

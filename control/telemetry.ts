@@ -1,0 +1,214 @@
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import type { Logger } from "pino";
+import { Counter, Gauge, type Registry } from "prom-client";
+import {
+  BREAKER_STATES,
+  DURATION_BUCKETS_SECONDS,
+  REQUEST_LABELS,
+  TELEMETRY_COUNTERS,
+  TELEMETRY_GAUGES,
+  TELEMETRY_PREFIX,
+  parseTelemetryReport,
+  type ControlRequests,
+  type MeshStats,
+  type NamedRow,
+  type TelemetryReport,
+} from "../schemas/index.ts";
+import { MergedFamily, rebinner, type FamilyOptions } from "./merged-metrics.ts";
+import { RECENT_DEFAULT_WINDOW_MS, RecentTraffic } from "./recent-traffic.ts";
+import { startLease, type Lease } from "./telemetry-lease.ts";
+
+/** An instance's gauges count while it reported within this many of its intervals. */
+const GAUGE_STALE_INTERVALS = 3;
+/** Dedupe state of an instance silent this long is forgotten. */
+const FORGET_INSTANCE_MS = 10 * 60_000;
+
+export interface ControlTelemetryOptions {
+  nc: NatsConnection;
+  logger: Logger;
+  registry: Registry;
+  /** this replica's name in the telemetry lease */
+  holder: string;
+  now?: () => number;
+}
+
+export interface ControlTelemetry {
+  /** true while this replica exposes the mesh-wide metrics */
+  leader(): boolean;
+  /** what the `stats` control verb answers */
+  stats(req: ControlRequests["stats"]): MeshStats;
+  stop(): Promise<void>;
+}
+
+interface InstanceState {
+  boot: string;
+  seq: number;
+  seenAt: number;
+  intervalMs: number;
+  /** key -> [name, labels, value] */
+  gauges: Map<string, NamedRow>;
+}
+
+/** prom-client names of the catalog's counters. */
+const COUNTER_FAMILIES: Record<keyof typeof TELEMETRY_COUNTERS, { name: string; help: string }> = {
+  retries: { name: "mesh_retries_total", help: "Retries made by calling sidecars, by caller and callee" },
+  authz: { name: "mesh_authz_decisions_total", help: "Authorization decisions by provider sidecars (allow, deny), by service and caller" },
+  quota: { name: "mesh_quota_decisions_total", help: "Quota decisions by provider sidecars (allowed, denied, unavailable_allowed, unavailable_denied), by service and caller" },
+};
+
+/**
+ * Merges every sidecar's telemetry deltas into mesh-wide metrics on control's
+ * registry and keeps the last minute per service pair for `mesh top`.
+ */
+export async function startTelemetry(opts: ControlTelemetryOptions): Promise<ControlTelemetry> {
+  const telemetry = new MeshTelemetry(opts);
+  await telemetry.start();
+  return telemetry;
+}
+
+class MeshTelemetry implements ControlTelemetry {
+  readonly #opts: ControlTelemetryOptions;
+  readonly #now: () => number;
+  readonly #instances = new Map<string, InstanceState>();
+  readonly #recent: RecentTraffic;
+  readonly #rebinners = new Map<string, (counts: readonly number[]) => number[]>();
+  readonly #reports: Counter<"outcome">;
+  readonly #lost: Counter;
+  readonly #leaderGauge: Gauge;
+  readonly #requests: MergedFamily;
+  readonly #duration: MergedFamily;
+  readonly #counters: Record<string, MergedFamily>;
+  #lease: Lease | undefined;
+  #sub: Subscription | undefined;
+  #sweep: NodeJS.Timeout | undefined;
+
+  constructor(opts: ControlTelemetryOptions) {
+    this.#opts = opts;
+    this.#now = opts.now ?? Date.now;
+    this.#recent = new RecentTraffic(this.#now);
+    const registers = [opts.registry];
+    this.#reports = new Counter({ name: "mesh_telemetry_reports_total", help: "Telemetry reports received by this control replica, by outcome", labelNames: ["outcome"], registers });
+    this.#lost = new Counter({ name: "mesh_telemetry_reports_lost_total", help: "Telemetry reports this replica never received (gaps in sidecars' sequence numbers)", registers });
+    this.#leaderGauge = new Gauge({ name: "mesh_control_telemetry_leader", help: "1 on the control replica that exposes the mesh-wide metrics", registers });
+    const visible = () => this.leader();
+    const family = (f: Omit<FamilyOptions, "visible">) => new MergedFamily({ ...f, visible }).register(opts.registry);
+    this.#requests = family({ name: "mesh_requests_total", help: "Requests through the mesh as each sidecar saw them, by direction, caller, callee, version, method and status or mesh error code", type: "counter", labelNames: REQUEST_LABELS });
+    this.#duration = family({ name: "mesh_request_duration_seconds", help: "Time from a sidecar receiving a request to it answering", type: "histogram", labelNames: REQUEST_LABELS, bounds: DURATION_BUCKETS_SECONDS });
+    this.#counters = Object.fromEntries(
+      Object.entries(COUNTER_FAMILIES).map(([key, f]) => [key, family({ ...f, type: "counter", labelNames: TELEMETRY_COUNTERS[key as keyof typeof TELEMETRY_COUNTERS] })]),
+    );
+    family({
+      name: "mesh_circuit_breakers",
+      help: "Calling sidecar instances whose circuit breaker for a destination version is in each state, as last reported",
+      type: "gauge",
+      labelNames: [...TELEMETRY_GAUGES.breaker_state, "state"],
+      collect: (f) => collectBreakers(f, this.#instances, this.#now()),
+    });
+  }
+
+  async start(): Promise<void> {
+    const { nc, logger } = this.#opts;
+    this.#sub = nc.subscribe(`${TELEMETRY_PREFIX}.>`, {
+      callback: (err, msg) => {
+        if (err) logger.error({ err }, "telemetry subscription failed");
+        else this.#onMessage(msg.data);
+      },
+    });
+    this.#sweep = setInterval(() => forgetSilent(this.#instances, this.#now()), 60_000);
+    this.#sweep.unref();
+    this.#lease = await startLease(nc, this.#opts.holder, logger, (held) => this.#leaderGauge.set(held ? 1 : 0));
+    this.#leaderGauge.set(this.#lease.held() ? 1 : 0);
+    await nc.flush();
+  }
+
+  leader(): boolean {
+    return this.#lease?.held() ?? false;
+  }
+
+  stats(req: ControlRequests["stats"]): MeshStats {
+    const r: Partial<ControlRequests["stats"]> = req && typeof req === "object" ? req : {};
+    return this.#recent.stats(windowMs(r.windowSeconds), typeof r.service === "string" ? r.service : undefined);
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#sweep);
+    await this.#sub?.drain().catch(() => undefined);
+    await this.#lease?.stop();
+  }
+
+  #onMessage(data: Uint8Array): void {
+    let report: TelemetryReport | undefined;
+    try {
+      report = parseTelemetryReport(JSON.parse(new TextDecoder().decode(data)));
+    } catch {
+      report = undefined;
+    }
+    this.#reports.inc({ outcome: report ? this.#accept(report) : "malformed" });
+  }
+
+  /** Dedupes by boot and sequence number, merges, and remembers the instance's gauges. */
+  #accept(r: TelemetryReport): string {
+    const key = `${r.service}.${r.instance}`;
+    const prev = this.#instances.get(key);
+    const sameBoot = prev !== undefined && prev.boot === r.boot;
+    if (sameBoot && r.seq <= prev.seq) return "duplicate";
+    if (sameBoot && r.seq > prev.seq + 1) this.#lost.inc(r.seq - prev.seq - 1);
+    this.#merge(r);
+    if (r.final) {
+      this.#instances.delete(key);
+      return "accepted";
+    }
+    const state: InstanceState = sameBoot ? prev : { boot: r.boot, seq: 0, seenAt: 0, intervalMs: r.intervalMs, gauges: new Map() };
+    state.seq = r.seq;
+    state.seenAt = this.#now();
+    state.intervalMs = r.intervalMs;
+    for (const g of r.gauges) state.gauges.set(`${g[0]}\u0001${g[1].join("\u0001")}`, g);
+    this.#instances.set(key, state);
+    return "accepted";
+  }
+
+  #merge(r: TelemetryReport): void {
+    const toControl = this.#rebinner(r.le);
+    for (const row of r.requests) {
+      const labels = row.slice(0, 6) as string[];
+      const counts = toControl(row[8]);
+      this.#requests.add(labels, row[6]);
+      this.#duration.add(labels, row[7], counts);
+      if (row[0] === "outbound") this.#recent.add(row[1], row[2], row[5], row[6], counts);
+    }
+    for (const [name, labels, delta] of r.counters) this.#counters[name]?.add(labels, delta);
+  }
+
+  #rebinner(le: number[]): (counts: readonly number[]) => number[] {
+    const key = le.join(",");
+    let f = this.#rebinners.get(key);
+    if (!f) this.#rebinners.set(key, (f = rebinner(le, DURATION_BUCKETS_SECONDS)));
+    return f;
+  }
+}
+
+function windowMs(seconds: unknown): number {
+  return typeof seconds === "number" && Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : RECENT_DEFAULT_WINDOW_MS;
+}
+
+/** Recomputes the breaker gauge: instances per state, from fresh reports only. */
+function collectBreakers(family: MergedFamily, instances: Map<string, InstanceState>, now: number): void {
+  family.clear();
+  const totals = new Map<string, { labels: string[]; n: number }>();
+  for (const inst of instances.values()) {
+    if (now - inst.seenAt > inst.intervalMs * GAUGE_STALE_INTERVALS + 1_000) continue;
+    for (const [name, labels, value] of inst.gauges.values()) {
+      if (name !== "breaker_state") continue;
+      const full = [...labels, BREAKER_STATES[value] ?? "unknown"];
+      const key = full.join("\u0001");
+      const t = totals.get(key);
+      if (t) t.n++;
+      else totals.set(key, { labels: full, n: 1 });
+    }
+  }
+  for (const { labels, n } of totals.values()) family.set(labels, n);
+}
+
+function forgetSilent(instances: Map<string, InstanceState>, now: number): void {
+  for (const [key, inst] of instances) if (now - inst.seenAt > FORGET_INSTANCE_MS) instances.delete(key);
+}

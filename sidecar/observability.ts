@@ -1,0 +1,74 @@
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { Logger } from "pino";
+import { createAccessLog, type AccessLog } from "./access-log.ts";
+import { BREAKER_STATE_VALUE } from "./circuit-breaker.ts";
+import type { SidecarMetrics } from "./metrics.ts";
+import type { RequestObserver } from "./request-record.ts";
+import { createTelemetry, type Telemetry } from "./telemetry.ts";
+import { createTracer, type Tracer } from "./tracing.ts";
+
+export interface ObservabilityOptions {
+  nc: NatsConnection;
+  service: string;
+  instance: string;
+  /** version of the local application */
+  version: string;
+  /** OTLP/HTTP endpoint (config `otlp`); absent: no spans */
+  otlpUrl: string | undefined;
+  logger: Logger;
+  /** the sidecar's own metrics; their registry also counts access records */
+  metrics: SidecarMetrics;
+}
+
+export interface SidecarObservability {
+  /** `metrics` whose retry, breaker, authz and quota calls also reach control through telemetry */
+  readonly metrics: SidecarMetrics;
+  /** telemetry, access log and (with an OTLP endpoint) tracing: fan every RequestRecord out to these */
+  readonly observers: RequestObserver[];
+  readonly telemetry: Telemetry;
+  readonly accessLog: AccessLog;
+  readonly tracer: Tracer | undefined;
+  /** last deltas, records and spans out; call once requests are answered, before the NATS connection closes */
+  stop(): Promise<void>;
+}
+
+/** Everything a sidecar reports beyond its own /metrics, in one piece. */
+export function createObservability(o: ObservabilityOptions): SidecarObservability {
+  const who = { nc: o.nc, service: o.service, instance: o.instance, logger: o.logger };
+  const telemetry = createTelemetry({ ...who, version: o.version });
+  const accessLog = createAccessLog({ ...who, registry: o.metrics.registry });
+  const tracer = createTracer({ ...who, otlpUrl: o.otlpUrl, version: o.version });
+  return {
+    metrics: withTelemetry(o.metrics, telemetry, o.service),
+    observers: [telemetry.observe, accessLog.observe, ...(tracer ? [tracer.observe] : [])],
+    telemetry,
+    accessLog,
+    tracer,
+    stop: async () => {
+      await Promise.all([telemetry.stop(), accessLog.stop(), tracer?.stop()]);
+    },
+  };
+}
+
+/** The sidecar's metrics, with retries, breaker states and authz and quota decisions also counted mesh-wide. */
+export function withTelemetry(metrics: SidecarMetrics, telemetry: Telemetry, service: string): SidecarMetrics {
+  return {
+    ...metrics,
+    retry(source, destination) {
+      metrics.retry(source, destination);
+      telemetry.count("retries", { source, destination });
+    },
+    breaker(destination, version, state) {
+      metrics.breaker(destination, version, state);
+      telemetry.gauge("breaker_state", { source: service, destination, version }, BREAKER_STATE_VALUE[state]);
+    },
+    authz(s, caller, decision) {
+      metrics.authz(s, caller, decision);
+      telemetry.count("authz", { service: s, caller, decision });
+    },
+    quota(s, caller, decision) {
+      metrics.quota(s, caller, decision);
+      telemetry.count("quota", { service: s, caller, decision });
+    },
+  };
+}
