@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import { request } from "undici";
 import type { RequestRecord } from "./request-record.ts";
@@ -35,7 +34,7 @@ export const TRACING_DEFAULTS = {
  * record's span is the caller's: the server span gets an id of its own,
  * as a child of it, and an outbound span has no parent.
  */
-export type TracedRecord = RequestRecord & { parentSpanId?: string };
+export type TracedRecord = RequestRecord;
 
 export interface TracerOptions {
   /** OTLP/HTTP endpoint, e.g. http://127.0.0.1:4318 (`/v1/traces` is added) or a full `.../v1/traces` URL; absent: no tracer */
@@ -80,7 +79,8 @@ const int = (key: string, v: number): Attribute => ({ key, value: { intValue: St
 export function toOtlpSpan(r: TracedRecord): Record<string, unknown> | undefined {
   const m = TRACEPARENT.exec(r.traceparent);
   if (!m || (parseInt(m[3]!, 16) & 1) === 0) return undefined;
-  const ids = spanIds(r, m[2]!);
+  // The record's traceparent is this span; its parent is the span it was made from.
+  const parent = r.parentSpanId && /^[0-9a-f]{16}$/.test(r.parentSpanId) ? r.parentSpanId : undefined;
   const startNs = BigInt(Math.round(r.startedAt * 1e3)) * 1000n;
   const endNs = startNs + BigInt(Math.max(0, Math.round(r.durationMs * 1e6)));
   const attributes = [
@@ -100,8 +100,8 @@ export function toOtlpSpan(r: TracedRecord): Record<string, unknown> | undefined
   const failed = r.meshError !== undefined || r.status >= 500 || r.status === 0 || (r.direction === "outbound" && r.status >= 400);
   return {
     traceId: m[1],
-    spanId: ids.spanId,
-    ...(ids.parentSpanId ? { parentSpanId: ids.parentSpanId } : {}),
+    spanId: m[2],
+    ...(parent ? { parentSpanId: parent } : {}),
     name: `${r.method} ${r.destination}`,
     kind: SPAN_KIND[r.direction],
     startTimeUnixNano: startNs.toString(),
@@ -109,11 +109,6 @@ export function toOtlpSpan(r: TracedRecord): Record<string, unknown> | undefined
     attributes,
     status: failed ? { code: STATUS_ERROR, message: r.meshError ?? String(r.status) } : { code: STATUS_UNSET },
   };
-}
-
-function spanIds(r: TracedRecord, contextSpan: string): { spanId: string; parentSpanId?: string } {
-  if (Object.hasOwn(r, "parentSpanId")) return { spanId: contextSpan, ...(r.parentSpanId && /^[0-9a-f]{16}$/.test(r.parentSpanId) ? { parentSpanId: r.parentSpanId } : {}) };
-  return r.direction === "inbound" ? { spanId: randomBytes(8).toString("hex"), parentSpanId: contextSpan } : { spanId: contextSpan };
 }
 
 /** The ExportTraceServiceRequest body for one batch. */

@@ -107,12 +107,11 @@ describe("OTLP spans", () => {
     assert.equal(attr["http.response.status_code"], "200");
   });
 
-  test("a server span without a parent key gets its own id, child of the caller's span", () => {
-    const span = toOtlpSpan(rec({ direction: "inbound", status: 500, code: "500" })) as any;
+  test("a failed server span is a child of the caller's span", () => {
+    const span = toOtlpSpan(rec({ direction: "inbound", status: 500, code: "500", parentSpanId: "a3ce929d0e0e4736" })) as any;
     assert.equal(span.kind, 2);
-    assert.equal(span.parentSpanId, "00f067aa0ba902b7");
-    assert.match(span.spanId, /^[0-9a-f]{16}$/);
-    assert.notEqual(span.spanId, "00f067aa0ba902b7");
+    assert.equal(span.spanId, "00f067aa0ba902b7");
+    assert.equal(span.parentSpanId, "a3ce929d0e0e4736");
     assert.equal(span.status.code, 2);
   });
 
