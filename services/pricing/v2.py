@@ -9,85 +9,25 @@ Env: PORT (default 8083), DEMO_LOG=1 to log one line per request to stderr.
 
 import json
 import os
-import signal
-import socketserver
 import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-SERVICE, VERSION = "pricing", "v2"
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+from demo_http import not_found, serve  # noqa: E402
+
+VERSION = "v2"
 DISCOUNT = 0.10
-with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "prices.json")) as f:
+with open(os.path.join(HERE, "prices.json")) as f:
     TABLE = json.load(f)
-LOG_REQUESTS = os.environ.get("DEMO_LOG", "") not in ("", "0")
 
 
-def price_of(item_id):
-    base = TABLE["prices"].get(item_id)
+def route(path):
+    base = TABLE["prices"].get(path[len("/prices/"):]) if path.startswith("/prices/") else None
     if base is None:
-        return None
-    return {
-        "id": item_id,
-        "price": round(base * (1 - DISCOUNT), 2),
-        "currency": TABLE["currency"],
-        "version": VERSION,
-    }
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive; every response has Content-Length
-    disable_nagle_algorithm = True  # headers and body are two writes
-    timeout = 120  # seconds an idle keep-alive connection may hold a thread
-
-    def do_GET(self):
-        path = self.path.split("?", 1)[0]
-        price = price_of(path[len("/prices/"):]) if path.startswith("/prices/") else None
-        if path == "/healthz":
-            self.reply(200, {"status": "ok"})
-        elif price is not None:
-            self.reply(200, price)
-        else:
-            self.reply(404, {"error": "not_found", "message": f"no price for '{path}'"})
-
-    def reply(self, status, body):
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_request(self, code="-", size="-"):
-        if LOG_REQUESTS:
-            sys.stderr.write(f"{SERVICE}/{VERSION} {self.command} {self.path} {code}\n")
-
-    def log_message(self, format, *args):
-        pass  # errors surface as responses; default access logging is too noisy
-
-
-class Server(ThreadingHTTPServer):
-    request_queue_size = 128  # listen backlog; the default 5 drops bursts
-
-    def server_bind(self):
-        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn); skip it.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
-
-
-def main():
-    port = int(os.environ.get("PORT", "8083"))
-    server = Server(("127.0.0.1", port), Handler)
-
-    def stop(signum, frame):
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    sys.stderr.write(f"{SERVICE} {VERSION} listening on http://127.0.0.1:{server.server_port}\n")
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
+        return not_found(path)
+    item_id = path[len("/prices/"):]
+    return 200, {"id": item_id, "price": round(base * (1 - DISCOUNT), 2), "currency": TABLE["currency"], "version": VERSION}
 
 
 if __name__ == "__main__":
-    main()
+    serve("pricing/v2", route, 8083)
