@@ -62,7 +62,9 @@ describe("access logs and mesh logs", () => {
     const ok = Array.from({ length: 5 }, () => requestRecord({ source: "shop", destination: "stock", instance: "stock-a", path: "/items/1?x=1" }));
     for (const r of ok) {
       caller.observe(r);
-      provider.observe({ ...r, direction: "inbound", durationMs: 1 });
+      // The provider's server span is a child of the caller's client span.
+    const [, traceId0, spanId0] = r.traceparent.split("-");
+    provider.observe({ ...r, direction: "inbound", durationMs: 1, traceparent: `00-${traceId0}-${"b".repeat(16)}-01`, parentSpanId: spanId0 });
     }
     const failed = requestRecord({ source: "shop", destination: "stock", version: "_", instance: undefined, status: 503, code: "unavailable", meshError: "unavailable", attempts: 3 });
     caller.observe(failed);
@@ -142,7 +144,9 @@ describe("tracing", () => {
     const provider = createTracer({ otlpUrl: `${collector.url}/v1/traces`, service: "stock", instance: "stock-a", logger, batchMs: 50 })!;
     const r = requestRecord({ source: "shop", destination: "stock" });
     caller.observe({ ...r, parentSpanId: "a3ce929d0e0e4736" });
-    provider.observe({ ...r, direction: "inbound", durationMs: 1 });
+    // The provider's server span is a child of the caller's client span.
+    const [, traceId0, spanId0] = r.traceparent.split("-");
+    provider.observe({ ...r, direction: "inbound", durationMs: 1, traceparent: `00-${traceId0}-${"b".repeat(16)}-01`, parentSpanId: spanId0 });
     caller.observe(requestRecord({ traceparent: r.traceparent.replace(/-01$/, "-00") }));
     await eventually(async () => collector.spans().length === 2);
     await Promise.all([caller.stop(), provider.stop()]);
@@ -151,7 +155,7 @@ describe("tracing", () => {
     const server = collector.spans().find((s) => s.kind === 2)!;
     const [, traceId, spanId] = r.traceparent.split("-");
     assert.deepEqual([client.service, client.traceId, client.spanId, client.parentSpanId], ["shop", traceId, spanId, "a3ce929d0e0e4736"]);
-    assert.deepEqual([server.service, server.traceId, server.parentSpanId], ["stock", traceId, spanId]);
+    assert.deepEqual([server.service, server.traceId, server.spanId, server.parentSpanId], ["stock", traceId, "b".repeat(16), spanId]);
     assert.equal(attribute(client, "mesh.request_id"), r.requestId);
     assert.equal(caller.stats().exported, 1, "the unsampled request was not exported");
   });
