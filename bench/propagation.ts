@@ -14,7 +14,7 @@ import { controlRequest } from "../control/client.ts";
 import { startNatsCluster } from "../control/nats-cluster.ts";
 import { startControl } from "../control/service.ts";
 import { POLICY_BUCKETS, validatePolicy, type RoutePolicy } from "../schemas/index.ts";
-import { PolicyWatch } from "../sidecar/policy-watch.ts";
+import { PolicyWatch } from "../sidecar/index.ts";
 
 const WATCHERS = Number(process.env.PROPAGATION_WATCHERS ?? 60);
 const ROUNDS = Number(process.env.PROPAGATION_ROUNDS ?? 50);

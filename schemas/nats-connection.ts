@@ -1,6 +1,7 @@
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { authenticatorFromFile } from "./creds.ts";
+import { Defaults } from "./defaults.ts";
 
 export interface ConnectOptions {
   servers: string[];
@@ -30,7 +31,7 @@ export async function connectNats(opts: ConnectOptions): Promise<MeshConnection>
     noAsyncTraces: true,
     waitOnFirstConnect: true,
     maxReconnectAttempts: -1,
-    reconnectTimeWait: opts.reconnectTimeWaitMs ?? 250,
+    reconnectTimeWait: opts.reconnectTimeWaitMs ?? Defaults.reconnectTimeWaitMs,
     pingInterval: 10_000,
     ...(opts.inboxPrefix ? { inboxPrefix: opts.inboxPrefix } : {}),
     ...(opts.creds ? { authenticator: await authenticatorFromFile(opts.creds) } : {}),

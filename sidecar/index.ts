@@ -1,5 +1,10 @@
+// What other parts (tests, bench, embedders) may use of the sidecar.
 export { startSidecar, type Sidecar, type SidecarDeps } from "./sidecar.ts";
 export { MeshError } from "./errors.ts";
 export { resolveTarget, type Target } from "./target.ts";
-export { childTraceparent } from "./trace.ts";
+export { childTraceparent, spanIdOf } from "./trace.ts";
 export { createMetrics, type SidecarMetrics } from "./metrics.ts";
+export { compileRoute, type CompiledRoute } from "./routing.ts";
+export { compileAuthz, type AuthzDecider } from "./authz.ts";
+export { PolicyWatch, type AppliedPolicy } from "./policy-watch.ts";
+export type { RequestRecord, RequestObserver } from "./request-record.ts";
