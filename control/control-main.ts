@@ -50,5 +50,7 @@ export async function runControl(args: string[]): Promise<number> {
   server.server.close();
   logger.info("control stopped");
   logger.flush();
+  // Stopped: a lingering handle must not keep the process alive.
+  setTimeout(() => process.exit(0), 100).unref();
   return Exit.ok;
 }

@@ -87,5 +87,7 @@ export async function main(args: string[]): Promise<number> {
     process.once("SIGINT", stop);
   });
   logger.flush();
+  // Drained: nothing of ours is left to finish, so a lingering handle must not keep the process alive.
+  setTimeout(() => process.exit(0), 100).unref();
   return 0;
 }

@@ -195,7 +195,7 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
       if (viaNats) await provider?.heartbeat.stop();
       policies.stop();
       await observability.stop();
-      await (connected() ? nc.drain() : nc.close());
+      await closeNats(nc, connected());
       await provider?.pool.close();
       await closeServer(admin.server);
     });
@@ -216,6 +216,17 @@ async function drainAll(timeoutMs: number, logger: Logger, steps: () => Promise<
   if (outcome === "expired") logger.error({ timeoutMs }, "drain timed out with requests still in flight");
   else logger.info("drained");
 }
+
+/** Drains the connection (flushing what is buffered) if NATS is there, within a bound; then it is closed regardless. */
+async function closeNats(nc: NatsConnection, connected: boolean): Promise<void> {
+  if (connected) {
+    const bounded = new Promise<void>((resolve) => setTimeout(resolve, NATS_DRAIN_LIMIT_MS).unref());
+    await Promise.race([nc.drain().catch(() => undefined), bounded]);
+  }
+  if (!nc.isClosed()) await nc.close().catch(() => undefined);
+}
+
+const NATS_DRAIN_LIMIT_MS = 5_000;
 
 function closeServer(server: Server): Promise<void> {
   server.closeAllConnections();
