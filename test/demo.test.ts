@@ -1,18 +1,9 @@
 import assert from "node:assert/strict";
-import { createServer } from "node:net";
 import { before, test } from "node:test";
 import { demoServices, startDemoApp, stopDemoApp, waitForHttp } from "../services/manifest.ts";
 import { onFileEnd } from "./helpers/cleanup.ts";
-import { call, eventually, startTestSidecar } from "./helpers/mesh.ts";
+import { call, eventually, startTestSidecar, freePort } from "./helpers/mesh.ts";
 import { startNats } from "./helpers/nats.ts";
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 let ingressPort: number;
 

@@ -1,23 +1,13 @@
 import assert from "node:assert/strict";
-import { createServer } from "node:net";
 import { before, describe, test } from "node:test";
 import { startApp, type TestApp } from "./helpers/apps.ts";
-import { call, startTestSidecar } from "./helpers/mesh.ts";
+import { call, startTestSidecar, freePort } from "./helpers/mesh.ts";
 import { startNats, type NatsCluster } from "./helpers/nats.ts";
 
 let nats: NatsCluster;
 let slow: TestApp;
 let callerPort: number;
 let caller: Awaited<ReturnType<typeof startTestSidecar>>;
-
-/** A port nothing listens on: bound, then released. */
-async function deadPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 before(async () => {
   nats = await startNats({ nodes: 1, jetstream: false });
@@ -107,7 +97,7 @@ describe("admin listener", () => {
   });
 
   test("/readyz is 503 while the app does not answer", async () => {
-    const provider = await startTestSidecar({ service: "broken", app: `http://127.0.0.1:${await deadPort()}`, nats: nats.urls });
+    const provider = await startTestSidecar({ service: "broken", app: `http://127.0.0.1:${await freePort()}`, nats: nats.urls });
     const res = await fetch(`http://127.0.0.1:${provider.admin.port}/readyz`);
     assert.equal(res.status, 503);
     const body = (await res.json()) as { reasons: string[] };

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { createServer } from "node:net";
 import { request as httpRequest } from "node:http";
 import { createInterface } from "node:readline";
 import { onFileEnd } from "./cleanup.ts";
@@ -128,4 +129,13 @@ export function runMesh(args: string[], opts: { env?: NodeJS.ProcessEnv; stdin?:
     child.on("close", (code) => resolve({ code, stdout, stderr }));
     child.stdin.end(opts.stdin ?? "");
   });
+}
+
+/** A port nothing listens on right now (bound, then released): for apps to start on, or to be refused. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
 }
