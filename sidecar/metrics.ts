@@ -46,6 +46,7 @@ export function createMetrics(registry = new Registry(), defaults = true): Sidec
   });
   const authz = new Counter({ name: "mesh_authz_decisions_total", help: "Authorization decisions", labelNames: ["service", "caller", "decision"], registers: [registry] });
   const quota = new Counter({ name: "mesh_quota_decisions_total", help: "Quota decisions", labelNames: ["service", "caller", "decision"], registers: [registry] });
+  const children = new Map<string, { count: ReturnType<typeof requests.labels>; time: ReturnType<typeof duration.labels> }>();
   return {
     registry,
     retry: (source, destination) => retries.inc({ source, destination }),
@@ -53,9 +54,17 @@ export function createMetrics(registry = new Registry(), defaults = true): Sidec
     authz: (service, caller, decision) => authz.inc({ service, caller, decision }),
     quota: (service, caller, decision) => quota.inc({ service, caller, decision }),
     observe(r) {
-      const labels = { direction: r.direction, source: r.source, destination: r.destination, version: r.version, method: methodLabel(r.method), code: r.code };
-      requests.inc(labels);
-      duration.observe(labels, r.durationMs / 1000);
+      // prom-client hashes a label object on every call; the children are looked up once per series instead.
+      const method = methodLabel(r.method);
+      const key = `${r.direction}|${r.source}|${r.destination}|${r.version}|${method}|${r.code}`;
+      let series = children.get(key);
+      if (!series) {
+        const labels = { direction: r.direction, source: r.source, destination: r.destination, version: r.version, method, code: r.code };
+        series = { count: requests.labels(labels), time: duration.labels(labels) };
+        children.set(key, series);
+      }
+      series.count.inc();
+      series.time.observe(r.durationMs / 1000);
     },
   };
 }
