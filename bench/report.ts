@@ -20,7 +20,7 @@ function row(cells: string[]): string {
 }
 
 function table(header: string[], rows: string[][]): string {
-  const rule = header.map((h, i) => (i < 2 ? "---" : "---:"));
+  const rule = header.map((_h, i) => (i < 2 ? "---" : "---:"));
   return [row(header), row(rule), ...rows.map(row)].join("\n");
 }
 

@@ -1,7 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
 import { ANY_VERSION, Wire, instanceSubject, rpcSubject, type RoutePolicy } from "../schemas/index.ts";
-import type { P2cEwmaBalancer } from "./balancer.ts";
 import { isBreakerFailure } from "./circuit-breaker.ts";
 import type { Destinations } from "./destinations.ts";
 import { MeshError, timeout } from "./errors.ts";

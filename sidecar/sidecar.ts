@@ -11,7 +11,7 @@ import { createAdmission, forbidden } from "./admission.ts";
 import { AppHealth } from "./app-health.ts";
 import { MeshCaller } from "./caller.ts";
 import { Destinations } from "./destinations.ts";
-import { InboundAdapter, type InboundGate } from "./inbound.ts";
+import { InboundAdapter } from "./inbound.ts";
 import { createMetrics, type SidecarMetrics } from "./metrics.ts";
 import { OutboundProxy } from "./outbound.ts";
 import { SidecarPolicies } from "./policies.ts";

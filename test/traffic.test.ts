@@ -221,7 +221,7 @@ describe("balancing, deadlines and overload", () => {
   });
 
   test("a deadline crosses two hops: the nested call inherits what is left", async () => {
-    const deepApp = await startApp((req, res) => void setTimeout(() => res.end("deep"), 2000));
+    const deepApp = await startApp((_req, res) => void setTimeout(() => res.end("deep"), 2000));
     await startTestSidecar({ service: "deep", app: deepApp.url, nats: nats.urls });
     let middlePort = 0;
     const middleApp = await startApp(async (req, res) => {
@@ -271,7 +271,7 @@ describe("balancing, deadlines and overload", () => {
 
   test("a provider whose app stops answering leaves its queue groups until it answers again", async () => {
     const first = await provider("flaky", "v1", (_req, res) => void res.end("first"));
-    const second = await provider("flaky", "v1", (_req, res) => void res.end("second"));
+    await provider("flaky", "v1", (_req, res) => void res.end("second"));
     await eventually(async () => count(await send("flaky", 20), "first") > 0);
     const port = first.app.port;
     await first.app.close();
