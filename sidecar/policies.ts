@@ -69,6 +69,12 @@ export class SidecarPolicies {
   readonly instances = new InstanceView();
   quota: AppliedPolicy<QuotaPolicy> | undefined;
   readonly #watches: Array<PolicyWatch<any>> = [];
+  /**
+   * The registry changes with every heartbeat of every instance, so it is
+   * followed only once some route asks for p2c-ewma, which needs it.
+   */
+  readonly #registry: PolicyWatch<RegistryEntry>;
+  #registryStarted: Promise<void> | undefined;
   #loaded = false;
 
   constructor(opts: SidecarPoliciesOptions) {
@@ -88,19 +94,18 @@ export class SidecarPolicies {
         onChange: (key, applied) => {
           if (applied) this.routes.set(key, compileRoute(applied.document as RoutePolicy));
           else this.routes.delete(key);
+          if (applied?.document.loadBalancer === "p2c-ewma") this.#followRegistry();
         },
       }),
     );
-    this.#watches.push(
-      new PolicyWatch<RegistryEntry>({
-        ...common,
-        quiet: true,
-        bucket: REGISTRY_BUCKET,
-        key: ">",
-        check: checkRegistryEntry,
-        onChange: (key, applied) => this.instances.update(key, applied?.document as RegistryEntry | undefined),
-      }),
-    );
+    this.#registry = new PolicyWatch<RegistryEntry>({
+      ...common,
+      quiet: true,
+      bucket: REGISTRY_BUCKET,
+      key: ">",
+      check: checkRegistryEntry,
+      onChange: (key, applied) => this.instances.update(key, applied?.document as RegistryEntry | undefined),
+    });
     this.#watches.push(
       new PolicyWatch<AuthzPolicy>({
         ...common,
@@ -136,15 +141,22 @@ export class SidecarPolicies {
 
   async start(): Promise<void> {
     await Promise.all(this.#watches.map((w) => w.start()));
+    // A p2c-ewma route read just now started the registry watch: have its instances before serving.
+    await this.#registryStarted;
     this.#loaded = true;
   }
 
   stop(): void {
     for (const w of this.#watches) w.stop();
+    this.#registry.stop();
+  }
+
+  #followRegistry(): void {
+    this.#registryStarted ??= this.#registry.start().catch(() => undefined);
   }
 
   /** What `/config` shows: every applied document with its revision. */
   describe(): Array<AppliedPolicy<unknown>> {
-    return this.#watches.flatMap((w) => [...w.applied.values()]).filter((p) => p.bucket !== REGISTRY_BUCKET);
+    return this.#watches.flatMap((w) => [...w.applied.values()]);
   }
 }
