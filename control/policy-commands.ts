@@ -148,7 +148,8 @@ export async function services(args: string[]): Promise<number> {
   }
   const rows = [["SERVICE", "VERSION", "INSTANCES", "HEALTH"]];
   for (const s of reply.services) {
-    const health = s.draining > 0 ? `${s.ready} ready, ${s.draining} draining` : `${s.ready}/${s.instances} ready`;
+    const others = [s.unready > 0 ? `${s.unready} unready` : "", s.draining > 0 ? `${s.draining} draining` : ""].filter(Boolean);
+    const health = others.length > 0 ? [`${s.ready} ready`, ...others].join(", ") : `${s.ready}/${s.instances} ready`;
     rows.push([s.service, s.version, String(s.instances), health]);
   }
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));

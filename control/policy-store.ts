@@ -99,9 +99,9 @@ export class PolicyStore {
       const instance = registryEntryOf(key, entry);
       if (!instance) continue;
       const id = `${instance.service}/${instance.version}`;
-      const summary = byVersion.get(id) ?? { service: instance.service, version: instance.version, instances: 0, ready: 0, draining: 0, names: [] };
+      const summary = byVersion.get(id) ?? { service: instance.service, version: instance.version, instances: 0, ready: 0, unready: 0, draining: 0, names: [] };
       summary.instances++;
-      summary[instance.state === "draining" ? "draining" : "ready"]++;
+      summary[instance.state]++;
       summary.names.push(instance.instance);
       byVersion.set(id, summary);
     }
@@ -162,7 +162,7 @@ function registryEntryOf(key: string, entry: KvEntry): RegistryEntry | undefined
   }
   const valid =
     typeof e === "object" && e !== null && typeof e.service === "string" && typeof e.version === "string" &&
-    typeof e.instance === "string" && (e.state === "ready" || e.state === "draining");
+    typeof e.instance === "string" && (e.state === "ready" || e.state === "unready" || e.state === "draining");
   return valid && key === registryKey(e.service, e.instance) ? e : undefined;
 }
 

@@ -75,6 +75,8 @@ export interface ServiceSummary {
   version: string;
   instances: number;
   ready: number;
+  /** out of the queue groups while the application does not answer */
+  unready: number;
   draining: number;
   /** instance names */
   names: string[];

@@ -9,7 +9,8 @@ export const HEARTBEAT_INTERVAL_MS = 2_000;
  */
 export const REGISTRY_TTL_MS = 5_000;
 
-export type InstanceState = "ready" | "draining";
+/** ready: in its queue groups; unready: out of them while its app does not answer; draining: leaving for good */
+export type InstanceState = "ready" | "unready" | "draining";
 
 /** Value of `mesh_registry` key `<service>.<instance>` (JSON). */
 export interface RegistryEntry {

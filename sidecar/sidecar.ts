@@ -76,7 +76,7 @@ function providerParts(
     pool,
     logger: c.logger,
     onDown: async () => {
-      await heartbeat.setState("draining");
+      await heartbeat.setState("unready");
       await inbound.leave();
     },
     onUp: async () => {
@@ -179,7 +179,7 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
   if (provider) {
     await provider.health.start();
     if (provider.health.up) await provider.inbound.start();
-    await provider.heartbeat.start(provider.health.up ? "ready" : "draining");
+    await provider.heartbeat.start(provider.health.up ? "ready" : "unready");
   }
   logger.info({ outbound: outboundAddress, admin: admin.address, app: config.app, version: config.version }, "sidecar started");
 

@@ -7,7 +7,7 @@ import { HEARTBEAT_INTERVAL_MS, REGISTRY_BUCKET, REGISTRY_TTL_MS, type RegistryE
 import { startApp, type TestApp } from "./helpers/apps.ts";
 import { onFileEnd } from "./helpers/cleanup.ts";
 import { startTestControl } from "./helpers/control.ts";
-import { eventually, runMesh, spawnSidecar, startTestSidecar } from "./helpers/mesh.ts";
+import { eventually, freePort, runMesh, spawnSidecar, startTestSidecar } from "./helpers/mesh.ts";
 import { startNats, type NatsCluster } from "./helpers/nats.ts";
 
 let nats: NatsCluster;
@@ -74,4 +74,12 @@ test("a draining instance is marked draining before it leaves, then removed", as
   await sidecar.drain();
   await seen;
   assert.deepEqual(states.slice(-2), ["draining", "DEL"]);
+});
+
+test("an instance whose app does not answer is registered unready", async () => {
+  await startTestSidecar({ service: "sickly", instance: "sickly-1", app: `http://127.0.0.1:${await freePort()}`, nats: nats.urls });
+  const [summary] = await instancesOf("sickly");
+  assert.deepEqual([summary?.instances, summary?.ready, summary?.unready], [1, 0, 1]);
+  const cli = await runMesh(["services"], { env: { NATS_URL: nats.urls.join(",") } });
+  assert.match(cli.stdout, /^sickly\s+v1\s+1\s+0 ready, 1 unready$/m);
 });
