@@ -157,16 +157,8 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
   const provider = quota && providerParts(config, { nc, instance, logger, observe, policies, metrics, quota });
   const outbound = callerParts(config, { nc, policies, metrics, logger, observe });
 
-  let draining: Promise<void> | undefined;
-  const readiness = async (): Promise<Readiness> => {
-    const reasons: string[] = [];
-    if (draining) reasons.push("draining");
-    if (!connected()) reasons.push("nats disconnected");
-    if (!policies.loaded) reasons.push("policy not read yet");
-    // The same verdict that takes the instance out of its queue groups, so the two always agree.
-    if (provider && !provider.health.up) reasons.push(`application at '${config.app}' does not answer`);
-    return { ready: reasons.length === 0, reasons };
-  };
+  const state: { draining?: Promise<void> } = {};
+  const readiness = () => readinessOf(config, { state, connected, policies, provider });
   const admin = await startAdmin({
     ...hostPort(config.admin),
     registry: metrics.registry,
@@ -176,20 +168,14 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
   // Policy first: no request is served under defaults that a policy overrides.
   await policies.start();
   const outboundAddress = await outbound.listen();
-  if (provider) {
-    await provider.health.start();
-    if (provider.health.up) await provider.inbound.start();
-    await provider.heartbeat.start(provider.health.up ? "ready" : "unready");
-  }
+  if (provider) await joinMesh(provider);
   logger.info({ outbound: outboundAddress, admin: admin.address, app: config.app, version: config.version }, "sidecar started");
 
   const drain = () => {
-    draining ??= drainAll(config.drainTimeoutMs, logger, async () => {
+    state.draining ??= drainAll(config.drainTimeoutMs, logger, async () => {
       // Through a NATS that is gone nothing can be drained: just finish what is in flight.
       const viaNats = connected();
-      provider?.health.stop();
-      if (viaNats) await provider?.heartbeat.setState("draining");
-      await provider?.inbound.drain(viaNats);
+      if (provider) await leaveMesh(provider, viaNats);
       await outbound.close();
       if (viaNats) await provider?.quota.close();
       if (viaNats) await provider?.heartbeat.stop();
@@ -199,9 +185,36 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
       await provider?.pool.close();
       await closeServer(admin.server);
     });
-    return draining;
+    return state.draining;
   };
   return { config, instance, nc, outbound: outboundAddress, admin: admin.address, readiness, drain };
+}
+
+function readinessOf(
+  config: Readonly<SidecarConfig>,
+  c: { state: { draining?: Promise<void> }; connected: () => boolean; policies: SidecarPolicies; provider: ProviderParts | undefined },
+): Promise<Readiness> {
+  const reasons: string[] = [];
+  if (c.state.draining) reasons.push("draining");
+  if (!c.connected()) reasons.push("nats disconnected");
+  if (!c.policies.loaded) reasons.push("policy not read yet");
+  // The same verdict that takes the instance out of its queue groups, so the two always agree.
+  if (c.provider && !c.provider.health.up) reasons.push(`application at '${config.app}' does not answer`);
+  return Promise.resolve({ ready: reasons.length === 0, reasons });
+}
+
+/** Joins the queue groups if the app answers (health rejoins later otherwise) and registers the instance. */
+async function joinMesh(p: ProviderParts): Promise<void> {
+  await p.health.start();
+  if (p.health.up) await p.inbound.start();
+  await p.heartbeat.start(p.health.up ? "ready" : "unready");
+}
+
+/** Says it is draining, leaves the queue groups and answers everything already received. */
+async function leaveMesh(p: ProviderParts, viaNats: boolean): Promise<void> {
+  p.health.stop();
+  if (viaNats) await p.heartbeat.setState("draining");
+  await p.inbound.drain(viaNats);
 }
 
 async function drainAll(timeoutMs: number, logger: Logger, steps: () => Promise<void>): Promise<void> {
