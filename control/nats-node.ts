@@ -9,13 +9,13 @@ import { NatsServerError } from "./nats-binary.ts";
 import type { NatsNode } from "./nats-cluster.ts";
 
 export const HOST = "127.0.0.1";
-export const CLUSTER_NAME = "natsmesh";
+const CLUSTER_NAME = "natsmesh";
 export const DEFAULT_MAX_PAYLOAD = 8 * 1024 * 1024; // "8MB" in nats.conf means MiB
 export const DEFAULT_READY_TIMEOUT_MS = 20_000;
-export const KILL_GRACE_MS = 10_000;
-export const POLL_MS = 50;
-export const LOG_TAIL_LINES = 10;
-export const REPO_CONFIG = fileURLToPath(new URL("../nats.conf", import.meta.url));
+const KILL_GRACE_MS = 10_000;
+const POLL_MS = 50;
+const LOG_TAIL_LINES = 10;
+const REPO_CONFIG = fileURLToPath(new URL("../nats.conf", import.meta.url));
 /** mesh up's well-known ports: client 4222+i, route 6222+i, monitor 8222+i. */
 export const REPO_CLIENT_BASE = 4222;
 

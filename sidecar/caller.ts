@@ -7,7 +7,7 @@ import { MeshError, timeout } from "./errors.ts";
 import { meshErrorFromNats } from "./nats-errors.ts";
 import { Requester } from "./requester.ts";
 import { backoffMs, mayRetry, type AttemptOutcome } from "./retry.ts";
-import type { CompiledRoute, CompiledRule, HeaderLookup } from "./routing.ts";
+import { pathOnly, type CompiledRoute, type CompiledRule, type HeaderLookup } from "./routing.ts";
 
 /** One outbound call, as the outbound listener hands it over. */
 export interface OutboundCall {
@@ -19,8 +19,17 @@ export interface OutboundCall {
   /** HTTP headers plus the mesh fields; `@deadline` is set per attempt here */
   headers: MsgHdrs;
   body: Uint8Array;
+  /** epoch ms when the application's request arrived: the deadline counts from here */
+  startedAt: number;
+  /** the application's own limit (x-mesh-timeout-ms, x-mesh-deadline-ms), which may only shorten the deadline */
+  askedTimeoutMs: number | undefined;
+}
+
+/** A call with its deadline settled and its path without the query, worked out once. */
+interface Call extends OutboundCall {
   /** epoch ms */
   deadlineAt: number;
+  pathOnly: string;
 }
 
 export interface CallResult {
@@ -38,6 +47,8 @@ export interface CallerOptions {
   destinations: Destinations;
   onRetry: (service: string) => void;
   inboxPrefix?: string;
+  /** deadline of a call whose route sets none */
+  defaultTimeoutMs: number;
   /** a MeshError when the destination's policy refuses this caller (checked before anything is sent) */
   authorize?: (service: string, method: string, path: string) => MeshError | undefined;
   now?: () => number;
@@ -62,11 +73,15 @@ export class MeshCaller {
     this.#random = opts.random ?? Math.random;
   }
 
-  async call(c: OutboundCall): Promise<CallResult> {
-    const refused = this.#o.authorize?.(c.service, c.method, queryless(c.path));
+  async call(outbound: OutboundCall): Promise<CallResult> {
+    const route = this.#o.routes.get(outbound.service);
+    // The route's deadline (else the sidecar's); the application may ask for less, never more.
+    const limit = route?.timeoutMs ?? this.#o.defaultTimeoutMs;
+    const timeoutMs = outbound.askedTimeoutMs !== undefined && outbound.askedTimeoutMs < limit ? outbound.askedTimeoutMs : limit;
+    const c = Object.assign(outbound, { deadlineAt: outbound.startedAt + timeoutMs, pathOnly: pathOnly(outbound.path) }) as Call;
+    const refused = this.#o.authorize?.(c.service, c.method, c.pathOnly);
     if (refused) return { error: refused, version: ANY_VERSION, attempts: 0 };
-    const route = this.#o.routes.get(c.service);
-    const rule = route?.select(c.method, c.path, c.header);
+    const rule = route?.select(c.method, c.pathOnly, c.header);
     const fault = rule?.source.fault;
     if (fault?.delay && this.#random() * 100 < fault.delay.percent) {
       await sleep(Math.min(fault.delay.ms, Math.max(0, c.deadlineAt - this.#now())));
@@ -80,7 +95,7 @@ export class MeshCaller {
     return this.#attempts(c, route?.source, rule);
   }
 
-  async #attempts(c: OutboundCall, route: RoutePolicy | undefined, rule: CompiledRule | undefined): Promise<CallResult> {
+  async #attempts(c: Call, route: RoutePolicy | undefined, rule: CompiledRule | undefined): Promise<CallResult> {
     const retries = route?.retries;
     const maxAttempts = 1 + (retries?.attempts ?? 0);
     const budget = retries ? this.#o.destinations.budget(c.service, retries.budgetPercent) : undefined;
@@ -100,7 +115,7 @@ export class MeshCaller {
     }
   }
 
-  async #attempt(c: OutboundCall, route: RoutePolicy | undefined, version: string, attempt: number): Promise<CallResult> {
+  async #attempt(c: Call, route: RoutePolicy | undefined, version: string, attempt: number): Promise<CallResult> {
     const left = c.deadlineAt - this.#now();
     if (left <= 0) return { error: timeout(c.service, 0), version, attempts: attempt - 1 };
     const perTry = Math.min(route?.retries?.perTryTimeoutMs ?? left, left);
@@ -122,7 +137,7 @@ export class MeshCaller {
     return result;
   }
 
-  async #send(c: OutboundCall, subject: string, perTryMs: number, version: string, attempt: number): Promise<CallResult> {
+  async #send(c: Call, subject: string, perTryMs: number, version: string, attempt: number): Promise<CallResult> {
     try {
       const reply = await this.#requester.request(subject, c.body, c.headers, perTryMs);
       const h = reply.headers;
@@ -133,7 +148,7 @@ export class MeshCaller {
   }
 
   /** A copy to `version`, fire and forget: its answer, slowness or failure never reach the caller. */
-  #mirror(c: OutboundCall, version: string): void {
+  #mirror(c: Call, version: string): void {
     const h = natsHeaders();
     for (const k of c.headers.keys()) for (const v of c.headers.values(k)) h.append(k, v);
     h.set(Wire.mirror, "true");
@@ -151,9 +166,4 @@ function outcomeOf(r: CallResult): AttemptOutcome | undefined {
   const meshError = h?.get(Wire.error) || undefined;
   if (!meshError && status < 500) return undefined;
   return meshError ? { status, meshError } : { status };
-}
-
-function queryless(path: string): string {
-  const q = path.indexOf("?");
-  return q === -1 ? path : path.slice(0, q);
 }

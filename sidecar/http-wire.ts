@@ -1,5 +1,5 @@
 import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
-import { HOP_BY_HOP, HttpHeader, Wire } from "../schemas/index.ts";
+import { HOP_BY_HOP, HttpHeader } from "../schemas/index.ts";
 
 /**
  * Conversions between HTTP messages and NATS headers. HTTP header names are
@@ -70,12 +70,4 @@ export function natsHeadersToFlat(h: MsgHdrs | undefined, into: string[] = [], s
     for (const value of h.values(name)) into.push(name, value);
   }
   return into;
-}
-
-/** Reads a numeric mesh field; undefined when absent or not a number. */
-export function wireNumber(h: MsgHdrs | undefined, field: (typeof Wire)[keyof typeof Wire]): number | undefined {
-  const raw = h?.get(field);
-  if (!raw) return undefined;
-  const n = Number(raw);
-  return Number.isFinite(n) ? n : undefined;
 }

@@ -13,7 +13,8 @@ import { MeshError, appUnreachable } from "./errors.ts";
 import { MESH_OWNED, natsHeadersToFlat, responseHeadersToNats } from "./http-wire.ts";
 import { InflightTracker } from "./inflight.ts";
 import type { RequestObserver } from "./request-record.ts";
-import { childTraceparent, spanIdOf } from "./trace.ts";
+import { pathOnly } from "./routing.ts";
+import { childSpan } from "./trace.ts";
 
 /**
  * Decides, before the application is called, whether a request may go on
@@ -120,9 +121,7 @@ export class InboundAdapter {
     const path = h?.get(Wire.path) || "/";
     const requestId = h?.get(Wire.requestId) || crypto.randomUUID();
     // The server span: a child of the caller's span, and the parent of whatever the app does.
-    const incoming = h?.get(Wire.traceparent) || undefined;
-    const traceparent = childTraceparent(incoming);
-    const parentSpanId = spanIdOf(incoming);
+    const { traceparent, parentSpanId } = childSpan(h?.get(Wire.traceparent) || undefined);
     let status: number;
     let meshError: string | undefined;
     try {
@@ -155,7 +154,7 @@ export class InboundAdapter {
   ): Promise<number> {
     const budgetMs = r.deadlineAt - Date.now();
     if (budgetMs <= 0) throw new MeshError("timeout", `deadline passed before '${this.#opts.service}' could be called`);
-    const admitted = await this.#opts.gate?.(r.caller, r.method, queryless(r.path));
+    const admitted = await this.#opts.gate?.(r.caller, r.method, pathOnly(r.path));
     if (admitted?.error) throw admitted.error;
     const headers = natsHeadersToFlat(msg.headers, [], MESH_OWNED);
     headers.push(
@@ -224,9 +223,4 @@ export class InboundAdapter {
       this.#opts.logger.warn({ err: respondErr }, "could not send error reply");
     }
   }
-}
-
-function queryless(path: string): string {
-  const q = path.indexOf("?");
-  return q === -1 ? path : path.slice(0, q);
 }

@@ -2,7 +2,7 @@
 export { startSidecar, type Sidecar, type SidecarDeps } from "./sidecar.ts";
 export { MeshError } from "./errors.ts";
 export { resolveTarget, type Target } from "./target.ts";
-export { childTraceparent, spanIdOf } from "./trace.ts";
+export { childSpan, childTraceparent, type Span } from "./trace.ts";
 export { createMetrics, type SidecarMetrics } from "./metrics.ts";
 export { compileRoute, type CompiledRoute } from "./routing.ts";
 export { compileAuthz, type AuthzDecider } from "./authz.ts";

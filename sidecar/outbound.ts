@@ -11,20 +11,16 @@ import { natsHeadersToFlat, requestHeadersToNats } from "./http-wire.ts";
 import { InflightTracker } from "./inflight.ts";
 import type { RequestObserver, RequestRecord } from "./request-record.ts";
 import { writeMeshError } from "./respond.ts";
-import type { CompiledRoute } from "./routing.ts";
 import { resolveTarget } from "./target.ts";
-import { childTraceparent, spanIdOf } from "./trace.ts";
+import { childSpan } from "./trace.ts";
 
 export interface OutboundOptions {
   /** this sidecar's service: the caller token of every request subject */
   caller: string;
   host: string;
   port: number;
-  /** deadline of a call unless its route sets one; the app may ask for less */
-  defaultTimeoutMs: number;
   /** the largest message the cluster takes (bytes), read from the server */
   maxPayload: () => number;
-  routes: ReadonlyMap<string, CompiledRoute>;
   mesh: MeshCaller;
   observe: RequestObserver;
   logger: Logger;
@@ -70,14 +66,11 @@ export class OutboundProxy {
     const service = target instanceof MeshError ? "unknown" : target.service;
     const path = target instanceof MeshError ? req.url ?? "" : target.path;
     const requestId = randomUUID();
-    const incoming = single(req.headers.traceparent);
-    const traceparent = childTraceparent(incoming);
-    const parentSpanId = spanIdOf(incoming);
+    const { traceparent, parentSpanId } = childSpan(single(req.headers.traceparent));
     let result: CallResult = { version: "_", attempts: 0 };
     let status = 0;
     try {
       if (target instanceof MeshError) throw target;
-      const deadlineMs = this.#deadlineMs(req, this.#opts.routes.get(service)?.timeoutMs);
       const body = await readBody(req, this.#opts.maxPayload());
       const headers = requestHeadersToNats(req.rawHeaders);
       headers.set(Wire.method, method);
@@ -85,7 +78,7 @@ export class OutboundProxy {
       headers.set(Wire.requestId, requestId);
       headers.set(Wire.traceparent, traceparent);
       const header = (name: string) => single(req.headers[name]);
-      result = await this.#opts.mesh.call({ service, method, path, header, headers, body, deadlineAt: startedAt + deadlineMs });
+      result = await this.#opts.mesh.call({ service, method, path, header, headers, body, startedAt, askedTimeoutMs: askedTimeoutMs(req) });
       if (result.error) throw result.error;
       status = writeReply(res, result.reply!, method);
     } catch (err) {
@@ -127,15 +120,16 @@ export class OutboundProxy {
     };
   }
 
-  /** The route's deadline (else the sidecar's); the app may ask for less, never more. */
-  #deadlineMs(req: IncomingMessage, routeTimeoutMs: number | undefined): number {
-    let deadline = routeTimeoutMs ?? this.#opts.defaultTimeoutMs;
-    for (const name of [HttpHeader.timeoutMs, HttpHeader.deadlineMs]) {
-      const asked = Number(req.headers[name]);
-      if (asked > 0 && asked < deadline) deadline = asked;
-    }
-    return deadline;
+}
+
+/** The application's own limit for this call: the smaller of x-mesh-timeout-ms and x-mesh-deadline-ms. */
+function askedTimeoutMs(req: IncomingMessage): number | undefined {
+  let asked: number | undefined;
+  for (const name of [HttpHeader.timeoutMs, HttpHeader.deadlineMs]) {
+    const value = Number(req.headers[name]);
+    if (value > 0 && (asked === undefined || value < asked)) asked = value;
   }
+  return asked;
 }
 
 /** Writes a provider's reply to the application; returns the status. */

@@ -37,8 +37,8 @@ export interface CompiledRoute<T extends RouteInput = RouteInput> {
   readonly source: T;
   readonly timeoutMs: number | undefined;
   readonly rules: ReadonlyArray<CompiledRule<NonNullable<T["rules"]>[number]>>;
-  /** first matching rule; undefined = no rule matched (all requests go to any version) */
-  select(method: string, pathAndQuery: string, header: HeaderLookup): CompiledRule<NonNullable<T["rules"]>[number]> | undefined;
+  /** first matching rule for a path without its query; undefined = no rule matched (all requests go to any version) */
+  select(method: string, path: string, header: HeaderLookup): CompiledRule<NonNullable<T["rules"]>[number]> | undefined;
 }
 
 function compileMatch(match: RuleInput["match"]): CompiledRule["matches"] {
@@ -87,11 +87,15 @@ export function compileRoute<T extends RouteInput>(route: T): CompiledRoute<T> {
     source: route,
     timeoutMs: route.timeoutMs,
     rules,
-    select(method, pathAndQuery, header) {
+    select(method, path, header) {
       if (rules.length === 0) return undefined;
-      const q = pathAndQuery.indexOf("?");
-      const path = q === -1 ? pathAndQuery : pathAndQuery.slice(0, q);
       return rules.find((r) => r.matches(method, path, header));
     },
   };
+}
+
+/** A raw path and query without the query. */
+export function pathOnly(pathAndQuery: string): string {
+  const q = pathAndQuery.indexOf("?");
+  return q === -1 ? pathAndQuery : pathAndQuery.slice(0, q);
 }

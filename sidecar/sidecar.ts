@@ -101,6 +101,7 @@ function callerParts(config: Readonly<SidecarConfig>, c: { nc: NatsConnection; p
     destinations,
     onRetry: (service) => c.metrics.retry(config.service, service),
     inboxPrefix: inboxPrefixFor(config.service),
+    defaultTimeoutMs: config.requestTimeoutMs,
     // Fail fast on what the provider would refuse anyway; its own check is the one that counts.
     authorize: (service, method, path) => {
       if (c.policies.authz.get(service)?.(config.service, method, path) !== "deny") return undefined;
@@ -111,9 +112,7 @@ function callerParts(config: Readonly<SidecarConfig>, c: { nc: NatsConnection; p
   return new OutboundProxy({
     caller: config.service,
     ...hostPort(config.listen),
-    defaultTimeoutMs: config.requestTimeoutMs,
     maxPayload: () => c.nc.info?.max_payload ?? 1024 * 1024,
-    routes: c.policies.routes,
     mesh,
     observe: c.observe,
     logger: c.logger,

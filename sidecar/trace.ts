@@ -21,22 +21,27 @@ function randomHex(bytes: number): string {
   return hex;
 }
 
-/**
- * The traceparent for a hop: a new span in the caller's trace when the
- * application sent a valid one, else a new sampled trace. The application's
- * span id becomes the parent; its value is never passed on as is.
- */
-export function childTraceparent(incoming: string | undefined): string {
-  const spanId = randomHex(8);
-  const m = incoming ? TRACEPARENT.exec(incoming.trim()) : null;
-  if (m && m[1] !== ZERO_TRACE) return `00-${m[1]}-${spanId}-${m[3]}`;
-  return `00-${randomHex(16)}-${spanId}-01`;
+export interface Span {
+  /** this hop's traceparent */
+  traceparent: string;
+  /** span id of the incoming traceparent; undefined when this hop started the trace */
+  parentSpanId: string | undefined;
 }
 
-/** The span id of a valid traceparent (the parent of a span made from it with childTraceparent). */
-export function spanIdOf(traceparent: string | undefined): string | undefined {
-  const m = traceparent ? TRACEPARENT.exec(traceparent.trim()) : null;
-  return m && m[1] !== ZERO_TRACE ? m[2] : undefined;
+/**
+ * The span of a hop, from one parse of the incoming traceparent: a new span
+ * in the caller's trace when it sent a valid one, else a new sampled trace.
+ * The incoming span id becomes the parent; its value is never passed on as is.
+ */
+export function childSpan(incoming: string | undefined): Span {
+  const spanId = randomHex(8);
+  const m = incoming ? TRACEPARENT.exec(incoming.trim()) : null;
+  if (m && m[1] !== ZERO_TRACE) return { traceparent: `00-${m[1]}-${spanId}-${m[3]}`, parentSpanId: m[2] };
+  return { traceparent: `00-${randomHex(16)}-${spanId}-01`, parentSpanId: undefined };
+}
+
+export function childTraceparent(incoming: string | undefined): string {
+  return childSpan(incoming).traceparent;
 }
 
 export function traceIdOf(traceparent: string): string | undefined {

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { headers } from "@nats-io/transport-node";
 import { parseRpcSubject, providerSubscriptions, rpcSubject } from "../schemas/index.ts";
-import { MeshError, childTraceparent, resolveTarget } from "../sidecar/index.ts";
+import { MeshError, childSpan, childTraceparent, resolveTarget } from "../sidecar/index.ts";
 import { natsHeadersToFlat, requestHeadersToNats, responseHeadersToNats } from "../sidecar/http-wire.ts";
 
 describe("resolveTarget", () => {
@@ -57,6 +57,11 @@ describe("traceparent", () => {
     const child = childTraceparent(parent);
     assert.match(child, /^00-0af7651916cd43dd8448eb211c80319c-[0-9a-f]{16}-01$/);
     assert.notEqual(child, parent);
+  });
+
+  test("names the incoming span as the parent, or none for a new trace", () => {
+    assert.equal(childSpan("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01").parentSpanId, "b7ad6b7169203331");
+    assert.equal(childSpan(undefined).parentSpanId, undefined);
   });
 
   test("starts a new trace when none or a malformed one is given", () => {
