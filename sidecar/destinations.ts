@@ -16,7 +16,7 @@ export interface DestinationHooks {
 export class Destinations {
   readonly #budgets = new Map<string, { percent: number; budget: RetryBudget }>();
   readonly #breakers = new Map<string, { policy: CircuitBreakerPolicy; breaker: CircuitBreaker }>();
-  readonly #balancers = new Map<string, { balancer: P2cEwmaBalancer; ids: string }>();
+  readonly #balancers = new Map<string, { balancer: P2cEwmaBalancer; ids: readonly string[] }>();
   readonly #now: () => number;
   readonly #random: () => number;
   readonly #hooks: DestinationHooks;
@@ -58,13 +58,13 @@ export class Destinations {
     const key = `${service}/${version}`;
     let entry = this.#balancers.get(key);
     if (!entry) {
-      entry = { balancer: new P2cEwmaBalancer({ now: this.#now, random: this.#random }), ids: "" };
+      entry = { balancer: new P2cEwmaBalancer({ now: this.#now, random: this.#random }), ids: [] };
       this.#balancers.set(key, entry);
     }
-    const joined = ids.join(",");
-    if (entry.ids !== joined) {
+    // The view hands out the same list until something changed: comparing references is enough.
+    if (entry.ids !== ids) {
       entry.balancer.setInstances(ids);
-      entry.ids = joined;
+      entry.ids = ids;
     }
     return entry.balancer;
   }

@@ -72,8 +72,11 @@ export class InboundAdapter {
         ...(queue ? { queue } : {}),
         callback: (err, msg) => {
           if (err) this.#opts.logger.error({ err, subject }, "inbound subscription failed");
-          // Counted before the request is tracked, so the limit is exact.
-          else if (this.#isRequest(msg)) this.inflight.track(this.#handle(msg, this.#overloaded()));
+          else {
+            const caller = this.#callerOf(msg);
+            // Counted before the request is tracked, so the limit is exact.
+            if (caller) this.inflight.track(this.#handle(msg, caller, this.#overloaded()));
+          }
         },
       }),
     );
@@ -98,14 +101,16 @@ export class InboundAdapter {
   }
 
   /**
-   * A caller's request: a request subject naming this service (the caller
-   * token is only trustworthy there) and an inbox to answer to. Anything else
+   * The caller of a request, parsed once: only a request subject naming this
+   * service (the caller token is only trustworthy there) with an inbox to
+   * answer to is a request; undefined otherwise. Anything else
    * delivered on these subscriptions (a JetStream delivery that kept its
    * stored subject) is dropped unanswered.
    */
-  #isRequest(msg: Msg): boolean {
+  #callerOf(msg: Msg): string | undefined {
     const address = parseRpcSubject(msg.subject);
-    return address?.service === this.#opts.service && (msg.reply?.startsWith(`${SHARED_INBOX_PREFIX}.`) ?? false);
+    const isRequest = address?.service === this.#opts.service && (msg.reply?.startsWith(`${SHARED_INBOX_PREFIX}.`) ?? false);
+    return isRequest ? address.caller : undefined;
   }
 
   #overloaded(): boolean {
@@ -113,10 +118,9 @@ export class InboundAdapter {
     return maxConcurrent > 0 && this.inflight.size >= maxConcurrent;
   }
 
-  async #handle(msg: Msg, overloaded: boolean): Promise<void> {
+  async #handle(msg: Msg, caller: string, overloaded: boolean): Promise<void> {
     const startedAt = Date.now();
     const h = msg.headers;
-    const caller = msg.subject.slice(msg.subject.lastIndexOf(".") + 1);
     const method = h?.get(Wire.method) || "GET";
     const path = h?.get(Wire.path) || "/";
     const requestId = h?.get(Wire.requestId) || crypto.randomUUID();

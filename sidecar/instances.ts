@@ -6,21 +6,39 @@ import { REGISTRY_TTL_MS, type RegistryEntry } from "../schemas/index.ts";
  * is older than the registry TTL counts as gone even before the bucket drops
  * it (nats-server 2.9 sends no watch event when an entry expires).
  */
+/** how long a ready list may be reused before entries are checked for age again */
+const RECHECK_MS = 1_000;
+
 export class InstanceView {
   readonly #entries = new Map<string, RegistryEntry & { seenAt: number }>();
   readonly #now: () => number;
+  /** ready lists by `service/version`, valid while nothing changed and for at most RECHECK_MS (entries age out) */
+  readonly #cache = new Map<string, { ids: string[]; at: number }>();
 
   constructor(now: () => number = Date.now) {
     this.#now = now;
   }
 
   update(key: string, entry: RegistryEntry | undefined): void {
+    // A heartbeat that changes nothing but the time keeps the cached lists.
+    const before = this.#entries.get(key);
     if (entry) this.#entries.set(key, { ...entry, seenAt: this.#now() });
     else this.#entries.delete(key);
+    if (before?.state !== entry?.state || before?.version !== entry?.version) this.#cache.clear();
   }
 
-  /** Ready instances of `service` (of `version`, unless it is `_`), by instance name, sorted. */
+  /** Ready instances of `service` (of `version`, unless it is `_`), by instance name, sorted; asked per request, so cached. */
   ready(service: string, version: string): string[] {
+    const key = `${service}/${version}`;
+    const now = this.#now();
+    const cached = this.#cache.get(key);
+    if (cached && now - cached.at < RECHECK_MS) return cached.ids;
+    const ids = this.#scan(service, version);
+    this.#cache.set(key, { ids, at: now });
+    return ids;
+  }
+
+  #scan(service: string, version: string): string[] {
     const oldest = this.#now() - REGISTRY_TTL_MS;
     const out: string[] = [];
     for (const e of this.#entries.values()) {
