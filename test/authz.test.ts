@@ -1,13 +1,12 @@
 import assert from "node:assert/strict";
 import { before, describe, test } from "node:test";
-import { connect, headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
+import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
 import { controlRequest } from "../control/client.ts";
 import { Wire, rpcSubject } from "../schemas/index.ts";
 import { startApp, type TestApp } from "./helpers/apps.ts";
-import { onFileEnd } from "./helpers/cleanup.ts";
 import { startTestControl } from "./helpers/control.ts";
 import { call, eventually, startTestSidecar } from "./helpers/mesh.ts";
-import { startNats, type NatsCluster } from "./helpers/nats.ts";
+import { connectClient, startNats, type NatsCluster } from "./helpers/nats.ts";
 
 let nats: NatsCluster;
 let nc: NatsConnection;
@@ -18,8 +17,7 @@ const callers: Record<string, number> = {};
 before(async () => {
   nats = await startNats({ nodes: 1 });
   await startTestControl(nats.urls);
-  nc = await connect({ servers: nats.urls, noAsyncTraces: true });
-  onFileEnd(() => nc.close());
+  nc = await connectClient(nats.urls);
   orders = await startApp((_req, res) => void res.end("ok"));
   provider = await startTestSidecar({ service: "orders", app: orders.url, nats: nats.urls });
   for (const name of ["frontend", "admin-tool", "billing"]) callers[name] = (await startTestSidecar({ service: name, nats: nats.urls })).outbound.port;

@@ -37,31 +37,31 @@ describe("a 3-node NATS cluster", () => {
     for (let i = 0; i < 20; i++) assert.ok(await ok(caller.outbound.port, "remote"));
   });
 
-  test("killing the node a caller uses: requests succeed again after it reconnects", async () => {
-    await startTestSidecar({ service: "steady", app: app.url, nats: nats.urls });
-    const caller = await startTestSidecar({ service: "frontend", nats: nats.urls });
-    await eventually(() => ok(caller.outbound.port, "steady"));
-    const node = nodeOf(caller);
+  /**
+   * Kills the node `victim` is connected to, then expects calls from `caller`
+   * to `service` to succeed again, with `victim` on another node.
+   */
+  async function survivesLosingNodeOf(victim: { nc: { info?: { port: number } } }, caller: { outbound: { port: number } }, service: string) {
+    await eventually(() => ok(caller.outbound.port, service));
+    const node = nodeOf(victim);
     await node.kill("SIGKILL");
     try {
-      await eventually(() => ok(caller.outbound.port, "steady"), 20_000);
-      assert.notEqual(nodeOf(caller).name, node.name, "moved to another node");
+      await eventually(() => ok(caller.outbound.port, service), 20_000);
+      assert.notEqual(nodeOf(victim).name, node.name, "moved to another node");
     } finally {
       await node.restart();
     }
+  }
+
+  test("killing the node a caller uses: requests succeed again after it reconnects", async () => {
+    await startTestSidecar({ service: "steady", app: app.url, nats: nats.urls });
+    const caller = await startTestSidecar({ service: "frontend", nats: nats.urls });
+    await survivesLosingNodeOf(caller, caller, "steady");
   });
 
   test("killing the node a provider uses: it rejoins its queue groups elsewhere", async () => {
     const provider = await startTestSidecar({ service: "mobile", app: app.url, nats: nats.urls });
     const caller = await startTestSidecar({ service: "frontend", nats: nats.urls });
-    await eventually(() => ok(caller.outbound.port, "mobile"));
-    const node = nodeOf(provider);
-    await node.kill("SIGKILL");
-    try {
-      await eventually(() => ok(caller.outbound.port, "mobile"), 20_000);
-      assert.notEqual(nodeOf(provider).name, node.name);
-    } finally {
-      await node.restart();
-    }
+    await survivesLosingNodeOf(provider, caller, "mobile");
   });
 });

@@ -12,7 +12,7 @@ import { onFileEnd } from "./helpers/cleanup.ts";
 import { startTestControl, type TestControl } from "./helpers/control.ts";
 import { captureLogs } from "./helpers/logs.ts";
 import { call, eventually, runMesh, startTestSidecar } from "./helpers/mesh.ts";
-import { startNats, type NatsCluster } from "./helpers/nats.ts";
+import { connectClient, startNats, type NatsCluster } from "./helpers/nats.ts";
 
 let nats: NatsCluster;
 let control: TestControl;
@@ -23,8 +23,7 @@ let natsEnv: NodeJS.ProcessEnv;
 before(async () => {
   nats = await startNats({ nodes: 3 });
   control = await startTestControl(nats.urls);
-  nc = await connect({ servers: nats.urls, noAsyncTraces: true });
-  onFileEnd(() => nc.close());
+  nc = await connectClient(nats.urls);
   dir = await mkdtemp(join(tmpdir(), "natsmesh-policy-"));
   onFileEnd(() => rm(dir, { recursive: true, force: true }));
   natsEnv = { NATS_URL: nats.urls.join(",") };

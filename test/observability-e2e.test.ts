@@ -3,15 +3,14 @@
 // when its config has `otlp`.
 import assert from "node:assert/strict";
 import { before, describe, test } from "node:test";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { ACCESS_STREAM } from "../control/access-stream.ts";
 import type { AccessRecord } from "../schemas/index.ts";
 import { header, startApp, type TestApp } from "./helpers/apps.ts";
-import { onFileEnd } from "./helpers/cleanup.ts";
 import { startTestControl, type TestControl } from "./helpers/control.ts";
 import { call, eventually, runMesh, startTestSidecar, type SidecarOptions } from "./helpers/mesh.ts";
-import { startNats, type NatsCluster } from "./helpers/nats.ts";
+import { connectClient, startNats, type NatsCluster } from "./helpers/nats.ts";
 import { metricSum, startOtlpReceiver, type OtlpReceiver } from "./helpers/observability.ts";
 
 let nats: NatsCluster;
@@ -29,8 +28,7 @@ const sidecar = (opts: Omit<SidecarOptions, "nats">) => startTestSidecar({ nats:
 before(async () => {
   nats = await startNats({ nodes: 1 });
   control = await startTestControl(nats.urls);
-  nc = await connect({ servers: nats.urls, noAsyncTraces: true });
-  onFileEnd(() => nc.close());
+  nc = await connectClient(nats.urls);
   env = { NATS_URL: nats.urls.join(",") };
   collector = await startOtlpReceiver();
   const statusOf: Record<string, number> = { "/ok": 200, "/missing": 404, "/boom": 500 };

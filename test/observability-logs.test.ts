@@ -15,7 +15,7 @@ import { createTracer } from "../sidecar/tracing.ts";
 import { onFileEnd } from "./helpers/cleanup.ts";
 import { startTestControl } from "./helpers/control.ts";
 import { eventually, runMesh, spawnSidecar } from "./helpers/mesh.ts";
-import { startNats, type NatsCluster } from "./helpers/nats.ts";
+import { connectClient, startNats, type NatsCluster } from "./helpers/nats.ts";
 import { attribute, metricSum, requestRecord, startOtlpReceiver } from "./helpers/observability.ts";
 
 let nats: NatsCluster;
@@ -26,8 +26,7 @@ const logger = pino({ level: "silent" });
 before(async () => {
   nats = await startNats({ nodes: 1 });
   await startTestControl(nats.urls);
-  nc = await connect({ servers: nats.urls, noAsyncTraces: true });
-  onFileEnd(() => nc.close());
+  nc = await connectClient(nats.urls);
   env = { NATS_URL: nats.urls.join(",") };
 });
 

@@ -9,7 +9,7 @@ import { createTelemetry, type Telemetry } from "../sidecar/telemetry.ts";
 import { onFileEnd } from "./helpers/cleanup.ts";
 import { startTestControl, type TestControl } from "./helpers/control.ts";
 import { eventually, runMesh } from "./helpers/mesh.ts";
-import { startNats, type NatsCluster } from "./helpers/nats.ts";
+import { connectClient, startNats, type NatsCluster } from "./helpers/nats.ts";
 import { metricSum, requestRecord, samples } from "./helpers/observability.ts";
 
 let nats: NatsCluster;
@@ -20,8 +20,7 @@ const logger = pino({ level: "silent" });
 before(async () => {
   nats = await startNats({ nodes: 1 });
   control = await startTestControl(nats.urls);
-  nc = await connect({ servers: nats.urls, noAsyncTraces: true });
-  onFileEnd(() => nc.close());
+  nc = await connectClient(nats.urls);
 });
 
 /** A sidecar's telemetry on its own connection, reporting every 100 ms. */

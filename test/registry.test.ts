@@ -1,14 +1,13 @@
 import assert from "node:assert/strict";
 import { before, test } from "node:test";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import { controlRequest } from "../control/client.ts";
 import { HEARTBEAT_INTERVAL_MS, REGISTRY_BUCKET, REGISTRY_TTL_MS, type RegistryEntry } from "../schemas/index.ts";
 import { startApp, type TestApp } from "./helpers/apps.ts";
-import { onFileEnd } from "./helpers/cleanup.ts";
 import { startTestControl } from "./helpers/control.ts";
 import { eventually, freePort, runMesh, spawnSidecar, startTestSidecar } from "./helpers/mesh.ts";
-import { startNats, type NatsCluster } from "./helpers/nats.ts";
+import { connectClient, startNats, type NatsCluster } from "./helpers/nats.ts";
 
 let nats: NatsCluster;
 let nc: NatsConnection;
@@ -17,8 +16,7 @@ let app: TestApp;
 before(async () => {
   nats = await startNats({ nodes: 1 });
   await startTestControl(nats.urls);
-  nc = await connect({ servers: nats.urls, noAsyncTraces: true });
-  onFileEnd(() => nc.close());
+  nc = await connectClient(nats.urls);
   app = await startApp((_req, res) => void res.end("ok"));
 });
 

@@ -1,14 +1,13 @@
 import assert from "node:assert/strict";
 import type { ServerResponse } from "node:http";
 import { before, describe, test } from "node:test";
-import { connect, headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
+import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
 import { controlRequest } from "../control/client.ts";
 import { Wire, rpcSubject } from "../schemas/index.ts";
 import { startApp, type TestApp } from "./helpers/apps.ts";
-import { onFileEnd } from "./helpers/cleanup.ts";
 import { startTestControl } from "./helpers/control.ts";
 import { call, eventually, spawnSidecar, startTestSidecar } from "./helpers/mesh.ts";
-import { startNats, type NatsCluster } from "./helpers/nats.ts";
+import { connectClient, startNats, type NatsCluster } from "./helpers/nats.ts";
 
 let nats: NatsCluster;
 let nc: NatsConnection;
@@ -18,8 +17,7 @@ let caller: Awaited<ReturnType<typeof startTestSidecar>>;
 before(async () => {
   nats = await startNats({ nodes: 1 });
   await startTestControl(nats.urls);
-  nc = await connect({ servers: nats.urls, noAsyncTraces: true });
-  onFileEnd(() => nc.close());
+  nc = await connectClient(nats.urls);
   caller = await startTestSidecar({ service: "frontend", nats: nats.urls });
   callerPort = caller.outbound.port;
 });

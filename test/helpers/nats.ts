@@ -1,6 +1,7 @@
 // Real nats-server processes for tests: started on server-chosen ports in a
 // temp dir, always stopped and removed when the test (or file) ends.
 import type { TestContext } from "node:test";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { onFileEnd } from "./cleanup.ts";
 import { ensureNatsServer } from "../../control/nats-binary.ts";
 import { type NatsCluster, type StartNatsClusterOptions, startNatsCluster } from "../../control/nats-cluster.ts";
@@ -30,4 +31,11 @@ async function launch(opts: NatsTestOptions): Promise<NatsCluster> {
   // ensureNatsServer memoizes, so the binary is looked up once per test process.
   const bin = await ensureNatsServer();
   return startNatsCluster({ nodes: 1, ...opts, bin, config: "generated" });
+}
+
+/** A plain client connection (no credentials) that is closed when the test file ends. */
+export async function connectClient(urls: string[]): Promise<NatsConnection> {
+  const nc = await connect({ servers: urls, noAsyncTraces: true });
+  onFileEnd(() => nc.close());
+  return nc;
 }
