@@ -117,7 +117,7 @@ export class MeshCaller {
 
   async #attempt(c: Call, route: RoutePolicy | undefined, version: string, attempt: number): Promise<CallResult> {
     const left = c.deadlineAt - this.#now();
-    if (left <= 0) return { error: timeout(c.service, 0), version, attempts: attempt - 1 };
+    if (left <= 0) return { error: timeout(c.service, c.deadlineAt - c.startedAt), version, attempts: attempt - 1 };
     const perTry = Math.min(route?.retries?.perTryTimeoutMs ?? left, left);
     const breaker = route?.circuitBreaker ? this.#o.destinations.breaker(c.service, version, route.circuitBreaker) : undefined;
     if (breaker && !breaker.tryAcquire()) {

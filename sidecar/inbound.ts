@@ -58,10 +58,6 @@ export class InboundAdapter {
     this.#opts = opts;
   }
 
-  get subscribed(): boolean {
-    return this.#subs.length > 0;
-  }
-
   /** Joins the queue groups and the instance subject; resolves once the server has them. */
   async start(): Promise<void> {
     if (this.#subs.length > 0) return;

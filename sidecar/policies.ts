@@ -67,7 +67,6 @@ export class SidecarPolicies {
   readonly authz = new Map<string, AuthzDecider>();
   /** live instances of every service, for latency-aware balancing */
   readonly instances = new InstanceView();
-  quota: AppliedPolicy<QuotaPolicy> | undefined;
   readonly #watches: Array<PolicyWatch<any>> = [];
   /**
    * The registry changes with every heartbeat of every instance, so it is
@@ -125,10 +124,7 @@ export class SidecarPolicies {
           bucket: POLICY_BUCKETS.Quota,
           key: opts.service,
           check: checkFor("Quota"),
-          onChange: (_k, applied) => {
-            this.quota = applied;
-            opts.onQuota?.(applied?.document);
-          },
+          onChange: (_k, applied) => opts.onQuota?.(applied?.document),
         }),
       );
     }
