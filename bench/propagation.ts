@@ -1,6 +1,6 @@
 // npm run bench:propagation — how fast a `mesh apply` reaches every sidecar.
 //
-// 60 policy watchers (the sidecar's own PolicyWatch, each on its own NATS
+// 60 policy watchers (the sidecar's own KvFollower, each on its own NATS
 // connection, spread over a 3-node JetStream cluster) follow mesh_routes.
 // Each round applies a new Route through control and measures the time from
 // the apply returning to the last watcher having applied that revision.
@@ -14,7 +14,7 @@ import { controlRequest } from "../control/client.ts";
 import { startNatsCluster } from "../control/nats-cluster.ts";
 import { startControl } from "../control/service.ts";
 import { POLICY_BUCKETS, validatePolicy, type RoutePolicy } from "../schemas/index.ts";
-import { PolicyWatch } from "../sidecar/index.ts";
+import { KvFollower, KvReader } from "../sidecar/index.ts";
 
 const WATCHERS = Number(process.env.PROPAGATION_WATCHERS ?? 60);
 const ROUNDS = Number(process.env.PROPAGATION_ROUNDS ?? 50);
@@ -29,12 +29,13 @@ async function startWatchers(urls: string[]) {
   const applied: number[] = new Array(WATCHERS).fill(0);
   const appliedAt: number[] = new Array(WATCHERS).fill(0);
   const connections: NatsConnection[] = [];
-  const watches: PolicyWatch<RoutePolicy>[] = [];
+  const watches: KvFollower<RoutePolicy>[] = [];
   for (let i = 0; i < WATCHERS; i++) {
     const nc = await connect({ servers: [urls[i % urls.length]!], noAsyncTraces: true });
     connections.push(nc);
-    const watch = new PolicyWatch<RoutePolicy>({
+    const watch = new KvFollower<RoutePolicy>({
       nc,
+      reader: new KvReader(nc),
       logger,
       quiet: true,
       bucket: POLICY_BUCKETS.Route,

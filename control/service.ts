@@ -6,6 +6,7 @@ import { ensureBuckets } from "./buckets.ts";
 import { ControlError } from "./errors.ts";
 import { PolicyStore } from "./policy-store.ts";
 import { QuotaLeases } from "./quota.ts";
+import { InstanceRegistry } from "./registry.ts";
 import { ensureAccessStream } from "./access-stream.ts";
 import { startTelemetry, type ControlTelemetry } from "./telemetry.ts";
 
@@ -17,20 +18,32 @@ export interface ControlService {
   stop(): Promise<void>;
 }
 
-/** `subject` is the request's subject: `mesh.ctl.v1.<verb>`, or `mesh.ctl.v1.quota.<service>` */
-type Handler = (store: PolicyStore, body: any, quota: QuotaLeases, telemetry: ControlTelemetry, subject: string) => Promise<unknown>;
+/** What a verb works with; `subject` is the request's: `mesh.ctl.v1.<verb>`, or `mesh.ctl.v1.<verb>.<service>` for quota and register. */
+interface Parts {
+  store: PolicyStore;
+  quota: QuotaLeases;
+  registry: InstanceRegistry;
+  telemetry: ControlTelemetry;
+  subject: string;
+}
+
+type Handler = (body: any, parts: Parts) => Promise<unknown>;
+
+/** Verbs sent on `mesh.ctl.v1.<verb>.<service>`, the service being the one secure mode lets the sender speak for. */
+const SCOPED_VERBS: ReadonlySet<string> = new Set(["quota", "register"]);
 
 /** One line per verb: adding a verb is adding a line. */
 const HANDLERS: Readonly<Record<ControlVerb, Handler>> = {
-  apply: (s, b) => s.apply(b),
-  validate: (s, b) => s.validate(b),
-  get: (s, b) => s.get(b),
-  delete: (s, b) => s.delete(b),
-  history: (s, b) => s.history(b),
-  rollback: (s, b) => s.rollback(b),
-  services: (s) => s.services(),
-  quota: (_s, b, q, _t, subject) => q.lease(b, subject),
-  stats: async (_s, b, _q, t) => t.stats(b),
+  apply: (b, p) => p.store.apply(b),
+  validate: (b, p) => p.store.validate(b),
+  get: (b, p) => p.store.get(b),
+  delete: (b, p) => p.store.delete(b),
+  history: (b, p) => p.store.history(b),
+  rollback: (b, p) => p.store.rollback(b),
+  services: (_b, p) => p.store.services(),
+  quota: (b, p) => p.quota.lease(b, p.subject),
+  register: (b, p) => p.registry.register(b, p.subject),
+  stats: async (b, p) => p.telemetry.stats(b),
 };
 
 /**
@@ -45,20 +58,25 @@ export async function startControl(nc: NatsConnection, logger: Logger, registry 
   const buckets = await ensureBuckets(nc, logger);
   const store = new PolicyStore(buckets);
   const quota = new QuotaLeases(buckets.quota);
+  const instances = new InstanceRegistry(buckets.registry);
   // Access logs are not worth refusing to serve policy for: without the stream, sidecars drop and count records.
   await ensureAccessStream(nc, logger).catch((err) => logger.error({ err }, "access log stream MESH_ACCESS not created"));
   const telemetry = await startTelemetry({ nc, logger, registry, holder: instance });
 
   const handle = async (msg: Msg): Promise<void> => {
-    const verb = msg.subject.split(".", 4)[3] ?? "";
+    const tokens = msg.subject.split(".");
+    const handler = Object.hasOwn(HANDLERS, tokens[3]!) ? HANDLERS[tokens[3] as ControlVerb] : undefined;
+    // A label per verb we serve, one for anything else: subjects are the callers' to choose.
+    const verb = handler ? tokens[3]! : "unknown";
     const stopTimer = duration.startTimer({ verb });
     let outcome = "ok";
     let reply: unknown;
     try {
-      const handler = Object.hasOwn(HANDLERS, verb) ? HANDLERS[verb as ControlVerb] : undefined;
-      if (!handler) throw new ControlError("bad_request", `unknown control verb '${verb}'`);
+      if (!handler) throw new ControlError("bad_request", `unknown control verb '${String(tokens[3]).slice(0, 40)}'`);
+      // mesh.ctl.v1.<verb>, and mesh.ctl.v1.<verb>.<service> for the verbs a sidecar sends as itself.
+      if (tokens.length !== (SCOPED_VERBS.has(verb) ? 5 : 4)) throw new ControlError("bad_request", `no control verb is served on ${msg.subject.slice(0, 120)}`);
       const body = msg.data.length > 0 ? msg.json<unknown>() : {};
-      reply = { ok: true, ...((await handler(store, body, quota, telemetry, msg.subject)) as object) };
+      reply = { ok: true, ...((await handler(body, { store, quota, registry: instances, telemetry, subject: msg.subject })) as object) };
     } catch (err) {
       const error = err instanceof ControlError ? err : new ControlError("internal", (err as Error).message, { cause: err });
       if (error.code === "internal") logger.error({ err, verb }, "control request failed");
@@ -92,11 +110,17 @@ export async function startControl(nc: NatsConnection, logger: Logger, registry 
 }
 
 /**
- * Only requests a client made: a control subject and an inbox to answer to.
- * A message without a reply, or whose reply is not an inbox, may be
- * something else reflected here (a JetStream delivery or direct get whose
- * reply a client pointed at a control subject) and is never served.
+ * Only requests a client made: a control subject and an inbox to answer to
+ * (`_INBOX.…`, or `_R_.…` when the request came through secure mode's
+ * import from the sidecars' account). A message without a reply, or whose
+ * reply is not an inbox, may be something else reflected here (a JetStream
+ * delivery or direct get whose reply a client pointed at a control subject)
+ * and is never served.
  */
 export function isControlRequest(msg: Pick<Msg, "subject" | "reply">): boolean {
-  return msg.subject.startsWith(`${CTL_PREFIX}.`) && (msg.reply?.startsWith(`${SHARED_INBOX_PREFIX}.`) ?? false);
+  const reply = msg.reply ?? "";
+  return msg.subject.startsWith(`${CTL_PREFIX}.`) && (reply.startsWith(`${SHARED_INBOX_PREFIX}.`) || reply.startsWith(IMPORT_REPLY_PREFIX));
 }
+
+/** nats-server's reply subjects for requests that crossed a service import */
+const IMPORT_REPLY_PREFIX = "_R_.";

@@ -6,10 +6,11 @@
  */
 import type { PolicyKind, PolicyProblem } from "./policy.ts";
 import type { QuotaPer } from "./quota.ts";
+import type { RegisterRequest } from "./registry.ts";
 
 export const CONTROL_QUEUE = "mesh-control";
 
-export type ControlVerb = "apply" | "validate" | "get" | "delete" | "history" | "rollback" | "services" | "quota" | "stats";
+export type ControlVerb = "apply" | "validate" | "get" | "delete" | "history" | "rollback" | "services" | "quota" | "register" | "stats";
 
 export interface ControlErrorBody {
   /** stable: rejected (invalid input, exit 1), not_found, conflict, internal */
@@ -43,6 +44,8 @@ export interface ControlRequests {
   rollback: { kind: PolicyKind; service: string; to?: number };
   services: Record<string, never>;
   quota: QuotaLeaseRequest;
+  /** on `mesh.ctl.v1.register.<service>` only (registerSubject) */
+  register: RegisterRequest;
   /** mesh traffic of the last `windowSeconds` (default 30, at most 60); with `service`, only pairs it is part of */
   stats: { windowSeconds?: number; service?: string };
 }
@@ -91,6 +94,7 @@ export interface ControlReplies {
   rollback: { restored: number; revision: number };
   services: { services: ServiceSummary[] };
   quota: QuotaLeaseReply;
+  register: { revision: number };
   stats: MeshStats;
 }
 

@@ -8,9 +8,11 @@ export interface ConnectOptions {
   name: string;
   creds?: string;
   reconnectTimeWaitMs?: number;
-  /** where this connection's inboxes live; a sidecar uses its private `_INBOX.<service>` */
+  /** where this connection's inboxes live; a sidecar uses its private `_INBOX.<service>.c` */
   inboxPrefix?: string;
   logger: Logger;
+  /** called after each reconnect (core NATS messages sent meanwhile were lost) */
+  onReconnect?: () => void;
 }
 
 /**
@@ -37,17 +39,18 @@ export async function connectNats(opts: ConnectOptions): Promise<MeshConnection>
     ...(opts.creds ? { authenticator: await authenticatorFromFile(opts.creds) } : {}),
   });
   const state = { up: true };
-  void followStatus(nc, opts.logger, state);
+  void followStatus(nc, opts.logger, state, opts.onReconnect);
   return { nc, connected: () => state.up && !nc.isClosed() };
 }
 
-async function followStatus(nc: NatsConnection, logger: Logger, state: { up: boolean }): Promise<void> {
+async function followStatus(nc: NatsConnection, logger: Logger, state: { up: boolean }, onReconnect?: () => void): Promise<void> {
   for await (const s of nc.status()) {
     switch (s.type) {
       case "disconnect":
       case "reconnect":
         state.up = s.type === "reconnect";
         logger.warn({ server: s.server }, `nats ${s.type}`);
+        if (s.type === "reconnect") onReconnect?.();
         break;
       case "error":
         logger.error({ err: s.error }, "nats error");

@@ -82,14 +82,78 @@ export function accessFilter(destination?: string, source?: string): string {
   return `${ACCESS_PREFIX}.${destination || "*"}.${source || "*"}.*`;
 }
 
+/**
+ * `mesh.ctl.v1.register.<service>`: a provider sidecar's registry heartbeat
+ * (and its removal when it drains). Control writes the entry; the service in
+ * the subject is what secure mode pins a sidecar to, as for quota leases.
+ */
+export function registerSubject(service: string): string {
+  return `${CTL_PREFIX}.register.${service}`;
+}
+
+/** The JetStream API of the account a client is in. */
+export const JS_API = "$JS.API";
+/**
+ * Where secure mode's `MESH` account (sidecars, the CLI) imports the few
+ * read-only JetStream calls of control's account: direct gets and stream
+ * info of the KV buckets. A distinct prefix, because an account without
+ * JetStream answers `$JS.API.>` itself with "JetStream not enabled".
+ */
+export const MESH_JS_API = "$JS.mesh.API";
+
+/** The stream that holds KV bucket `bucket`. */
+export function kvStream(bucket: string): string {
+  return `KV_${bucket}`;
+}
+
+export const KV_CHANGES_PREFIX = "mesh.kv";
+
+/**
+ * `mesh.kv.<bucket>.<key>`: JetStream republishes every write to a mesh
+ * bucket here (core NATS), so sidecars follow changes without creating
+ * consumers. For policy buckets the message carries headers only: it names
+ * the revision, which the sidecar reads from the stream itself with a direct
+ * get, so a replayed or reflected message cannot make it apply a value the
+ * stream does not hold under that key, nor an older revision than it has.
+ */
+export function kvChangesSubject(bucket: string, key = ">"): string {
+  return `${KV_CHANGES_PREFIX}.${bucket}.${key}`;
+}
+
 /** Prefix of the inboxes nats.js creates unless a connection sets its own. */
 export const SHARED_INBOX_PREFIX = "_INBOX";
 
 /**
- * The private inbox prefix of a service's sidecar, `_INBOX.<service>`: in
- * secure mode a sidecar may subscribe only below it, so no other service can
- * read the replies it receives.
+ * The private inbox of a service's sidecar, `_INBOX.<service>`: in secure
+ * mode a sidecar may subscribe only below it, so no other service can read
+ * the replies it receives.
+ *
+ * Below it:
+ * - `_INBOX.<service>.<token>`: the reply subject of a mesh request (the
+ *   token is 128 bits from a CSPRNG, so nobody who did not receive the
+ *   request can name it);
+ * - `_INBOX.<service>.<token>.<sender>`: what a sidecar publishes to that
+ *   inbox (an answer, a stream's chunks). Secure mode lets the sidecar of
+ *   `S` publish to inboxes only as `_INBOX.*.*.S`, so the last token says
+ *   who sent it and the receiver checks it is whom it asked;
+ * - `_INBOX.<service>.c.…`: nats.js's own requests (control, JetStream).
  */
 export function inboxPrefixFor(service: string): string {
   return `${SHARED_INBOX_PREFIX}.${service}`;
+}
+
+/** Where nats.js keeps a sidecar's own request inboxes (control verbs, direct gets). */
+export function clientInboxPrefix(service: string): string {
+  return `${inboxPrefixFor(service)}.c`;
+}
+
+/** `<reply>.<sender>`: how a sidecar answers a mesh request, or writes to a stream's inbox. */
+export function signedSubject(inbox: string, sender: string): string {
+  return `${inbox}.${sender}`;
+}
+
+/** Whether `reply` is a mesh reply subject of `caller`'s sidecar: `_INBOX.<caller>.<token>`, nothing more. */
+export function isReplyOf(reply: string | undefined, caller: string): reply is string {
+  const prefix = `${SHARED_INBOX_PREFIX}.${caller}.`;
+  return reply !== undefined && reply.startsWith(prefix) && reply.length > prefix.length && reply.indexOf(".", prefix.length) === -1;
 }

@@ -17,7 +17,8 @@ export type AuthzDecider = (caller: string, method: string, path: string) => Aut
 type RuleMatcher = (caller: string, method: string, path: string, canonical: boolean) => boolean;
 
 const allowAll: AuthzDecider = () => "allow";
-const denyAll: AuthzDecider = () => "deny";
+/** Also what a provider decides while its Authz document is invalid and nothing valid precedes it. */
+export const denyAll: AuthzDecider = () => "deny";
 
 /**
  * A path an application might read differently from the glob: a `.` or `..`

@@ -46,7 +46,8 @@ export interface CallerOptions {
   routes: ReadonlyMap<string, CompiledRoute<RoutePolicy>>;
   destinations: Destinations;
   onRetry: (service: string) => void;
-  inboxPrefix?: string;
+  /** an answer came from another service than the one called (and was ignored) */
+  onForgedReply?: (sender: string, expected: string) => void;
   /** deadline of a call whose route sets none */
   defaultTimeoutMs: number;
   /** a MeshError when the destination's policy refuses this caller (checked before anything is sent) */
@@ -68,7 +69,7 @@ export class MeshCaller {
 
   constructor(opts: CallerOptions) {
     this.#o = opts;
-    this.#requester = new Requester(opts.nc, opts.inboxPrefix);
+    this.#requester = new Requester(opts.nc, opts.caller, opts.onForgedReply);
     this.#now = opts.now ?? Date.now;
     this.#random = opts.random ?? Math.random;
   }
@@ -139,7 +140,7 @@ export class MeshCaller {
 
   async #send(c: Call, subject: string, perTryMs: number, version: string, attempt: number): Promise<CallResult> {
     try {
-      const reply = await this.#requester.request(subject, c.body, c.headers, perTryMs);
+      const reply = await this.#requester.request(subject, c.body, c.headers, perTryMs, c.service);
       const h = reply.headers;
       return { reply, version: h?.get(Wire.version) || version, instance: h?.get(Wire.instance) || undefined, attempts: attempt };
     } catch (err) {
@@ -154,7 +155,7 @@ export class MeshCaller {
     h.set(Wire.mirror, "true");
     const left = Math.max(1, c.deadlineAt - this.#now());
     h.set(Wire.deadline, String(this.#now() + left));
-    this.#requester.request(rpcSubject(c.service, version, this.#o.caller), c.body, h, left).catch(() => undefined);
+    this.#requester.request(rpcSubject(c.service, version, this.#o.caller), c.body, h, left, c.service).catch(() => undefined);
   }
 }
 

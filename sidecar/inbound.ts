@@ -3,11 +3,12 @@ import type { Logger } from "pino";
 import type { Dispatcher, Pool } from "undici";
 import {
   HttpHeader,
-  SHARED_INBOX_PREFIX,
   Wire,
   instanceSubscription,
+  isReplyOf,
   parseRpcSubject,
   providerSubscriptions,
+  signedSubject,
 } from "../schemas/index.ts";
 import { MeshError, appUnreachable } from "./errors.ts";
 import { MESH_OWNED, natsHeadersToFlat, responseHeadersToNats } from "./http-wire.ts";
@@ -98,15 +99,20 @@ export class InboundAdapter {
 
   /**
    * The caller of a request, parsed once: only a request subject naming this
-   * service (the caller token is only trustworthy there) with an inbox to
-   * answer to is a request; undefined otherwise. Anything else
-   * delivered on these subscriptions (a JetStream delivery that kept its
-   * stored subject) is dropped unanswered.
+   * service (the caller token is only trustworthy there) with a reply
+   * subject in that caller's own inbox is a request; undefined otherwise.
+   * Anything else delivered on these subscriptions (a JetStream answer or
+   * delivery aimed here, or a request whose reply points at a third party's
+   * inbox) is dropped unanswered.
    */
   #callerOf(msg: Msg): string | undefined {
     const address = parseRpcSubject(msg.subject);
-    const isRequest = address?.service === this.#opts.service && (msg.reply?.startsWith(`${SHARED_INBOX_PREFIX}.`) ?? false);
-    return isRequest ? address.caller : undefined;
+    return address?.service === this.#opts.service && isReplyOf(msg.reply, address.caller) ? address.caller : undefined;
+  }
+
+  /** Answers on `<reply>.<this service>`: the only inbox subjects secure mode lets this sidecar publish to. */
+  #respond(msg: Msg, body: Uint8Array, headers: MsgHdrs): void {
+    this.#opts.nc.publish(signedSubject(msg.reply!, this.#opts.service), body, { headers });
   }
 
   #overloaded(): boolean {
@@ -173,7 +179,7 @@ export class InboundAdapter {
     const reply = this.#replyHeaders(response.statusCode);
     responseHeadersToNats(reply, response.headers);
     for (const [k, v] of admitted?.extraHeaders ?? []) reply.set(k, v);
-    msg.respond(body, { headers: reply });
+    this.#respond(msg, body, reply);
     return response.statusCode;
   }
 
@@ -218,7 +224,7 @@ export class InboundAdapter {
     reply.set("content-type", "application/json");
     if (err.extraHeaders) for (const [k, v] of err.extraHeaders) reply.set(k, v);
     try {
-      msg.respond(new TextEncoder().encode(err.body()), { headers: reply });
+      this.#respond(msg, new TextEncoder().encode(err.body()), reply);
     } catch (respondErr) {
       this.#opts.logger.warn({ err: respondErr }, "could not send error reply");
     }

@@ -6,5 +6,6 @@ export { childSpan, childTraceparent, type Span } from "./trace.ts";
 export { createMetrics, type SidecarMetrics } from "./metrics.ts";
 export { compileRoute, type CompiledRoute } from "./routing.ts";
 export { compileAuthz, type AuthzDecider } from "./authz.ts";
-export { PolicyWatch, type AppliedPolicy } from "./policy-watch.ts";
+export { KvFollower, type AppliedValue } from "./kv-follower.ts";
+export { KvReader } from "./kv-reader.ts";
 export type { RequestRecord, RequestObserver } from "./request-record.ts";

@@ -8,6 +8,14 @@ import { REGISTRY_TTL_MS, type RegistryEntry } from "../schemas/index.ts";
  */
 /** how long a ready list may be reused before entries are checked for age again */
 const RECHECK_MS = 1_000;
+/**
+ * An entry whose heartbeat (control's clock) is older than this is not
+ * taken at all: a republished message reflected back long after it was
+ * written must not bring a departed instance back. Generous, for clock skew.
+ */
+const STALE_HEARTBEAT_MS = 30_000;
+/** instances remembered; entries beyond it are ignored until others go */
+export const MAX_INSTANCES = 10_000;
 
 export class InstanceView {
   readonly #entries = new Map<string, RegistryEntry & { seenAt: number }>();
@@ -22,8 +30,10 @@ export class InstanceView {
   update(key: string, entry: RegistryEntry | undefined): void {
     // A heartbeat that changes nothing but the time keeps the cached lists.
     const before = this.#entries.get(key);
-    if (entry) this.#entries.set(key, { ...entry, seenAt: this.#now() });
-    else this.#entries.delete(key);
+    const now = this.#now();
+    if (entry && !(Date.parse(entry.heartbeatAt) < now - STALE_HEARTBEAT_MS) && (before || this.#entries.size < MAX_INSTANCES)) {
+      this.#entries.set(key, { ...entry, seenAt: now });
+    } else this.#entries.delete(key);
     if (before?.state !== entry?.state || before?.version !== entry?.version) this.#cache.clear();
   }
 

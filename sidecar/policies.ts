@@ -4,6 +4,7 @@ import { Counter, type Registry } from "prom-client";
 import {
   POLICY_BUCKETS,
   REGISTRY_BUCKET,
+  checkRegistryEntry,
   registryKey,
   type RegistryEntry,
   formatProblem,
@@ -14,24 +15,22 @@ import {
   type QuotaPolicy,
   type RoutePolicy,
 } from "../schemas/index.ts";
-import { PolicyWatch, type AppliedPolicy, type PolicyCheck } from "./policy-watch.ts";
-import { compileAuthz, type AuthzDecider } from "./authz.ts";
+import { KvFollower, type AppliedValue, type RejectedValue, type ValueCheck } from "./kv-follower.ts";
+import { KvReader } from "./kv-reader.ts";
+import { compileAuthz, denyAll, type AuthzDecider } from "./authz.ts";
 import { InstanceView } from "./instances.ts";
 import { compileRoute, type CompiledRoute } from "./routing.ts";
 
-/**
- * Registry values are written by sidecars, not people: a shape check, and the
- * entry must sit under its own service's key (a sidecar can write only there).
- */
-const checkRegistryEntry: PolicyCheck<RegistryEntry> = (doc, key) => {
-  const e = doc as RegistryEntry;
-  const ok = typeof e?.service === "string" && typeof e.instance === "string" && typeof e.version === "string";
-  if (!ok) return { ok: false, problems: ["not a registry entry"] };
+/** A registry value is applied only if it is an entry, and the one of its key (control writes them so). */
+const registryValue: ValueCheck<RegistryEntry> = (doc, key) => {
+  const result = checkRegistryEntry(doc);
+  if (!result.ok) return { ok: false, problems: result.problems.map((p) => `${p.path}: ${p.message}`) };
+  const e = result.value;
   return key === registryKey(e.service, e.instance) ? { ok: true, value: e } : { ok: false, problems: [`entry for '${e.service}' under key '${key}'`] };
 };
 
 /** A value in KV is applied only if it validates, is of the bucket's kind, and names its key's service. */
-function checkFor<T extends PolicyDocument>(kind: PolicyKind): PolicyCheck<T> {
+function checkFor<T extends PolicyDocument>(kind: PolicyKind): ValueCheck<T> {
   return (doc, key) => {
     const result = validatePolicy(doc);
     if (!result.ok) return { ok: false, problems: result.problems.map(formatProblem) };
@@ -67,12 +66,12 @@ export class SidecarPolicies {
   readonly authz = new Map<string, AuthzDecider>();
   /** live instances of every service, for latency-aware balancing */
   readonly instances = new InstanceView();
-  readonly #watches: Array<PolicyWatch<any>> = [];
+  readonly #followers: Array<KvFollower<any>> = [];
   /**
    * The registry changes with every heartbeat of every instance, so it is
    * followed only once some route asks for p2c-ewma, which needs it.
    */
-  readonly #registry: PolicyWatch<RegistryEntry>;
+  readonly #registry: KvFollower<RegistryEntry>;
   #registryStarted: Promise<void> | undefined;
   #loaded = false;
 
@@ -83,9 +82,10 @@ export class SidecarPolicies {
       labelNames: ["bucket"],
       registers: [opts.registry],
     });
-    const common = { nc: opts.nc, logger: opts.logger, onRejected: (bucket: string) => rejected.inc({ bucket }) };
-    this.#watches.push(
-      new PolicyWatch<RoutePolicy>({
+    const reader = new KvReader(opts.nc);
+    const common = { nc: opts.nc, reader, logger: opts.logger, onRejected: (bucket: string) => rejected.inc({ bucket }) };
+    this.#followers.push(
+      new KvFollower<RoutePolicy>({
         ...common,
         bucket: POLICY_BUCKETS.Route,
         key: ">",
@@ -97,16 +97,17 @@ export class SidecarPolicies {
         },
       }),
     );
-    this.#registry = new PolicyWatch<RegistryEntry>({
+    this.#registry = new KvFollower<RegistryEntry>({
       ...common,
       quiet: true,
+      valuesInChanges: true,
       bucket: REGISTRY_BUCKET,
       key: ">",
-      check: checkRegistryEntry,
+      check: registryValue,
       onChange: (key, applied) => this.instances.update(key, applied?.document as RegistryEntry | undefined),
     });
-    this.#watches.push(
-      new PolicyWatch<AuthzPolicy>({
+    this.#followers.push(
+      new KvFollower<AuthzPolicy>({
         ...common,
         bucket: POLICY_BUCKETS.Authz,
         key: ">",
@@ -115,11 +116,13 @@ export class SidecarPolicies {
           if (applied) this.authz.set(key, compileAuthz(applied.document));
           else this.authz.delete(key);
         },
+        // Fail closed: an Authz document nobody can read correctly allows nobody.
+        onInvalid: (key) => this.authz.set(key, denyAll),
       }),
     );
     if (opts.provider) {
-      this.#watches.push(
-        new PolicyWatch<QuotaPolicy>({
+      this.#followers.push(
+        new KvFollower<QuotaPolicy>({
           ...common,
           bucket: POLICY_BUCKETS.Quota,
           key: opts.service,
@@ -136,23 +139,32 @@ export class SidecarPolicies {
   }
 
   async start(): Promise<void> {
-    await Promise.all(this.#watches.map((w) => w.start()));
+    await Promise.all(this.#followers.map((w) => w.start()));
     // A p2c-ewma route read just now started the registry watch: have its instances before serving.
     await this.#registryStarted;
     this.#loaded = true;
   }
 
   stop(): void {
-    for (const w of this.#watches) w.stop();
+    for (const w of this.#followers) w.stop();
     this.#registry.stop();
+  }
+
+  /** After a reconnect: changes republished while this sidecar was away were lost, so read everything again. */
+  resync(): void {
+    for (const w of this.#followers) w.resync();
+    if (this.#registryStarted) this.#registry.resync();
   }
 
   #followRegistry(): void {
     this.#registryStarted ??= this.#registry.start().catch(() => undefined);
   }
 
-  /** What `/config` shows: every applied document with its revision. */
-  describe(): Array<AppliedPolicy<unknown>> {
-    return this.#watches.flatMap((w) => [...w.applied.values()]);
+  /** What `/config` shows: every applied document with its revision, and newer revisions that were rejected. */
+  describe(): { applied: Array<AppliedValue<unknown>>; rejected: RejectedValue[] } {
+    return {
+      applied: this.#followers.flatMap((w) => [...w.applied.values()]),
+      rejected: this.#followers.flatMap((w) => [...w.rejected.values()]),
+    };
   }
 }

@@ -1,32 +1,32 @@
 import { hostname } from "node:os";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { Kvm, type KV } from "@nats-io/kv";
 import type { Logger } from "pino";
-import { HEARTBEAT_INTERVAL_MS, REGISTRY_BUCKET, registryKey, type InstanceState, type RegistryEntry } from "../schemas/index.ts";
+import { HEARTBEAT_INTERVAL_MS, registerSubject, type InstanceState, type RegisterRequest, type RegistryEntry } from "../schemas/index.ts";
+
+/** a heartbeat that control does not answer within this long counts as failed */
+const REGISTER_TIMEOUT_MS = 1_000;
 
 /**
- * Keeps this provider instance's entry in `mesh_registry` fresh. The bucket
- * expires entries that stop being refreshed, so a killed instance disappears
- * on its own; a draining one says so first and removes itself on exit.
- * The bucket belongs to control: until it exists, heartbeats are skipped.
+ * Keeps this provider instance's entry in `mesh_registry` fresh by asking
+ * control (`mesh.ctl.v1.register.<service>`) to write it: a sidecar never
+ * writes a bucket itself (docs/security.md). The bucket expires entries
+ * that stop being refreshed, so a killed instance disappears on its own; a
+ * draining one says so first and asks for removal on exit.
  */
 export class RegistryHeartbeat {
   readonly #nc: NatsConnection;
   readonly #logger: Logger;
   readonly #entry: RegistryEntry;
-  #kv: KV | undefined;
+  readonly #subject: string;
   #timer: NodeJS.Timeout | undefined;
-  #warned = false;
+  #failing = false;
 
   constructor(nc: NatsConnection, logger: Logger, entry: Omit<RegistryEntry, "state" | "host" | "startedAt" | "heartbeatAt">) {
     this.#nc = nc;
     this.#logger = logger;
     const now = new Date().toISOString();
     this.#entry = { ...entry, state: "ready", host: hostname(), startedAt: now, heartbeatAt: now };
-  }
-
-  get key(): string {
-    return registryKey(this.#entry.service, this.#entry.instance);
+    this.#subject = registerSubject(entry.service);
   }
 
   async start(state: InstanceState = "ready"): Promise<void> {
@@ -44,31 +44,24 @@ export class RegistryHeartbeat {
   async stop(): Promise<void> {
     clearInterval(this.#timer);
     this.#timer = undefined;
-    const kv = await this.#bucket();
-    await kv?.delete(this.key).catch((err) => this.#logger.warn({ err }, "could not remove registry entry"));
+    await this.#send({ remove: this.#entry.instance });
   }
 
   async beat(): Promise<void> {
     this.#entry.heartbeatAt = new Date().toISOString();
-    try {
-      const kv = await this.#bucket();
-      if (kv) await kv.put(this.key, JSON.stringify(this.#entry));
-    } catch (err) {
-      this.#logger.warn({ err, key: this.key }, "registry heartbeat failed");
-    }
+    await this.#send({ entry: this.#entry });
   }
 
-  async #bucket(): Promise<KV | undefined> {
-    if (this.#kv) return this.#kv;
+  async #send(body: RegisterRequest): Promise<void> {
     try {
-      const kv = await new Kvm(this.#nc).open(REGISTRY_BUCKET);
-      await kv.status(); // open() does not check that the bucket exists
-      this.#kv = kv;
-      return kv;
+      const reply = (await this.#nc.request(this.#subject, JSON.stringify(body), { timeout: REGISTER_TIMEOUT_MS })).json<{ ok: boolean; error?: { message: string } }>();
+      if (!reply.ok) throw new Error(reply.error?.message ?? "refused");
+      if (this.#failing) this.#logger.info("registry heartbeats accepted again");
+      this.#failing = false;
     } catch (err) {
-      if (!this.#warned) this.#logger.warn({ err, bucket: REGISTRY_BUCKET }, "registry bucket not available yet (is mesh control running?)");
-      this.#warned = true;
-      return undefined;
+      // Said once per outage: control may simply not run yet.
+      if (!this.#failing) this.#logger.warn({ err, subject: this.#subject }, "registry heartbeat failed (is mesh control running?)");
+      this.#failing = true;
     }
   }
 }

@@ -6,7 +6,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import pino, { type Logger } from "pino";
 import { Registry } from "prom-client";
 import { Pool } from "undici";
-import { Defaults, connectNats, inboxPrefixFor, startAdmin, type Readiness, type SidecarConfig } from "../schemas/index.ts";
+import { Defaults, clientInboxPrefix, connectNats, startAdmin, type Readiness, type SidecarConfig } from "../schemas/index.ts";
 import { createAdmission, forbidden } from "./admission.ts";
 import { AppHealth } from "./app-health.ts";
 import { MeshCaller } from "./caller.ts";
@@ -100,7 +100,7 @@ function callerParts(config: Readonly<SidecarConfig>, c: { nc: NatsConnection; p
     routes: c.policies.routes,
     destinations,
     onRetry: (service) => c.metrics.retry(config.service, service),
-    inboxPrefix: inboxPrefixFor(config.service),
+    onForgedReply: (sender, expected) => c.logger.warn({ sender, expected }, "ignored an answer from another service than the one called"),
     defaultTimeoutMs: config.requestTimeoutMs,
     // Fail fast on what the provider would refuse anyway; its own check is the one that counts.
     authorize: (service, method, path) => {
@@ -127,8 +127,9 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
     servers: config.nats,
     name: `mesh-sidecar/${config.service}/${instance}`,
     creds: config.creds,
-    inboxPrefix: inboxPrefixFor(config.service),
+    inboxPrefix: clientInboxPrefix(config.service),
     logger,
+    onReconnect: () => policies.resync(),
   });
   // Metrics, telemetry to control, access logs to JetStream, spans to OTLP: all fed by one record per request.
   const observability = createObservability({
@@ -162,7 +163,12 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
     ...hostPort(config.admin),
     registry: metrics.registry,
     readiness,
-    routes: { "/config": () => ({ service: config.service, version: config.version, instance, policies: policies.describe() }) },
+    routes: {
+      "/config": () => {
+        const { applied, rejected } = policies.describe();
+        return { service: config.service, version: config.version, instance, policies: applied, rejectedPolicies: rejected };
+      },
+    },
   });
   // Policy first: no request is served under defaults that a policy overrides.
   await policies.start();

@@ -5,7 +5,7 @@ import { controlRequest } from "../control/client.ts";
 import { Wire, rpcSubject } from "../schemas/index.ts";
 import { startApp, type TestApp } from "./helpers/apps.ts";
 import { startTestControl } from "./helpers/control.ts";
-import { call, eventually, startTestSidecar } from "./helpers/mesh.ts";
+import { call, eventually, meshRequest, startTestSidecar } from "./helpers/mesh.ts";
 import { connectClient, startNats, type NatsCluster } from "./helpers/nats.ts";
 
 let nats: NatsCluster;
@@ -63,7 +63,7 @@ describe("authorization", () => {
     const h = natsHeaders();
     h.set(Wire.method, "DELETE");
     h.set(Wire.path, "/orders/1");
-    const reply = await nc.request(rpcSubject("orders", "_", "frontend"), new Uint8Array(), { headers: h, timeout: 2000 });
+    const reply = await meshRequest(nc, rpcSubject("orders", "_", "frontend"), { headers: h });
     assert.equal(reply.headers?.get(Wire.error), "forbidden");
     assert.equal(reply.headers?.get(Wire.status), "403");
     assert.equal(orders.seen.length, before, "the app never saw it");

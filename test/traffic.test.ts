@@ -6,7 +6,7 @@ import { controlRequest } from "../control/client.ts";
 import { Wire, rpcSubject } from "../schemas/index.ts";
 import { startApp, type TestApp } from "./helpers/apps.ts";
 import { startTestControl } from "./helpers/control.ts";
-import { call, eventually, spawnSidecar, startTestSidecar } from "./helpers/mesh.ts";
+import { call, eventually, meshRequest, spawnSidecar, startTestSidecar } from "./helpers/mesh.ts";
 import { connectClient, startNats, type NatsCluster } from "./helpers/nats.ts";
 
 let nats: NatsCluster;
@@ -244,7 +244,7 @@ describe("balancing, deadlines and overload", () => {
     h.set(Wire.method, "GET");
     h.set(Wire.path, "/");
     h.set(Wire.deadline, String(Date.now() - 1000));
-    await eventually(async () => (await nc.request(rpcSubject("punctual", "_", "frontend"), new Uint8Array(), { headers: h, timeout: 1000 })).headers?.get(Wire.error) === "timeout");
+    await eventually(async () => (await meshRequest(nc, rpcSubject("punctual", "_", "frontend"), { headers: h, timeoutMs: 1000 })).headers?.get(Wire.error) === "timeout");
     assert.equal(app.seen.length, 0);
   });
 

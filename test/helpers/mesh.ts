@@ -7,7 +7,9 @@ import { fileURLToPath } from "node:url";
 import pino, { type Logger } from "pino";
 import { Registry } from "prom-client";
 import { request, type Dispatcher } from "undici";
-import { parseSidecarConfig, type SidecarConfig } from "../../schemas/index.ts";
+import { randomBytes } from "node:crypto";
+import type { Msg, MsgHdrs, NatsConnection } from "@nats-io/transport-node";
+import { inboxPrefixFor, parseRpcSubject, parseSidecarConfig, type SidecarConfig } from "../../schemas/index.ts";
 import { startSidecar, type Sidecar } from "../../sidecar/index.ts";
 
 export type SidecarOptions = Partial<SidecarConfig> & { service: string; nats: string[] };
@@ -138,4 +140,23 @@ export async function freePort(): Promise<number> {
   const { port } = server.address() as { port: number };
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
+}
+
+/**
+ * A request as the caller sidecar of `caller` sends it, with nats.js alone:
+ * the reply subject is in the caller's private inbox (`_INBOX.<caller>.<token>`)
+ * and the answer comes back on `<reply>.<service>` (schemas/subjects.ts).
+ */
+export async function meshRequest(
+  nc: NatsConnection,
+  subject: string,
+  opts: { headers?: MsgHdrs; body?: Uint8Array | string; timeoutMs?: number } = {},
+): Promise<Msg> {
+  const address = parseRpcSubject(subject);
+  if (!address) throw new Error(`'${subject}' is not a request subject`);
+  const reply = `${inboxPrefixFor(address.caller)}.${randomBytes(16).toString("base64url")}`;
+  const sub = nc.subscribe(`${reply}.${address.service}`, { max: 1, timeout: opts.timeoutMs ?? 2_000 });
+  nc.publish(subject, opts.body ?? new Uint8Array(), { reply, ...(opts.headers ? { headers: opts.headers } : {}) });
+  for await (const msg of sub) return msg;
+  throw new Error(`no answer to ${subject}`);
 }
