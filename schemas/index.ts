@@ -7,6 +7,7 @@ export * from "./validate.ts";
 export * from "./sidecar-config.ts";
 export * from "./registry.ts";
 export * from "./glob.ts";
+export * from "./header-regex.ts";
 export * from "./policy.ts";
 export * from "./quota.ts";
 export * from "./control-api.ts";
