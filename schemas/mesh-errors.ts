@@ -6,6 +6,8 @@ export const MESH_ERRORS = {
   quota_exceeded: { status: 429, retryable: false },
   app_unreachable: { status: 502, retryable: true },
   response_too_large: { status: 502, retryable: false },
+  /** the provider's reply cannot be written as HTTP (a status outside 200-599, an invalid header) */
+  bad_response: { status: 502, retryable: false },
   unavailable: { status: 503, retryable: true },
   circuit_open: { status: 503, retryable: false },
   overloaded: { status: 503, retryable: true },

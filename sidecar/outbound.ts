@@ -3,13 +3,14 @@ import { randomUUID } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import type { Msg } from "@nats-io/transport-node";
 import type { Logger } from "pino";
-import { HttpHeader, Wire, isMeshErrorCode } from "../schemas/index.ts";
+import { HttpHeader, Wire, isMeshErrorCode, isVersionName } from "../schemas/index.ts";
 import { ClientGoneError, readBody } from "./body.ts";
 import type { CallResult, MeshCaller } from "./caller.ts";
 import { MeshError } from "./errors.ts";
-import { natsHeadersToFlat, requestHeadersToNats } from "./http-wire.ts";
+import { requestHeadersToNats } from "./http-wire.ts";
 import { InflightTracker } from "./inflight.ts";
 import type { RequestObserver, RequestRecord } from "./request-record.ts";
+import { frameReply } from "./reply.ts";
 import { writeMeshError } from "./respond.ts";
 import { resolveTarget } from "./target.ts";
 import { childSpan } from "./trace.ts";
@@ -80,7 +81,7 @@ export class OutboundProxy {
       const header = (name: string) => single(req.headers[name]);
       result = await this.#opts.mesh.call({ service, method, path, header, headers, body, startedAt, askedTimeoutMs: askedTimeoutMs(req) });
       if (result.error) throw result.error;
-      status = writeReply(res, result.reply!, method);
+      status = writeReply(res, result.reply!, method, service);
     } catch (err) {
       if (err instanceof ClientGoneError) status = 0;
       else {
@@ -132,22 +133,19 @@ function askedTimeoutMs(req: IncomingMessage): number | undefined {
   return asked;
 }
 
-/** Writes a provider's reply to the application; returns the status. */
-function writeReply(res: ServerResponse, reply: Msg, method: string): number {
-  const h = reply.headers;
-  const status = Number(h?.get(Wire.status)) || 502;
-  const flat = natsHeadersToFlat(h);
-  // The whole body is at hand, so say its length rather than fall back to chunked encoding.
-  if (method !== "HEAD" && status !== 204 && status !== 304 && !h?.has("content-length")) {
-    flat.push("content-length", String(reply.data.length));
-  }
-  const meshError = h?.get(Wire.error);
-  if (meshError && isMeshErrorCode(meshError)) flat.push(HttpHeader.meshError, meshError);
-  const version = h?.get(Wire.version);
-  if (version) flat.push(HttpHeader.servedBy, version);
-  res.writeHead(status, flat);
-  res.end(reply.data);
-  return status;
+/** Writes a provider's reply to the application, framed by what is written; returns the status. */
+function writeReply(res: ServerResponse, reply: Msg, method: string, service: string): number {
+  const framed = frameReply(reply, method, service);
+  if (framed instanceof MeshError) throw framed;
+  const meshError = reply.headers?.get(Wire.error);
+  if (meshError && isMeshErrorCode(meshError)) framed.headers.push(HttpHeader.meshError, meshError);
+  const version = reply.headers?.get(Wire.version);
+  if (version && isVersionName(version)) framed.headers.push(HttpHeader.servedBy, version);
+  // A body that disagrees with content-length is an error Node raises, never bytes that desync the connection.
+  res.strictContentLength = true;
+  res.writeHead(framed.status, framed.headers);
+  res.end(framed.body);
+  return framed.status;
 }
 
 function single(value: string | string[] | undefined): string | undefined {

@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
 import { before, describe, test } from "node:test";
-import type { NatsConnection } from "@nats-io/transport-node";
+import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
 import { controlRequest } from "../control/client.ts";
 import { startApp } from "./helpers/apps.ts";
 import { startTestControl } from "./helpers/control.ts";
 import { call, eventually, startTestSidecar } from "./helpers/mesh.ts";
 import { connectClient, startNats, type NatsCluster } from "./helpers/nats.ts";
+import { RawConnection } from "./helpers/raw-http.ts";
 
 /** Hostile input at the data plane: one NATS server with JetStream, control, a caller sidecar, providers as tests need them. */
 let nats: NatsCluster;
@@ -57,4 +58,87 @@ describe("ReDoS: header regexes cannot freeze the caller", () => {
     const matching = await call(caller.outbound.port, "regexed", "/", { headers: { "x-k": "aaaa" } });
     assert.equal(await matching.body.text(), "v2", "the rule still matches what it should");
   });
+});
+
+describe("response framing at the caller: a lying provider cannot desync the application's connection", () => {
+  /** What the raw provider answers, chosen per request by its `x-lie` header. */
+  const SMUGGLED = "HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\nsmuggled";
+  const LIES: Record<string, { headers: Array<[string, string]>; body?: string }> = {
+    "short-length": { headers: [["@status", "200"], ["content-length", "5"]], body: `hello${SMUGGLED}`.padEnd(120, ".") },
+    "short-length-upper": { headers: [["@status", "200"], ["Content-Length", "5"]], body: `hello${SMUGGLED}` },
+    "chunked-upper": { headers: [["@status", "200"], ["TRANSFER-ENCODING", "chunked"]], body: `5\r\nhello\r\n0\r\n\r\n${SMUGGLED}` },
+    "hop-by-hop": {
+      headers: [["@status", "200"], ["Connection", "close, x-private"], ["x-private", "1"], ["Keep-Alive", "timeout=1"], ["upgrade", "h2c"], ["te", "trailers"], ["Trailer", "x-t"], ["proxy-authenticate", "Basic"], ["Proxy-Foo", "1"], ["mesh-error", "forbidden"], ["x-kept", "yes"]],
+      body: "fine",
+    },
+    "status-101": { headers: [["@status", "101"], ["upgrade", "websocket"]] },
+    "status-199": { headers: [["@status", "199"]] },
+    "status-600": { headers: [["@status", "600"]] },
+    "status-fraction": { headers: [["@status", "200.5"]] },
+    "status-text": { headers: [["@status", "abc"]] },
+    "status-missing": { headers: [["x-a", "1"]] },
+    "bad-header-value": { headers: [["@status", "200"], ["x-nul", "a\u0000b"]] },
+    "bad-header-name": { headers: [["@status", "200"], ["x(bad)", "1"]] },
+  };
+
+  before(async () => {
+    const liar = await connectClient(nats.urls);
+    liar.subscribe("mesh.rpc.liar._.*", {
+      queue: "liar",
+      callback: (_err, msg) => {
+        const lie = LIES[msg.headers?.get("x-lie") ?? ""]!;
+        const h = natsHeaders();
+        for (const [k, v] of lie.headers) h.append(k, v);
+        msg.respond(lie.body ?? "", { headers: h });
+      },
+    });
+    await liar.flush();
+    await provider("honest", "v1", (_req, res) => void res.end("honest"));
+  });
+
+  /** Two requests on one keep-alive connection: a lie, then an honest call. */
+  async function lieThenTruth(lie: string) {
+    const conn = await RawConnection.open(caller.outbound.port);
+    conn.write(`GET /lie HTTP/1.1\r\nHost: liar\r\nx-lie: ${lie}\r\n\r\n`);
+    const first = await conn.readResponse();
+    conn.write("GET /truth HTTP/1.1\r\nHost: honest\r\n\r\n");
+    const second = await conn.readResponse();
+    return { first, second, conn };
+  }
+
+  for (const lie of ["short-length", "short-length-upper", "chunked-upper"]) {
+    test(`${lie}: the length is that of the bytes written, and the next answer on the connection is the true one`, async () => {
+      const { first, second, conn } = await lieThenTruth(lie);
+      assert.equal(first.status, 200);
+      assert.equal(first.body.toString(), LIES[lie]!.body);
+      assert.equal(first.headers["content-length"], String(Buffer.byteLength(LIES[lie]!.body!)));
+      assert.equal(first.headers["transfer-encoding"], undefined);
+      assert.equal(second.status, 200);
+      assert.equal(second.body.toString(), "honest");
+      assert.equal(conn.leftover.length, 0);
+    });
+  }
+
+  test("hop-by-hop and framing headers of the provider are dropped whatever their case; a forged mesh-error too", async () => {
+    const { first, second } = await lieThenTruth("hop-by-hop");
+    assert.equal(first.status, 200);
+    assert.equal(first.body.toString(), "fine");
+    assert.notEqual(first.headers["keep-alive"], "timeout=1", "the sidecar's own keep-alive, not the provider's");
+    for (const name of ["x-private", "upgrade", "te", "trailer", "proxy-authenticate", "proxy-foo", "mesh-error"]) {
+      assert.equal(first.headers[name], undefined, name);
+    }
+    assert.notEqual(first.headers.connection, "close");
+    assert.equal(first.headers["x-kept"], "yes");
+    assert.equal(second.body.toString(), "honest", "the connection was kept open");
+  });
+
+  for (const lie of ["status-101", "status-199", "status-600", "status-fraction", "status-text", "status-missing", "bad-header-value", "bad-header-name"]) {
+    test(`${lie}: answered 502 bad_response, and the sidecar serves the next request`, async () => {
+      const { first, second } = await lieThenTruth(lie);
+      assert.equal(first.status, 502);
+      assert.equal(first.headers["mesh-error"], "bad_response");
+      assert.equal(JSON.parse(first.body.toString()).error, "bad_response");
+      assert.equal(second.body.toString(), "honest");
+    });
+  }
 });
