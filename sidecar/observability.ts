@@ -64,7 +64,9 @@ export function withTelemetry(metrics: SidecarMetrics, telemetry: Telemetry, ser
     },
     authz(s, caller, decision) {
       metrics.authz(s, caller, decision);
-      telemetry.count("authz", { service: s, caller, decision });
+      // Control merges only decisions about the reporting service; a caller's fail-fast denial stays local
+      // (and reaches control as the outbound request's `forbidden` code).
+      if (s === service) telemetry.count("authz", { service: s, caller, decision });
     },
     quota(s, caller, decision) {
       metrics.quota(s, caller, decision);
