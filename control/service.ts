@@ -6,6 +6,7 @@ import { ensureBuckets } from "./buckets.ts";
 import { ControlError } from "./errors.ts";
 import { PolicyStore } from "./policy-store.ts";
 import { QuotaLeases } from "./quota.ts";
+import { AccessReader } from "./access-read.ts";
 import { ensureAccessStream } from "./access-stream.ts";
 import { startTelemetry, type ControlTelemetry } from "./telemetry.ts";
 
@@ -17,20 +18,29 @@ export interface ControlService {
   stop(): Promise<void>;
 }
 
+/** What a verb's handler may use. */
+interface HandlerContext {
+  store: PolicyStore;
+  quota: QuotaLeases;
+  telemetry: ControlTelemetry;
+  access: AccessReader;
+}
+
 /** `subject` is the request's subject: `mesh.ctl.v1.<verb>`, or `mesh.ctl.v1.quota.<service>` */
-type Handler = (store: PolicyStore, body: any, quota: QuotaLeases, telemetry: ControlTelemetry, subject: string) => Promise<unknown>;
+type Handler = (c: HandlerContext, body: any, subject: string) => Promise<unknown>;
 
 /** One line per verb: adding a verb is adding a line. */
 const HANDLERS: Readonly<Record<ControlVerb, Handler>> = {
-  apply: (s, b) => s.apply(b),
-  validate: (s, b) => s.validate(b),
-  get: (s, b) => s.get(b),
-  delete: (s, b) => s.delete(b),
-  history: (s, b) => s.history(b),
-  rollback: (s, b) => s.rollback(b),
-  services: (s) => s.services(),
-  quota: (_s, b, q, _t, subject) => q.lease(b, subject),
-  stats: async (_s, b, _q, t) => t.stats(b),
+  apply: (c, b) => c.store.apply(b),
+  validate: (c, b) => c.store.validate(b),
+  get: (c, b) => c.store.get(b),
+  delete: (c, b) => c.store.delete(b),
+  history: (c, b) => c.store.history(b),
+  rollback: (c, b) => c.store.rollback(b),
+  services: (c) => c.store.services(),
+  quota: (c, b, subject) => c.quota.lease(b, subject),
+  stats: async (c, b) => c.telemetry.stats(b),
+  logs: (c, b) => c.access.logs(b),
 };
 
 /**
@@ -48,6 +58,7 @@ export async function startControl(nc: NatsConnection, logger: Logger, registry 
   // Access logs are not worth refusing to serve policy for: without the stream, sidecars drop and count records.
   await ensureAccessStream(nc, logger).catch((err) => logger.error({ err }, "access log stream MESH_ACCESS not created"));
   const telemetry = await startTelemetry({ nc, logger, registry, holder: instance });
+  const context: HandlerContext = { store, quota, telemetry, access: new AccessReader(nc, logger, registry) };
 
   const handle = async (msg: Msg): Promise<void> => {
     const verb = msg.subject.split(".", 4)[3] ?? "";
@@ -58,7 +69,7 @@ export async function startControl(nc: NatsConnection, logger: Logger, registry 
       const handler = Object.hasOwn(HANDLERS, verb) ? HANDLERS[verb as ControlVerb] : undefined;
       if (!handler) throw new ControlError("bad_request", `unknown control verb '${verb}'`);
       const body = msg.data.length > 0 ? msg.json<unknown>() : {};
-      reply = { ok: true, ...((await handler(store, body, quota, telemetry, msg.subject)) as object) };
+      reply = { ok: true, ...((await handler(context, body, msg.subject)) as object) };
     } catch (err) {
       const error = err instanceof ControlError ? err : new ControlError("internal", (err as Error).message, { cause: err });
       if (error.code === "internal") logger.error({ err, verb }, "control request failed");

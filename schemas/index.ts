@@ -12,6 +12,7 @@ export * from "./policy.ts";
 export * from "./quota.ts";
 export * from "./control-api.ts";
 export * from "./telemetry.ts";
+export * from "./access-record.ts";
 export * from "./creds.ts";
 // Runtime pieces both the sidecar and control need.
 export * from "./nats-connection.ts";
