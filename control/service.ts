@@ -48,13 +48,19 @@ const HANDLERS: Readonly<Record<ControlVerb, Handler>> = {
  * like; each request is answered by one of them, and all state is in KV.
  * `instance` names this replica (logs, the telemetry lease); absent: a random name.
  */
-export async function startControl(nc: NatsConnection, logger: Logger, registry = new Registry(), instance = `control-${crypto.randomUUID().slice(0, 8)}`): Promise<ControlService> {
+export async function startControl(
+  nc: NatsConnection,
+  logger: Logger,
+  registry = new Registry(),
+  instance = `control-${crypto.randomUUID().slice(0, 8)}`,
+  opts: { now?: () => number } = {},
+): Promise<ControlService> {
   collectDefaultMetrics({ register: registry });
   const requests = new Counter({ name: "mesh_control_requests_total", help: "Control requests by verb and outcome", labelNames: ["verb", "outcome"], registers: [registry] });
   const duration = new Histogram({ name: "mesh_control_request_duration_seconds", help: "Control request handling time", labelNames: ["verb"], registers: [registry] });
   const buckets = await ensureBuckets(nc, logger);
   const store = new PolicyStore(buckets);
-  const quota = new QuotaLeases(buckets.quota);
+  const quota = new QuotaLeases(buckets.quota, opts.now);
   // Access logs are not worth refusing to serve policy for: without the stream, sidecars drop and count records.
   await ensureAccessStream(nc, logger).catch((err) => logger.error({ err }, "access log stream MESH_ACCESS not created"));
   const telemetry = await startTelemetry({ nc, logger, registry, holder: instance });

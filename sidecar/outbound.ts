@@ -99,7 +99,9 @@ export class OutboundProxy {
     result: CallResult,
     r: { service: string; method: string; path: string; status: number; startedAt: number; requestId: string; traceparent: string; parentSpanId: string | undefined },
   ): RequestRecord {
-    const replyError = result.reply?.headers?.get(Wire.error) || undefined;
+    // A provider's @error is a mesh error code or it is not believed: anything else counts as one fixed value.
+    const rawError = result.reply?.headers?.get(Wire.error) || undefined;
+    const replyError = rawError === undefined || isMeshErrorCode(rawError) ? rawError : "unknown_error";
     const meshError = result.error?.code ?? replyError;
     return {
       direction: "outbound",

@@ -141,7 +141,7 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
     metrics: createMetrics(deps.registry ?? new Registry()),
   });
   const metrics = observability.metrics;
-  const observe = fanOut([metrics.observe, ...observability.observers, ...(deps.observers ?? [])], (err) => logger.warn({ err }, "request observer failed"));
+  const observe = fanOut([...observability.observers, ...(deps.observers ?? [])], (err) => logger.warn({ err }, "request observer failed"));
   const quota = config.app
     ? createQuotaGate({ nc, service: config.service, logger, onDecision: (caller, d) => metrics.quota(config.service, caller, d) })
     : undefined;

@@ -3,10 +3,12 @@ import { before, describe, test } from "node:test";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { TELEMETRY_LIMITS } from "../control/telemetry-limits.ts";
 import { DURATION_BUCKETS_SECONDS, telemetrySubject, type NamedRow, type RequestRow, type TelemetryReport } from "../schemas/index.ts";
+import { Pool } from "undici";
+import { LABEL_LIMITS, OVERFLOW_LABEL } from "../sidecar/labels.ts";
 import { startTestControl, type TestControl } from "./helpers/control.ts";
-import { eventually } from "./helpers/mesh.ts";
+import { eventually, startTestSidecar } from "./helpers/mesh.ts";
 import { connectClient, startNats, type NatsCluster } from "./helpers/nats.ts";
-import { metricSum } from "./helpers/observability.ts";
+import { metricSum, samples } from "./helpers/observability.ts";
 
 /** Telemetry and access records as a thief of one sidecar's credentials would send them: raw NATS, no sidecar. */
 let nats: NatsCluster;
@@ -102,5 +104,45 @@ describe("control's merge is bounded", () => {
     await publish(telemetrySubject("spray", "s-1"), { ...first, seq: reports + 1, requests: [row("outbound", "spray", "x0", "200", 4)] });
     assert.equal(await metric("mesh_requests_total", { source: "spray", destination: "x0" }), 5);
     assert.equal(await rejected("instance_limit"), before + reports * per - created);
+  });
+});
+
+describe("labels from input are bounded", () => {
+  test("20 000 unknown Host names through a real caller: its /metrics, control's series and RSS stay bounded", async () => {
+    const caller = await startTestSidecar({ service: "flooder", nats: nats.urls });
+    const pool = new Pool(`http://127.0.0.1:${caller.outbound.port}`, { connections: 32 });
+    const names = 20_000;
+    const rssBefore = process.memoryUsage().rss;
+    let next = 0;
+    const statuses = new Map<number, number>();
+    await Promise.all(
+      Array.from({ length: 64 }, async () => {
+        while (next < names) {
+          const i = next++;
+          const res = await pool.request({ path: "/", method: "GET", headers: { host: `unknown-${i}` } });
+          await res.body.dump();
+          statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1);
+        }
+      }),
+    );
+    await pool.close();
+    assert.deepEqual([...statuses], [[503, names]], "every one answered: no such service");
+
+    const series = await samples(caller.registry, "mesh_requests_total", { direction: "outbound" });
+    const destinations = new Set(series.map((s) => String(s.labels.destination)));
+    assert.ok(destinations.size <= LABEL_LIMITS.unansweredDestinations + 1, `${destinations.size} destinations`);
+    assert.ok(destinations.has(OVERFLOW_LABEL));
+    assert.equal(series.reduce((n, s) => n + s.value, 0), names, "every request still counted");
+    assert.equal(await metricSum(caller.registry, "mesh_label_overflow_total", { label: "destination" }), names - LABEL_LIMITS.unansweredDestinations);
+    const text = await caller.registry.metrics();
+    assert.ok(text.length < 512 * 1024, `/metrics is ${text.length} bytes`);
+    // A bound on growth, not a timing: unbounded, this run grew by gigabytes.
+    const grownMiB = (process.memoryUsage().rss - rssBefore) / 1024 / 1024;
+    assert.ok(grownMiB < 256, `RSS grew by ${grownMiB.toFixed(0)} MiB`);
+
+    // Control merged the same bounded labels from the caller's telemetry.
+    await eventually(async () => (await metric("mesh_requests_total", { source: "flooder" })) === names, 15_000);
+    const merged = await samples(control.registry, "mesh_requests_total", { source: "flooder" });
+    assert.ok(merged.length <= LABEL_LIMITS.unansweredDestinations + 1, `${merged.length} series at control`);
   });
 });

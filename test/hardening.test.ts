@@ -6,7 +6,9 @@ import { startApp } from "./helpers/apps.ts";
 import { startTestControl } from "./helpers/control.ts";
 import { call, eventually, startTestSidecar } from "./helpers/mesh.ts";
 import { connectClient, startNats, type NatsCluster } from "./helpers/nats.ts";
+import { metricSum, samples } from "./helpers/observability.ts";
 import { RawConnection } from "./helpers/raw-http.ts";
+import { LABEL_LIMITS, OVERFLOW_LABEL } from "../sidecar/labels.ts";
 
 /** Hostile input at the data plane: one NATS server with JetStream, control, a caller sidecar, providers as tests need them. */
 let nats: NatsCluster;
@@ -79,6 +81,9 @@ describe("response framing at the caller: a lying provider cannot desync the app
     "status-missing": { headers: [["x-a", "1"]] },
     "bad-header-value": { headers: [["@status", "200"], ["x-nul", "a\u0000b"]] },
     "bad-header-name": { headers: [["@status", "200"], ["x(bad)", "1"]] },
+    "random-version": { headers: [["@status", "200"], ["@version", "vRANDOM"], ["@instance", "i-RANDOM"]], body: "ok" },
+    "bad-version": { headers: [["@status", "200"], ["@version", "v1.2/\u001b"], ["@instance", "no spaces allowed"]], body: "ok" },
+    "unknown-error": { headers: [["@status", "503"], ["@error", "made_up_RANDOM"]], body: "no" },
   };
 
   before(async () => {
@@ -88,7 +93,7 @@ describe("response framing at the caller: a lying provider cannot desync the app
       callback: (_err, msg) => {
         const lie = LIES[msg.headers?.get("x-lie") ?? ""]!;
         const h = natsHeaders();
-        for (const [k, v] of lie.headers) h.append(k, v);
+        for (const [k, v] of lie.headers) h.append(k, v.replace("RANDOM", crypto.randomUUID().slice(0, 8)));
         msg.respond(lie.body ?? "", { headers: h });
       },
     });
@@ -141,4 +146,38 @@ describe("response framing at the caller: a lying provider cannot desync the app
       assert.equal(second.body.toString(), "honest");
     });
   }
+});
+
+describe("labels a provider chooses are bounded at the caller", () => {
+  const labelled = async (labels: Record<string, string>) => samples(caller.registry, "mesh_requests_total", { direction: "outbound", destination: "liar", ...labels });
+
+  test("versions per destination are capped; past the cap they count as _other", async () => {
+    const overflowBefore = await metricSum(caller.registry, "mesh_label_overflow_total", { label: "version" });
+    const n = LABEL_LIMITS.versionsPerDestination + 10;
+    for (let i = 0; i < n; i++) {
+      const res = await call(caller.outbound.port, "liar", "/", { headers: { "x-lie": "random-version" } });
+      assert.match(String(res.headers["x-mesh-version"]), /^v[0-9a-f]{8}$/, "the application still sees what answered");
+      await res.body.dump();
+    }
+    const versions = new Set((await labelled({})).map((s) => String(s.labels.version)));
+    assert.ok(versions.size <= LABEL_LIMITS.versionsPerDestination + 1, `${versions.size} versions`);
+    assert.ok(versions.has(OVERFLOW_LABEL));
+    assert.ok((await metricSum(caller.registry, "mesh_label_overflow_total", { label: "version" })) >= overflowBefore + 10);
+  });
+
+  test("a version or instance that is not a name is not believed; an unknown @error counts as unknown_error", async () => {
+    const bad = await call(caller.outbound.port, "liar", "/", { headers: { "x-lie": "bad-version" } });
+    assert.equal(bad.headers["x-mesh-version"], undefined);
+    await bad.body.dump();
+    assert.deepEqual((await labelled({ version: "v1.2/\u001b" })).length, 0);
+    for (let i = 0; i < 5; i++) {
+      const res = await call(caller.outbound.port, "liar", "/", { headers: { "x-lie": "unknown-error" } });
+      assert.equal(res.statusCode, 503);
+      assert.equal(res.headers["mesh-error"], undefined, "not a mesh error code: not presented as one");
+      await res.body.dump();
+    }
+    const codes = new Set((await labelled({})).map((s) => String(s.labels.code)));
+    assert.ok(codes.has("unknown_error"));
+    assert.ok(![...codes].some((c) => c.startsWith("made_up")), [...codes].join(","));
+  });
 });
