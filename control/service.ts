@@ -7,6 +7,7 @@ import { ControlError } from "./errors.ts";
 import { PolicyStore } from "./policy-store.ts";
 import { QuotaLeases } from "./quota.ts";
 import { AccessReader } from "./access-read.ts";
+import { FairDispatcher } from "./dispatch.ts";
 import { ensureAccessStream } from "./access-stream.ts";
 import { startTelemetry, type ControlTelemetry } from "./telemetry.ts";
 
@@ -46,6 +47,9 @@ const HANDLERS: Readonly<Record<ControlVerb, Handler>> = {
 /**
  * Serves `mesh.ctl.v1.<verb>` in a queue group: run as many replicas as you
  * like; each request is answered by one of them, and all state is in KV.
+ * Handlers run with bounded concurrency, fairly across quota identities
+ * (control/dispatch.ts); a request whose queue is full is answered at once
+ * with `overloaded`.
  * `instance` names this replica (logs, the telemetry lease); absent: a random name.
  */
 export async function startControl(
@@ -67,7 +71,7 @@ export async function startControl(
   const context: HandlerContext = { store, quota, telemetry, access: new AccessReader(nc, logger, registry) };
 
   const handle = async (msg: Msg): Promise<void> => {
-    const verb = msg.subject.split(".", 4)[3] ?? "";
+    const verb = verbOf(msg.subject);
     const stopTimer = duration.startTimer({ verb });
     let outcome = "ok";
     let reply: unknown;
@@ -87,11 +91,21 @@ export async function startControl(
     msg.respond(JSON.stringify(reply));
   };
 
+  const dispatcher = new FairDispatcher<Msg>(handle);
+  const refuse = (msg: Msg): void => {
+    const verb = verbOf(msg.subject);
+    requests.inc({ verb, outcome: "overloaded" });
+    const error = new ControlError("overloaded", `control is busy with requests like this one (${dispatchKey(msg.subject)}); try again`);
+    msg.respond(JSON.stringify({ ok: false, error: error.toBody() }));
+  };
+
   const sub: Subscription = nc.subscribe(ctlSubject(">"), {
     queue: CONTROL_QUEUE,
     callback: (err, msg) => {
       if (err) logger.error({ err }, "control subscription failed");
-      else if (isControlRequest(msg)) void handle(msg);
+      else if (isControlRequest(msg)) {
+        if (!dispatcher.submit(dispatchKey(msg.subject), msg)) refuse(msg);
+      }
       else logger.warn({ subject: msg.subject, reply: msg.reply }, "ignored a message that is not a control request");
     },
   });
@@ -106,6 +120,21 @@ export async function startControl(
       await telemetry.stop();
     },
   };
+}
+
+function verbOf(subject: string): string {
+  return subject.split(".", 4)[3] ?? "";
+}
+
+/**
+ * The queue a request waits in: a quota lease's own subject (one queue per
+ * service, the identity secure mode binds to it), else its verb; every
+ * unknown verb shares one queue.
+ */
+export function dispatchKey(subject: string): string {
+  const verb = verbOf(subject);
+  if (verb === "quota") return subject;
+  return Object.hasOwn(HANDLERS, verb) ? verb : "(unknown)";
 }
 
 /**

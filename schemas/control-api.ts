@@ -13,8 +13,8 @@ export const CONTROL_QUEUE = "mesh-control";
 export type ControlVerb = "apply" | "validate" | "get" | "delete" | "history" | "rollback" | "services" | "quota" | "stats" | "logs";
 
 export interface ControlErrorBody {
-  /** stable: rejected (invalid input, exit 1), not_found, conflict, internal */
-  code: "rejected" | "not_found" | "conflict" | "bad_request" | "internal";
+  /** stable: rejected (invalid input, exit 1), not_found, conflict, internal, overloaded (queue full: try again; a sidecar treats it as control unavailable) */
+  code: "rejected" | "not_found" | "conflict" | "bad_request" | "internal" | "overloaded";
   message: string;
   problems?: PolicyProblem[];
 }

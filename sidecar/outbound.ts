@@ -1,12 +1,13 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { randomUUID } from "node:crypto";
 import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
 import type { Msg } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { HttpHeader, Wire, isMeshErrorCode, isVersionName } from "../schemas/index.ts";
 import { ClientGoneError, readBody } from "./body.ts";
 import type { CallResult, MeshCaller } from "./caller.ts";
-import { MeshError } from "./errors.ts";
+import { MeshError, payloadTooLarge } from "./errors.ts";
 import { requestHeadersToNats } from "./http-wire.ts";
 import { InflightTracker } from "./inflight.ts";
 import type { RequestObserver, RequestRecord } from "./request-record.ts";
@@ -22,6 +23,10 @@ export interface OutboundOptions {
   port: number;
   /** the largest message the cluster takes (bytes), read from the server */
   maxPayload: () => number;
+  /** time to receive a request's complete headers (ms); then 408 request_timeout */
+  headersTimeoutMs: number;
+  /** time between bytes of a request body (ms); then 408 request_timeout */
+  bodyIdleTimeoutMs: number;
   mesh: MeshCaller;
   observe: RequestObserver;
   logger: Logger;
@@ -38,9 +43,29 @@ export class OutboundProxy {
 
   constructor(opts: OutboundOptions) {
     this.#opts = opts;
-    this.server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
+    this.server = createServer(
+      {
+        keepAliveTimeout: 65_000,
+        headersTimeout: opts.headersTimeoutMs,
+        // How often Node checks for expired header timeouts: often enough for the timeout to mean what it says.
+        connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(opts.headersTimeoutMs / 4))),
+      },
+      (req, res) => {
+        this.inflight.track(this.#handle(req, res));
+      },
+    );
+    // `Expect: 100-continue` is answered here, never passed on: 100 when the body may fit, else 413 unread.
+    this.server.on("checkContinue", (req: IncomingMessage, res: ServerResponse) => {
+      const declared = Number(req.headers["content-length"]);
+      const limit = this.#opts.maxPayload();
+      if (Number.isFinite(declared) && declared > limit) {
+        writeMeshError(res, payloadTooLarge(declared, limit), true);
+        return;
+      }
+      res.writeContinue();
       this.inflight.track(this.#handle(req, res));
     });
+    this.server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => answerClientError(err, socket, opts.headersTimeoutMs));
   }
 
   async listen(): Promise<AddressInfo> {
@@ -72,7 +97,7 @@ export class OutboundProxy {
     let status = 0;
     try {
       if (target instanceof MeshError) throw target;
-      const body = await readBody(req, this.#opts.maxPayload());
+      const body = await readBody(req, this.#opts.maxPayload(), this.#opts.bodyIdleTimeoutMs);
       const headers = requestHeadersToNats(req.rawHeaders);
       headers.set(Wire.method, method);
       headers.set(Wire.path, path);
@@ -87,7 +112,8 @@ export class OutboundProxy {
       else {
         const meshErr = err instanceof MeshError ? err : new MeshError("unavailable", `request to '${service}' failed: ${(err as Error).message}`);
         if (!(err instanceof MeshError)) this.#opts.logger.error({ err, service }, "outbound request failed unexpectedly");
-        writeMeshError(res, meshErr, meshErr.code === "payload_too_large");
+        // The rest of an unread body would be taken for the next request: such a connection ends here.
+        writeMeshError(res, meshErr, meshErr.code === "payload_too_large" || meshErr.code === "request_timeout");
         result.error = meshErr;
         status = meshErr.status;
       }
@@ -123,6 +149,27 @@ export class OutboundProxy {
     };
   }
 
+}
+
+/**
+ * What the listener answers a connection Node could not read a request from
+ * (a listener for `clientError` replaces Node's own answer): 408
+ * request_timeout as a mesh error when the headers took too long, else what
+ * Node would answer.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, headersTimeoutMs: number): void {
+  if (!socket.writable || err.code === "ECONNRESET") {
+    socket.destroy();
+    return;
+  }
+  let head = "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n";
+  if (err.code === "ERR_HTTP_REQUEST_TIMEOUT") {
+    const body = new MeshError("request_timeout", `request headers not received within ${headersTimeoutMs} ms`).body();
+    head = `HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${HttpHeader.meshError}: request_timeout\r\nConnection: close\r\n\r\n${body}`;
+  } else if (err.code === "HPE_HEADER_OVERFLOW") {
+    head = "HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n";
+  }
+  socket.end(head);
 }
 
 /** The application's own limit for this call: the smaller of x-mesh-timeout-ms and x-mesh-deadline-ms. */

@@ -9,6 +9,9 @@ import {
   type RoutePolicy,
 } from "../schemas/index.ts";
 import { compileRoute } from "../sidecar/routing.ts";
+import { FairDispatcher } from "../control/dispatch.ts";
+import { dispatchKey } from "../control/service.ts";
+import { parseSidecarConfig } from "../schemas/index.ts";
 
 /** The problems validating a Route with `headersRegex` gives. */
 function regexProblems(headersRegex: Record<string, string>): PolicyProblem[] {
@@ -55,5 +58,57 @@ describe("header regexes are RE2: linear time, bounded pattern and input", () =>
     assert.ok(route.select("GET", "/", (n) => headers[n]));
     headers["user-agent"] = "tester/12x";
     assert.equal(route.select("GET", "/", (n) => headers[n]), undefined);
+  });
+});
+
+describe("sidecar limits have sane defaults", () => {
+  test("maxConcurrent 1000 (0 = unlimited still allowed), maxDeadlineMs 5 min, header and body timeouts 10 s", () => {
+    const c = parseSidecarConfig({ service: "a", nats: ["nats://x:4222"] });
+    assert.deepEqual([c.maxConcurrent, c.maxDeadlineMs, c.headersTimeoutMs, c.bodyIdleTimeoutMs], [1000, 300_000, 10_000, 10_000]);
+    assert.equal(parseSidecarConfig({ service: "a", nats: ["nats://x:4222"], maxConcurrent: 0 }).maxConcurrent, 0);
+  });
+});
+
+describe("control's fair dispatcher", () => {
+  /** A dispatcher whose handlers finish only when the test says so. */
+  function held(limits: ConstructorParameters<typeof FairDispatcher>[1]) {
+    const started: string[] = [];
+    const finish: Array<() => void> = [];
+    const d = new FairDispatcher<string>((item) => {
+      started.push(item);
+      return new Promise<void>((resolve) => finish.push(resolve));
+    }, limits);
+    const next = async () => {
+      finish.shift()!();
+      await new Promise((r) => setImmediate(r));
+    };
+    return { d, started, next };
+  }
+
+  test("round-robin across keys: a key with a long queue does not starve one that arrives later", async () => {
+    const { d, started, next } = held({ maxConcurrent: 1, maxInFlightPerKey: 1, maxQueuedPerKey: 100 });
+    for (let i = 0; i < 10; i++) assert.ok(d.submit("flood", `f${i}`));
+    assert.ok(d.submit("victim", "v0"));
+    assert.ok(d.submit("victim", "v1"));
+    for (let i = 0; i < 4; i++) await next();
+    assert.deepEqual(started, ["f0", "v0", "f1", "v1", "f2"]);
+  });
+
+  test("bounded: concurrency in all and per key, queue per key and number of keys", async () => {
+    const { d, started } = held({ maxConcurrent: 3, maxInFlightPerKey: 2, maxQueuedPerKey: 2, maxKeys: 2 });
+    assert.ok(d.submit("a", "a0") && d.submit("a", "a1") && d.submit("a", "a2") && d.submit("a", "a3"));
+    assert.equal(d.submit("a", "a4"), false, "a's queue is full");
+    assert.deepEqual(started, ["a0", "a1"], "two at most for one key");
+    assert.ok(d.submit("b", "b0"));
+    assert.deepEqual(started, ["a0", "a1", "b0"]);
+    assert.ok(d.submit("b", "b1"));
+    assert.equal(d.running, 3, "three at most in all");
+    assert.equal(d.submit("c", "c0"), false, "no room for a third waiting key");
+  });
+
+  test("quota leases queue per service; other verbs per verb; unknown verbs share one queue", () => {
+    assert.equal(dispatchKey("mesh.ctl.v1.quota.orders"), "mesh.ctl.v1.quota.orders");
+    assert.equal(dispatchKey("mesh.ctl.v1.apply"), "apply");
+    assert.equal(dispatchKey("mesh.ctl.v1.nope"), dispatchKey("mesh.ctl.v1.nope2"));
   });
 });

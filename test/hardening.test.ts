@@ -8,6 +8,8 @@ import { call, eventually, startTestSidecar } from "./helpers/mesh.ts";
 import { connectClient, startNats, type NatsCluster } from "./helpers/nats.ts";
 import { metricSum, samples } from "./helpers/observability.ts";
 import { RawConnection } from "./helpers/raw-http.ts";
+import { RawNatsClient } from "./helpers/raw-nats.ts";
+import { captureLogs } from "./helpers/logs.ts";
 import { LABEL_LIMITS, OVERFLOW_LABEL } from "../sidecar/labels.ts";
 
 /** Hostile input at the data plane: one NATS server with JetStream, control, a caller sidecar, providers as tests need them. */
@@ -179,5 +181,97 @@ describe("labels a provider chooses are bounded at the caller", () => {
     const codes = new Set((await labelled({})).map((s) => String(s.labels.code)));
     assert.ok(codes.has("unknown_error"));
     assert.ok(![...codes].some((c) => c.startsWith("made_up")), [...codes].join(","));
+  });
+});
+
+describe("limits at the outbound listener", () => {
+  let impatient: Awaited<ReturnType<typeof startTestSidecar>>;
+  let app: Awaited<ReturnType<typeof startApp>>;
+
+  before(async () => {
+    app = (await provider("patient", "v1", (req, res) => void res.end(req.body))).app;
+    // Short timeouts so the test does not wait 10 s; what is asserted is the answer, not when it came.
+    impatient = await startTestSidecar({ service: "impatient", nats: nats.urls, headersTimeoutMs: 300, bodyIdleTimeoutMs: 300 });
+  });
+
+  test("a body that stalls gets 408 request_timeout and the connection is closed; the app never sees it", async () => {
+    const conn = await RawConnection.open(impatient.outbound.port);
+    conn.write("POST /stalled HTTP/1.1\r\nHost: patient\r\nContent-Length: 100\r\n\r\n0123456789");
+    const res = await conn.readResponse();
+    assert.equal(res.status, 408);
+    assert.equal(res.headers["mesh-error"], "request_timeout");
+    assert.equal(JSON.parse(res.body.toString()).error, "request_timeout");
+    await conn.waitClosed();
+    // The barrier: a complete request after it reaches the app; the stalled one never did.
+    const ok = await call(impatient.outbound.port, "patient", "/complete", { method: "POST", body: "done" });
+    assert.equal(await ok.body.text(), "done");
+    assert.ok(!app.seen.some((r) => r.url === "/stalled"));
+  });
+
+  test("headers that stall get 408 request_timeout as a mesh error", async () => {
+    const conn = await RawConnection.open(impatient.outbound.port);
+    conn.write("GET /slow HTTP/1.1\r\nHost: pati");
+    const res = await conn.readResponse();
+    assert.equal(res.status, 408);
+    assert.equal(res.headers["mesh-error"], "request_timeout");
+    await conn.waitClosed();
+    assert.ok(!app.seen.some((r) => r.url === "/slow"));
+  });
+
+  test("Expect: 100-continue with a 2 MiB body: the caller's sidecar answers 100, the body crosses, expect is not forwarded", async () => {
+    const body = Buffer.alloc(2 * 1024 * 1024, "x");
+    const conn = await RawConnection.open(caller.outbound.port);
+    conn.write(`POST /upload HTTP/1.1\r\nHost: patient\r\nContent-Length: ${body.length}\r\nExpect: 100-continue\r\n\r\n`);
+    const interim = await conn.readResponse();
+    assert.equal(interim.status, 100);
+    conn.write(body);
+    const res = await conn.readResponse();
+    assert.equal(res.status, 200);
+    assert.equal(res.body.length, body.length);
+    const seen = app.seen.find((r) => r.url === "/upload")!;
+    assert.equal(seen.body.length, body.length);
+    assert.equal(seen.headers.expect, undefined);
+  });
+
+  test("Expect: 100-continue with a declared length over max_payload: 413 at once, the body is never read", async () => {
+    const conn = await RawConnection.open(caller.outbound.port);
+    conn.write(`POST /huge HTTP/1.1\r\nHost: patient\r\nContent-Length: ${nats.maxPayload + 1}\r\nExpect: 100-continue\r\n\r\n`);
+    const res = await conn.readResponse();
+    assert.equal(res.status, 413);
+    assert.equal(res.headers["mesh-error"], "payload_too_large");
+    await conn.waitClosed();
+    assert.ok(!app.seen.some((r) => r.url === "/huge"));
+  });
+});
+
+describe("limits at the provider", () => {
+  test("a caller's far deadline is capped at maxDeadlineMs", async () => {
+    const { sidecar } = await provider("deadlined", "v1", (req, res) => void res.end(String(req.headers["x-mesh-deadline-ms"])), { maxDeadlineMs: 60_000 });
+    const h = natsHeaders();
+    h.set("@method", "GET");
+    h.set("@path", "/");
+    h.set("@deadline", String(Date.now() + 365 * 24 * 3600_000));
+    const reply = await nc.request("mesh.rpc.deadlined._.frontend", new Uint8Array(0), { headers: h, timeout: 5_000 });
+    const left = Number(reply.string());
+    assert.ok(left > 0 && left <= 60_000, `the app was given ${left} ms`);
+    assert.equal(sidecar.config.maxDeadlineMs, 60_000);
+  });
+
+  test("a request with a malformed header block is dropped, counted and logged once per interval", async () => {
+    const logs = captureLogs("warn");
+    const app = await startApp((_req, res) => void res.end("fine"));
+    const sidecar = await startTestSidecar({ service: "strict", app: app.url, nats: nats.urls }, logs.logger);
+    // nats.js refuses to build such a block, so this speaks the protocol itself.
+    const raw = await RawNatsClient.open(nats.servers[0]!.clientPort);
+    const block = "NATS/1.0\r\n@method: GET\r\nbad key: x\r\n\r\n";
+    for (let i = 0; i < 5; i++) raw.hpub("mesh.rpc.strict._.frontend", "_INBOX.raw.1", block, "");
+    await raw.flush();
+    await eventually(async () => (await metricSum(sidecar.registry, "mesh_inbound_malformed_total")) === 5);
+    const warnings = logs.lines.filter((l) => l.msg === "dropped requests with a malformed header block");
+    assert.equal(warnings.length, 1, "rate-limited");
+    assert.equal(warnings[0]!.subject, "mesh.rpc.strict._.frontend");
+    const ok = await call(caller.outbound.port, "strict", "/");
+    assert.equal(await ok.body.text(), "fine", "the sidecar serves on");
+    assert.equal(app.seen.length, 1);
   });
 });
