@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
+import { lstat, mkdtemp, readdir, rm, stat, symlink } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, test } from "node:test";
+import { writeCreds } from "../control/creds.ts";
+import { compileAuthz } from "../sidecar/authz.ts";
 import {
   HEADER_REGEX_MAX_INPUT,
   HEADER_REGEX_MAX_PATTERN,
@@ -110,5 +115,32 @@ describe("control's fair dispatcher", () => {
     assert.equal(dispatchKey("mesh.ctl.v1.quota.orders"), "mesh.ctl.v1.quota.orders");
     assert.equal(dispatchKey("mesh.ctl.v1.apply"), "apply");
     assert.equal(dispatchKey("mesh.ctl.v1.nope"), dispatchKey("mesh.ctl.v1.nope2"));
+  });
+});
+
+describe("mesh creds writes through unpredictable, exclusive temp files", () => {
+  test("a symlink planted at the old predictable temp name is not followed; files end 0600 (seeds) and 0644 (auth.conf)", async (t) => {
+    const base = await mkdtemp(join(tmpdir(), "natsmesh-creds-"));
+    t.after(() => rm(base, { recursive: true, force: true }));
+    const dir = join(base, "creds");
+    const stolen = join(base, "stolen");
+    await writeCreds(dir, []); // the directory exists, as on a second run
+    for (const name of ["svc.nk", "auth.conf"]) await symlink(stolen, join(dir, `${name}.${process.pid}.tmp`));
+    await writeCreds(dir, ["svc"]);
+    await assert.rejects(lstat(stolen), { code: "ENOENT" }, "nothing was written through the planted link");
+    assert.equal((await stat(join(dir, "svc.nk"))).mode & 0o777, 0o600);
+    assert.equal((await stat(join(dir, "auth.conf"))).mode & 0o777, 0o644);
+    const left = (await readdir(dir)).filter((n) => n.endsWith(".tmp") && !n.includes(String(process.pid)));
+    assert.deepEqual(left, [], "no temp file left behind");
+  });
+});
+
+describe("authz: path parameters on dot segments are not canonical", () => {
+  const decide = compileAuthz({ kind: "Authz", service: "shop", default: "deny", rules: [{ from: ["frontend"], paths: ["/public/**"] }] } as never);
+  test("/public/..;/admin and its encodings are denied; ordinary paths with ';' are not affected", () => {
+    for (const path of ["/public/..;/admin", "/public/..;x=1/admin", "/public/.;/admin", "/public/%2e%2e;/admin", "/public/..%3b/admin", "/public/..;"]) {
+      assert.equal(decide("frontend", "GET", path), "deny", path);
+    }
+    for (const path of ["/public/a;v=1", "/public/x..;/y", "/public/ok"]) assert.equal(decide("frontend", "GET", path), "allow", path);
   });
 });

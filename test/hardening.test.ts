@@ -275,3 +275,37 @@ describe("limits at the provider", () => {
     assert.equal(app.seen.length, 1);
   });
 });
+
+describe("authz: Tomcat-style path parameters", () => {
+  test("/public/..;/admin does not pass as /public/**: 403, and the app never sees it", async () => {
+    const { app, sidecar } = await provider("guarded", "v1", (_req, res) => void res.end("served"));
+    const { applied } = await controlRequest(nc, "apply", { documents: [{ kind: "Authz", service: "guarded", default: "deny", rules: [{ from: ["frontend"], paths: ["/public/**"] }] }] });
+    const revision = applied[0]!.revision;
+    for (const admin of [caller.admin.port, sidecar.admin.port]) {
+      await eventually(async () => {
+        const config = (await (await fetch(`http://127.0.0.1:${admin}/config`)).json()) as { policies: Array<{ key: string; revision: number }> };
+        return config.policies.some((p) => p.key === "guarded" && p.revision === revision);
+      });
+    }
+    // A raw NATS request skips the caller's fail-fast check: the provider's own check is the one tested.
+    for (const path of ["/public/..;/admin", "/public/..;jsessionid=1/admin"]) {
+      const res = await rawCallMesh(caller.outbound.port, "guarded", path);
+      assert.equal(res.status, 403, path);
+      const h = natsHeaders();
+      h.set("@method", "GET");
+      h.set("@path", path);
+      const reply = await nc.request("mesh.rpc.guarded._.frontend", new Uint8Array(0), { headers: h, timeout: 5_000 });
+      assert.equal(reply.headers?.get("@error"), "forbidden", path);
+    }
+    const ok = await call(caller.outbound.port, "guarded", "/public/page");
+    assert.equal(await ok.body.text(), "served");
+    assert.deepEqual(app.seen.map((r) => r.url), ["/public/page"]);
+  });
+});
+
+/** A request whose target is sent byte for byte (undici and fetch would normalise `..;`). */
+async function rawCallMesh(port: number, service: string, target: string) {
+  const conn = await RawConnection.open(port);
+  conn.write(`GET ${target} HTTP/1.1\r\nHost: ${service}\r\nConnection: close\r\n\r\n`);
+  return conn.readResponse();
+}
