@@ -1,6 +1,5 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstream, type Consumer } from "@nats-io/jetstream";
-import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
 import { ACCESS_STREAM, accessFilter, accessRecordsOf, isServiceName, type ControlReplies, type ControlRequests } from "../schemas/index.ts";
 import { ControlError } from "./errors.ts";
@@ -29,12 +28,10 @@ export type LogsReply = ControlReplies["logs"];
 
 export class AccessReader {
   readonly #nc: NatsConnection;
-  readonly #logger: Logger;
   readonly #dropped: Counter;
 
-  constructor(nc: NatsConnection, logger: Logger, registry: Registry) {
+  constructor(nc: NatsConnection, registry: Registry) {
     this.#nc = nc;
-    this.#logger = logger;
     this.#dropped = new Counter({
       name: "mesh_access_records_rejected_total",
       help: "Access records control read from MESH_ACCESS and did not return: malformed, or not matching their subject",
@@ -85,9 +82,6 @@ export class AccessReader {
     }
     await iter.close().catch(() => undefined);
     reply.more = read < pending;
-    if (reply.records.length > req.limit) {
-      this.#logger.debug({ records: reply.records.length, limit: req.limit }, "logs page ends with a whole batch past the limit");
-    }
     // Batches come in publish order, several sidecars interleaved: the page is in time order.
     reply.records.sort((a, b) => (a.record.time < b.record.time ? -1 : a.record.time > b.record.time ? 1 : a.seq - b.seq));
     return reply;

@@ -68,7 +68,7 @@ export async function startControl(
   // Access logs are not worth refusing to serve policy for: without the stream, sidecars drop and count records.
   await ensureAccessStream(nc, logger).catch((err) => logger.error({ err }, "access log stream MESH_ACCESS not created"));
   const telemetry = await startTelemetry({ nc, logger, registry, holder: instance });
-  const context: HandlerContext = { store, quota, telemetry, access: new AccessReader(nc, logger, registry) };
+  const context: HandlerContext = { store, quota, telemetry, access: new AccessReader(nc, registry) };
 
   const handle = async (msg: Msg): Promise<void> => {
     const verb = verbOf(msg.subject);
