@@ -2,7 +2,8 @@
 // nkey seed per service (`<service>.nk`), one for control and one for the
 // CLI, and `auth.conf`, the nats-server authorization block binding each
 // public key to its permissions (control/creds-permissions.ts).
-import { chmod, mkdir, readdir, readFile, rename, writeFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { mkdir, open, readdir, readFile, rename, unlink } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { nkeys } from "@nats-io/transport-node";
@@ -107,11 +108,23 @@ async function ensureSeed(file: string): Promise<{ publicKey: string; isNew: boo
   return { publicKey: kp.getPublicKey(), isNew: true };
 }
 
-/** Readers never see a half-written file; the mode is set before the file appears. */
+/**
+ * Readers never see a half-written file; the mode is set before the file
+ * appears. The temporary file has an unpredictable name and is created
+ * exclusively (`wx`), so nobody can plant a file or a symlink there first.
+ */
 async function writeAtomically(file: string, text: string, mode: number): Promise<void> {
-  const tmp = `${file}.${process.pid}.tmp`;
-  await writeFile(tmp, text, { mode });
-  await chmod(tmp, mode); // the umask may have removed bits; never added any
+  const tmp = `${file}.${randomBytes(12).toString("hex")}.tmp`;
+  const handle = await open(tmp, "wx", 0o600);
+  try {
+    await handle.writeFile(text);
+    await handle.chmod(mode); // the umask may have removed bits; never added any
+  } catch (err) {
+    await handle.close();
+    await unlink(tmp).catch(() => undefined);
+    throw err;
+  }
+  await handle.close();
   await rename(tmp, file);
 }
 

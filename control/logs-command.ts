@@ -1,18 +1,23 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { jetstream, type Consumer, type JsMsg } from "@nats-io/jetstream";
-import { accessFilter, type AccessRecord } from "../schemas/index.ts";
-import { ACCESS_STREAM } from "./access-stream.ts";
+import { printable, type AccessLogPage, type AccessRecord } from "../schemas/index.ts";
 import { durationArg, parseCommand, serviceArg } from "./cli-args.ts";
-import { CliError, Exit, connectCli } from "./client.ts";
+import { CliError, Exit, connectCli, controlRequest } from "./client.ts";
 
 export const LOGS_SYNOPSIS = "logs [SERVICE] [--from CALLER] [--since 5m] [--follow] [-o json]";
 const DEFAULT_SINCE = "5m";
+/** how often --follow asks control for what came since */
+export const FOLLOW_POLL_MS = 500;
+/** pages read without --follow, as a guard against a mesh logging faster than it is read */
+const MAX_PAGES = 1_000;
 
 /**
- * `mesh logs`: access records from stream MESH_ACCESS, read with an ordered
- * consumer (nothing durable is left behind). SERVICE: calls to it; --from:
- * calls made by that caller. Each request appears once per sidecar that saw
- * it: `out` from the caller's, `in` from the provider's.
+ * `mesh logs`: access records from stream MESH_ACCESS, read by control (verb
+ * `logs`), so the CLI needs no JetStream permission. SERVICE: calls to it;
+ * --from: calls made by that caller. Each request appears once per sidecar
+ * that saw it: `out` from the caller's, `in` from the provider's. Records are
+ * printed in time order; --follow asks control every 500 ms for what was
+ * stored since the last batch it printed.
  */
 export async function logs(args: string[]): Promise<number> {
   const { values, positionals } = parseCommand(
@@ -21,73 +26,74 @@ export async function logs(args: string[]): Promise<number> {
     { from: { type: "string" }, since: { type: "string" }, follow: { type: "boolean", short: "f" }, output: { type: "string", short: "o" } },
     1,
   );
-  const destination = serviceArg("logs", "SERVICE", positionals[0]);
-  const source = serviceArg("logs", "--from", values.from);
+  const service = serviceArg("logs", "SERVICE", positionals[0]);
+  const from = serviceArg("logs", "--from", values.from);
   const sinceMs = durationArg("logs", "since", values.since, DEFAULT_SINCE);
   if (values.output !== undefined && values.output !== "json") throw new CliError(Exit.usage, `mesh logs: -o must be json, got '${values.output}'`);
   const print = values.output === "json" ? (r: AccessRecord) => console.log(JSON.stringify(r)) : (r: AccessRecord) => console.log(formatAccessRecord(r));
   const nc = await connectCli(values);
   try {
-    const consumer = await openConsumer(nc, accessFilter(destination, source), Date.now() - sinceMs);
-    await readRecords(consumer, Date.now() - sinceMs, values.follow === true, print);
+    const query = { ...(service ? { service } : {}), ...(from ? { from } : {}), since: Date.now() - sinceMs };
+    if (values.follow === true) await follow(nc, query, print);
+    else for (const r of await readAll(nc, query)) print(r);
   } finally {
     await nc.close().catch(() => undefined);
   }
   return Exit.ok;
 }
 
-async function openConsumer(nc: NatsConnection, filter: string, since: number): Promise<Consumer> {
-  try {
-    return await jetstream(nc).consumers.get(ACCESS_STREAM, { filter_subjects: filter, opt_start_time: new Date(since).toISOString() });
-  } catch (err) {
-    if (/stream not found/i.test(String((err as Error).message))) {
-      throw new CliError(Exit.unreachable, `no access log: stream ${ACCESS_STREAM} does not exist (mesh control creates it)`);
-    }
-    throw new CliError(Exit.unreachable, `cannot read ${ACCESS_STREAM}: ${(err as Error).message}`);
-  }
+type Query = { service?: string; from?: string; since: number };
+
+function page(nc: NatsConnection, query: Query, afterSeq: number | undefined): Promise<AccessLogPage> {
+  return controlRequest(nc, "logs", { ...query, ...(afterSeq !== undefined ? { afterSeq } : {}) });
 }
 
-/** Prints every record since `since`; with `follow`, goes on until SIGINT or SIGTERM. */
-async function readRecords(consumer: Consumer, since: number, follow: boolean, print: (r: AccessRecord) => void): Promise<void> {
-  // Without --follow, stop after what was there when the consumer was made, however busy the mesh.
-  let left = (await consumer.info(true)).num_pending;
-  if (!follow && left === 0) return;
-  const messages = await consumer.consume({ max_messages: 256 });
-  const stop = () => void messages.close();
+/** Every record there is now, in time order. */
+async function readAll(nc: NatsConnection, query: Query): Promise<AccessRecord[]> {
+  const entries: AccessLogPage["records"] = [];
+  let afterSeq: number | undefined;
+  for (let n = 0; n < MAX_PAGES; n++) {
+    const p = await page(nc, query, afterSeq);
+    entries.push(...p.records);
+    if (!p.more || p.lastSeq === afterSeq) break;
+    afterSeq = p.lastSeq;
+  }
+  return sortByTime(entries);
+}
+
+/** Prints pages as they come until SIGINT or SIGTERM. */
+async function follow(nc: NatsConnection, query: Query, print: (r: AccessRecord) => void): Promise<void> {
+  const stopped = new AbortController();
+  const stop = () => stopped.abort();
   process.once("SIGINT", stop);
   process.once("SIGTERM", stop);
   try {
-    for await (const m of messages) {
-      for (const r of recordsOf(m)) if (Date.parse(r.time) >= since) print(r);
-      if (!follow && (--left <= 0 || m.info.pending === 0)) break;
+    let afterSeq: number | undefined;
+    while (!stopped.signal.aborted) {
+      const p = await page(nc, query, afterSeq);
+      for (const r of sortByTime(p.records)) print(r);
+      afterSeq = p.lastSeq;
+      if (!p.more) await sleep(FOLLOW_POLL_MS, undefined, { signal: stopped.signal }).catch(() => undefined);
     }
   } finally {
     process.off("SIGINT", stop);
     process.off("SIGTERM", stop);
-    await messages.close();
   }
 }
 
-/** The records of one message (a batch, one JSON line each); lines that are not records are skipped. */
-export function recordsOf(m: Pick<JsMsg, "string">): AccessRecord[] {
-  const out: AccessRecord[] = [];
-  for (const line of m.string().split("\n")) {
-    if (!line) continue;
-    try {
-      const r = JSON.parse(line) as AccessRecord;
-      if (r && typeof r.time === "string" && typeof r.requestId === "string") out.push(r);
-    } catch {
-      /* not a record */
-    }
-  }
-  return out;
+function sortByTime(entries: AccessLogPage["records"]): AccessRecord[] {
+  return [...entries].sort((a, b) => (a.record.time < b.record.time ? -1 : a.record.time > b.record.time ? 1 : a.seq - b.seq)).map((e) => e.record);
 }
 
 /**
- * `TIME REQUEST-ID out|in SOURCE -> DESTINATION VERSION INSTANCE METHOD PATH STATUS DURATION attempts=N [error=CODE]`
+ * `TIME REQUEST-ID out|in SOURCE -> DESTINATION VERSION INSTANCE METHOD PATH STATUS DURATION attempts=N [error=CODE]`.
+ * Every field is printed with control characters escaped, so a record cannot move the cursor, recolour or
+ * forge lines on the reader's terminal.
  */
 export function formatAccessRecord(r: AccessRecord): string {
+  const p = printable;
   const side = r.direction === "outbound" ? "out" : "in ";
-  const error = r.meshError ? ` error=${r.meshError}` : "";
-  return `${r.time} ${r.requestId} ${side} ${r.source} -> ${r.destination} ${r.version} ${r.instance ?? "-"} ${r.method} ${r.path} ${r.status} ${r.durationMs.toFixed(1)}ms attempts=${r.attempts}${error}`;
+  const error = r.meshError ? ` error=${p(r.meshError)}` : "";
+  const duration = typeof r.durationMs === "number" && Number.isFinite(r.durationMs) ? `${r.durationMs.toFixed(1)}ms` : "-";
+  return `${p(r.time)} ${p(r.requestId)} ${side} ${p(r.source)} -> ${p(r.destination)} ${p(r.version)} ${p(r.instance ?? "-")} ${p(r.method)} ${p(r.path)} ${p(r.status)} ${duration} attempts=${p(r.attempts)}${error}`;
 }

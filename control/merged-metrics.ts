@@ -34,7 +34,11 @@ export interface FamilyOptions {
   visible: () => boolean;
   /** runs before every scrape, e.g. to recompute gauges */
   collect?: (family: MergedFamily) => void;
+  /** series kept at most; adding a new one beyond it is refused (add/set return false). Absent: 100 000 */
+  maxSeries?: number;
 }
+
+const DEFAULT_MAX_SERIES = 100_000;
 
 const SEP = "\u0001";
 
@@ -47,6 +51,7 @@ export class MergedFamily {
   readonly #bounds: readonly number[];
   readonly #visible: () => boolean;
   readonly #collect: FamilyOptions["collect"];
+  readonly #maxSeries: number;
   #series = new Map<string, Series>();
 
   constructor(opts: FamilyOptions) {
@@ -57,6 +62,7 @@ export class MergedFamily {
     this.#bounds = opts.bounds ?? [];
     this.#visible = opts.visible;
     this.#collect = opts.collect;
+    this.#maxSeries = opts.maxSeries ?? DEFAULT_MAX_SERIES;
   }
 
   /** Registers with a prom-client Registry, which reads any object with `get()`. */
@@ -65,10 +71,19 @@ export class MergedFamily {
     return this;
   }
 
-  #get(values: readonly string[]): Series {
+  get size(): number {
+    return this.#series.size;
+  }
+
+  has(values: readonly string[]): boolean {
+    return this.#series.has(values.join(SEP));
+  }
+
+  #get(values: readonly string[]): Series | undefined {
     const key = values.join(SEP);
     let s = this.#series.get(key);
     if (!s) {
+      if (this.#series.size >= this.#maxSeries) return undefined;
       const labels = Object.fromEntries(this.#labelNames.map((n, i) => [n, values[i] ?? ""]));
       s = { labels, value: 0, ...(this.type === "histogram" ? { buckets: new Array<number>(this.#bounds.length + 1).fill(0) } : {}) };
       this.#series.set(key, s);
@@ -76,16 +91,20 @@ export class MergedFamily {
     return s;
   }
 
-  /** counters: adds; histograms: adds `counts` (per bucket, aligned to the bounds, then +Inf) and `sum` */
-  add(values: readonly string[], amount: number, counts?: readonly number[]): void {
+  /** counters: adds; histograms: adds `counts` (per bucket, aligned to the bounds, then +Inf) and `sum`. False: the family is full. */
+  add(values: readonly string[], amount: number, counts?: readonly number[]): boolean {
     const s = this.#get(values);
+    if (!s) return false;
     s.value += amount;
     if (s.buckets && counts) for (let i = 0; i < s.buckets.length; i++) s.buckets[i]! += counts[i] ?? 0;
+    return true;
   }
 
-  /** gauges */
-  set(values: readonly string[], value: number): void {
-    this.#get(values).value = value;
+  /** gauges. False: the family is full. */
+  set(values: readonly string[], value: number): boolean {
+    const s = this.#get(values);
+    if (s) s.value = value;
+    return s !== undefined;
   }
 
   clear(): void {

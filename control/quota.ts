@@ -1,7 +1,7 @@
 import { setTimeout as delay } from "node:timers/promises";
 import type { KV } from "@nats-io/kv";
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
-import { QUOTA_PERS, isServiceName, quotaLeaseSubject, type QuotaLeaseReply, type QuotaLeaseRequest, type QuotaPer } from "../schemas/index.ts";
+import { QUOTA_PERS, isServiceName, quotaLeaseSubject, quotaWindow, type QuotaLeaseReply, type QuotaLeaseRequest, type QuotaPer } from "../schemas/index.ts";
 import { ControlError } from "./errors.ts";
 
 /**
@@ -72,11 +72,27 @@ function isRevisionConflict(err: unknown): boolean {
   );
 }
 
+/**
+ * Windows a lease may name besides the current one, on each side: one, for
+ * clock skew between a provider and control. Any other window is refused,
+ * since every window is a new KV key.
+ */
+export const WINDOW_SKEW = 1;
+
+/** Why `window` is not one control leases for now, or undefined when it is. */
+export function windowProblem(per: QuotaPer, window: number, nowMs: number): string | undefined {
+  const current = quotaWindow(per, nowMs);
+  if (Math.abs(window - current) <= WINDOW_SKEW) return undefined;
+  return `window ${window} is not the current ${per} window (${current}) or next to it; check the provider's clock`;
+}
+
 export class QuotaLeases {
   readonly #buckets: Readonly<Record<QuotaPer, KV>>;
+  readonly #now: () => number;
 
-  constructor(buckets: Readonly<Record<QuotaPer, KV>>) {
+  constructor(buckets: Readonly<Record<QuotaPer, KV>>, now: () => number = Date.now) {
     this.#buckets = buckets;
+    this.#now = now;
   }
 
   /**
@@ -89,6 +105,8 @@ export class QuotaLeases {
     if (subject !== quotaLeaseSubject(req.service)) {
       throw new ControlError("bad_request", `quota leases of '${req.service}' are asked on ${quotaLeaseSubject(req.service)}, not ${subject}`);
     }
+    const stale = windowProblem(req.per, req.window, this.#now());
+    if (stale) throw new ControlError("bad_request", `bad quota lease request: ${stale}`);
     const kv = this.#buckets[req.per];
     const key = counterKey(req.service, req.caller, req.window);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {

@@ -7,6 +7,8 @@ import { ControlError } from "./errors.ts";
 import { PolicyStore } from "./policy-store.ts";
 import { QuotaLeases } from "./quota.ts";
 import { InstanceRegistry } from "./registry.ts";
+import { AccessReader } from "./access-read.ts";
+import { FairDispatcher } from "./dispatch.ts";
 import { ensureAccessStream } from "./access-stream.ts";
 import { startTelemetry, type ControlTelemetry } from "./telemetry.ts";
 
@@ -18,65 +20,76 @@ export interface ControlService {
   stop(): Promise<void>;
 }
 
-/** What a verb works with; `subject` is the request's: `mesh.ctl.v1.<verb>`, or `mesh.ctl.v1.<verb>.<service>` for quota and register. */
-interface Parts {
+/** What a verb's handler may use. */
+interface HandlerContext {
   store: PolicyStore;
   quota: QuotaLeases;
-  registry: InstanceRegistry;
+  instances: InstanceRegistry;
   telemetry: ControlTelemetry;
-  subject: string;
+  access: AccessReader;
 }
 
-type Handler = (body: any, parts: Parts) => Promise<unknown>;
+/** `subject` is the request's subject: `mesh.ctl.v1.<verb>`, or `mesh.ctl.v1.<verb>.<service>` for the scoped verbs */
+type Handler = (c: HandlerContext, body: any, subject: string) => Promise<unknown>;
 
 /** Verbs sent on `mesh.ctl.v1.<verb>.<service>`, the service being the one secure mode lets the sender speak for. */
 const SCOPED_VERBS: ReadonlySet<string> = new Set(["quota", "register"]);
 
 /** One line per verb: adding a verb is adding a line. */
 const HANDLERS: Readonly<Record<ControlVerb, Handler>> = {
-  apply: (b, p) => p.store.apply(b),
-  validate: (b, p) => p.store.validate(b),
-  get: (b, p) => p.store.get(b),
-  delete: (b, p) => p.store.delete(b),
-  history: (b, p) => p.store.history(b),
-  rollback: (b, p) => p.store.rollback(b),
-  services: (_b, p) => p.store.services(),
-  quota: (b, p) => p.quota.lease(b, p.subject),
-  register: (b, p) => p.registry.register(b, p.subject),
-  stats: async (b, p) => p.telemetry.stats(b),
+  apply: (c, b) => c.store.apply(b),
+  validate: (c, b) => c.store.validate(b),
+  get: (c, b) => c.store.get(b),
+  delete: (c, b) => c.store.delete(b),
+  history: (c, b) => c.store.history(b),
+  rollback: (c, b) => c.store.rollback(b),
+  services: (c) => c.store.services(),
+  quota: (c, b, subject) => c.quota.lease(b, subject),
+  register: (c, b, subject) => c.instances.register(b, subject),
+  stats: async (c, b) => c.telemetry.stats(b),
+  logs: (c, b) => c.access.logs(b),
 };
 
 /**
  * Serves `mesh.ctl.v1.<verb>` in a queue group: run as many replicas as you
  * like; each request is answered by one of them, and all state is in KV.
+ * Handlers run with bounded concurrency, fairly across quota identities
+ * (control/dispatch.ts); a request whose queue is full is answered at once
+ * with `overloaded`.
  * `instance` names this replica (logs, the telemetry lease); absent: a random name.
  */
-export async function startControl(nc: NatsConnection, logger: Logger, registry = new Registry(), instance = `control-${crypto.randomUUID().slice(0, 8)}`): Promise<ControlService> {
+export async function startControl(
+  nc: NatsConnection,
+  logger: Logger,
+  registry = new Registry(),
+  instance = `control-${crypto.randomUUID().slice(0, 8)}`,
+  opts: { now?: () => number } = {},
+): Promise<ControlService> {
   collectDefaultMetrics({ register: registry });
   const requests = new Counter({ name: "mesh_control_requests_total", help: "Control requests by verb and outcome", labelNames: ["verb", "outcome"], registers: [registry] });
   const duration = new Histogram({ name: "mesh_control_request_duration_seconds", help: "Control request handling time", labelNames: ["verb"], registers: [registry] });
   const buckets = await ensureBuckets(nc, logger);
   const store = new PolicyStore(buckets);
-  const quota = new QuotaLeases(buckets.quota);
-  const instances = new InstanceRegistry(buckets.registry);
+  const quota = new QuotaLeases(buckets.quota, opts.now);
   // Access logs are not worth refusing to serve policy for: without the stream, sidecars drop and count records.
   await ensureAccessStream(nc, logger).catch((err) => logger.error({ err }, "access log stream MESH_ACCESS not created"));
   const telemetry = await startTelemetry({ nc, logger, registry, holder: instance });
+  const instances = new InstanceRegistry(buckets.registry);
+  const context: HandlerContext = { store, quota, instances, telemetry, access: new AccessReader(nc, registry) };
 
   const handle = async (msg: Msg): Promise<void> => {
-    const tokens = msg.subject.split(".");
-    const handler = Object.hasOwn(HANDLERS, tokens[3]!) ? HANDLERS[tokens[3] as ControlVerb] : undefined;
-    // A label per verb we serve, one for anything else: subjects are the callers' to choose.
-    const verb = handler ? tokens[3]! : "unknown";
+    const verb = verbOf(msg.subject);
     const stopTimer = duration.startTimer({ verb });
     let outcome = "ok";
     let reply: unknown;
     try {
-      if (!handler) throw new ControlError("bad_request", `unknown control verb '${String(tokens[3]).slice(0, 40)}'`);
+      const handler = Object.hasOwn(HANDLERS, verb) ? HANDLERS[verb as ControlVerb] : undefined;
+      if (!handler) throw new ControlError("bad_request", `unknown control verb '${msg.subject.split(".")[3]?.slice(0, 40)}'`);
       // mesh.ctl.v1.<verb>, and mesh.ctl.v1.<verb>.<service> for the verbs a sidecar sends as itself.
-      if (tokens.length !== (SCOPED_VERBS.has(verb) ? 5 : 4)) throw new ControlError("bad_request", `no control verb is served on ${msg.subject.slice(0, 120)}`);
+      const tokens = msg.subject.split(".").length;
+      if (tokens !== (SCOPED_VERBS.has(verb) ? 5 : 4)) throw new ControlError("bad_request", `no control verb is served on ${msg.subject.slice(0, 120)}`);
       const body = msg.data.length > 0 ? msg.json<unknown>() : {};
-      reply = { ok: true, ...((await handler(body, { store, quota, registry: instances, telemetry, subject: msg.subject })) as object) };
+      reply = { ok: true, ...((await handler(context, body, msg.subject)) as object) };
     } catch (err) {
       const error = err instanceof ControlError ? err : new ControlError("internal", (err as Error).message, { cause: err });
       if (error.code === "internal") logger.error({ err, verb }, "control request failed");
@@ -88,11 +101,21 @@ export async function startControl(nc: NatsConnection, logger: Logger, registry 
     msg.respond(JSON.stringify(reply));
   };
 
+  const dispatcher = new FairDispatcher<Msg>(handle);
+  const refuse = (msg: Msg): void => {
+    const verb = verbOf(msg.subject);
+    requests.inc({ verb, outcome: "overloaded" });
+    const error = new ControlError("overloaded", `control is busy with requests like this one (${dispatchKey(msg.subject)}); try again`);
+    msg.respond(JSON.stringify({ ok: false, error: error.toBody() }));
+  };
+
   const sub: Subscription = nc.subscribe(ctlSubject(">"), {
     queue: CONTROL_QUEUE,
     callback: (err, msg) => {
       if (err) logger.error({ err }, "control subscription failed");
-      else if (isControlRequest(msg)) void handle(msg);
+      else if (isControlRequest(msg)) {
+        if (!dispatcher.submit(dispatchKey(msg.subject), msg)) refuse(msg);
+      }
       else logger.warn({ subject: msg.subject, reply: msg.reply }, "ignored a message that is not a control request");
     },
   });
@@ -107,6 +130,22 @@ export async function startControl(nc: NatsConnection, logger: Logger, registry 
       await telemetry.stop();
     },
   };
+}
+
+/** The verb of a control subject, as a metric label: a verb we serve, or `unknown` (subjects are the callers' to choose). */
+function verbOf(subject: string): string {
+  const verb = subject.split(".", 4)[3] ?? "";
+  return Object.hasOwn(HANDLERS, verb) ? verb : "unknown";
+}
+
+/**
+ * The queue a request waits in: a scoped verb's own subject (one queue per
+ * service, the identity secure mode binds to it), else its verb; every
+ * unknown verb shares one queue.
+ */
+export function dispatchKey(subject: string): string {
+  const verb = verbOf(subject);
+  return SCOPED_VERBS.has(verb) ? subject : verb;
 }
 
 /**

@@ -15,6 +15,7 @@ import {
   type TelemetryReport,
 } from "../schemas/index.ts";
 import { MergedFamily, rebinner, type FamilyOptions } from "./merged-metrics.ts";
+import { TELEMETRY_LIMITS, namedRowOwner, reportMatchesSubject, requestRowOwner, type RowRejection } from "./telemetry-limits.ts";
 import { RECENT_DEFAULT_WINDOW_MS, RecentTraffic } from "./recent-traffic.ts";
 import { startLease, type Lease } from "./telemetry-lease.ts";
 
@@ -47,6 +48,8 @@ interface InstanceState {
   intervalMs: number;
   /** key -> [name, labels, value] */
   gauges: Map<string, NamedRow>;
+  /** series this instance created in the merged families (TELEMETRY_LIMITS.seriesPerInstance) */
+  created: number;
 }
 
 /** prom-client names of the catalog's counters. */
@@ -74,6 +77,7 @@ class MeshTelemetry implements ControlTelemetry {
   readonly #rebinners = new Map<string, (counts: readonly number[]) => number[]>();
   readonly #reports: Counter<"outcome">;
   readonly #lost: Counter;
+  readonly #rejected: Counter<"reason">;
   readonly #leaderGauge: Gauge;
   readonly #requests: MergedFamily;
   readonly #duration: MergedFamily;
@@ -89,6 +93,12 @@ class MeshTelemetry implements ControlTelemetry {
     const registers = [opts.registry];
     this.#reports = new Counter({ name: "mesh_telemetry_reports_total", help: "Telemetry reports received by this control replica, by outcome", labelNames: ["outcome"], registers });
     this.#lost = new Counter({ name: "mesh_telemetry_reports_lost_total", help: "Telemetry reports this replica never received (gaps in sidecars' sequence numbers)", registers });
+    this.#rejected = new Counter({
+      name: "mesh_telemetry_rows_rejected_total",
+      help: "Telemetry rows this replica did not merge: not about the reporting service (not_own_service), or over a limit (report_limit, instance_limit, family_limit, gauge_limit)",
+      labelNames: ["reason"],
+      registers,
+    });
     this.#leaderGauge = new Gauge({ name: "mesh_control_telemetry_leader", help: "1 on the control replica that exposes the mesh-wide metrics", registers });
     const visible = () => this.leader();
     const family = (f: Omit<FamilyOptions, "visible">) => new MergedFamily({ ...f, visible }).register(opts.registry);
@@ -111,7 +121,7 @@ class MeshTelemetry implements ControlTelemetry {
     this.#sub = nc.subscribe(`${TELEMETRY_PREFIX}.>`, {
       callback: (err, msg) => {
         if (err) logger.error({ err }, "telemetry subscription failed");
-        else this.#onMessage(msg.data);
+        else this.#onMessage(msg.subject, msg.data);
       },
     });
     this.#sweep = setInterval(() => forgetSilent(this.#instances, this.#now()), 60_000);
@@ -136,47 +146,80 @@ class MeshTelemetry implements ControlTelemetry {
     await this.#lease?.stop();
   }
 
-  #onMessage(data: Uint8Array): void {
+  #onMessage(subject: string, data: Uint8Array): void {
     let report: TelemetryReport | undefined;
     try {
       report = parseTelemetryReport(JSON.parse(new TextDecoder().decode(data)));
     } catch {
       report = undefined;
     }
-    this.#reports.inc({ outcome: report ? this.#accept(report) : "malformed" });
+    // The subject is what secure mode binds to credentials: a report speaks only for the instance it names.
+    const outcome = !report ? "malformed" : !reportMatchesSubject(report, subject) ? "wrong_subject" : this.#accept(report);
+    this.#reports.inc({ outcome });
   }
 
   /** Dedupes by boot and sequence number, merges, and remembers the instance's gauges. */
   #accept(r: TelemetryReport): string {
     const key = `${r.service}.${r.instance}`;
     const prev = this.#instances.get(key);
+    if (!prev && this.#instances.size >= TELEMETRY_LIMITS.instances) return "instance_limit";
     const sameBoot = prev !== undefined && prev.boot === r.boot;
     if (sameBoot && r.seq <= prev.seq) return "duplicate";
     if (sameBoot && r.seq > prev.seq + 1) this.#lost.inc(r.seq - prev.seq - 1);
-    this.#merge(r);
+    const state: InstanceState = sameBoot ? prev : { boot: r.boot, seq: 0, seenAt: 0, intervalMs: r.intervalMs, gauges: new Map(), created: prev?.created ?? 0 };
+    this.#merge(r, state);
     if (r.final) {
       this.#instances.delete(key);
       return "accepted";
     }
-    const state: InstanceState = sameBoot ? prev : { boot: r.boot, seq: 0, seenAt: 0, intervalMs: r.intervalMs, gauges: new Map() };
     state.seq = r.seq;
     state.seenAt = this.#now();
     state.intervalMs = r.intervalMs;
-    for (const g of r.gauges) state.gauges.set(`${g[0]}\u0001${g[1].join("\u0001")}`, g);
     this.#instances.set(key, state);
     return "accepted";
   }
 
-  #merge(r: TelemetryReport): void {
+  #merge(r: TelemetryReport, state: InstanceState): void {
     const toControl = this.#rebinner(r.le);
+    let budget: number = TELEMETRY_LIMITS.rowsPerReport;
     for (const row of r.requests) {
       const labels = row.slice(0, 6) as string[];
+      const rejected = budget-- <= 0 ? "report_limit" : requestRowOwner(row) !== r.service ? "not_own_service" : this.#admitSeries(this.#requests, labels, state);
+      if (rejected) {
+        this.#reject(rejected);
+        continue;
+      }
       const counts = toControl(row[8]);
       this.#requests.add(labels, row[6]);
       this.#duration.add(labels, row[7], counts);
       if (row[0] === "outbound") this.#recent.add(row[1], row[2], row[5], row[6], counts);
     }
-    for (const [name, labels, delta] of r.counters) this.#counters[name]?.add(labels, delta);
+    for (const row of r.counters) {
+      const family = this.#counters[row[0]];
+      if (!family) continue;
+      const rejected = budget-- <= 0 ? "report_limit" : namedRowOwner(row) !== r.service ? "not_own_service" : this.#admitSeries(family, row[1], state);
+      if (rejected) this.#reject(rejected);
+      else family.add(row[1], row[2]);
+    }
+    for (const g of r.gauges) {
+      const key = `${g[0]}\u0001${g[1].join("\u0001")}`;
+      const rejected = budget-- <= 0 ? "report_limit" : namedRowOwner(g) !== r.service ? "not_own_service" : !state.gauges.has(key) && state.gauges.size >= TELEMETRY_LIMITS.gaugesPerInstance ? "gauge_limit" : undefined;
+      if (rejected) this.#reject(rejected);
+      else state.gauges.set(key, g);
+    }
+  }
+
+  /** Undefined when `labels` is a series already, or one this instance may still create (counted); else why not. */
+  #admitSeries(family: MergedFamily, labels: readonly string[], state: InstanceState): RowRejection | undefined {
+    if (family.has(labels)) return undefined;
+    if (state.created >= TELEMETRY_LIMITS.seriesPerInstance) return "instance_limit";
+    if (family.size >= TELEMETRY_LIMITS.seriesPerFamily) return "family_limit";
+    state.created++;
+    return undefined;
+  }
+
+  #reject(reason: RowRejection): void {
+    this.#rejected.inc({ reason });
   }
 
   #rebinner(le: number[]): (counts: readonly number[]) => number[] {

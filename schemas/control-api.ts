@@ -7,14 +7,15 @@
 import type { PolicyKind, PolicyProblem } from "./policy.ts";
 import type { QuotaPer } from "./quota.ts";
 import type { RegisterRequest } from "./registry.ts";
+import type { AccessRecord } from "./telemetry.ts";
 
 export const CONTROL_QUEUE = "mesh-control";
 
-export type ControlVerb = "apply" | "validate" | "get" | "delete" | "history" | "rollback" | "services" | "quota" | "register" | "stats";
+export type ControlVerb = "apply" | "validate" | "get" | "delete" | "history" | "rollback" | "services" | "quota" | "register" | "stats" | "logs";
 
 export interface ControlErrorBody {
-  /** stable: rejected (invalid input, exit 1), not_found, conflict, internal */
-  code: "rejected" | "not_found" | "conflict" | "bad_request" | "internal";
+  /** stable: rejected (invalid input, exit 1), not_found, conflict, internal, overloaded (queue full: try again; a sidecar treats it as control unavailable) */
+  code: "rejected" | "not_found" | "conflict" | "bad_request" | "internal" | "overloaded";
   message: string;
   problems?: PolicyProblem[];
 }
@@ -48,6 +49,13 @@ export interface ControlRequests {
   register: RegisterRequest;
   /** mesh traffic of the last `windowSeconds` (default 30, at most 60); with `service`, only pairs it is part of */
   stats: { windowSeconds?: number; service?: string };
+  /**
+   * Access records from stream MESH_ACCESS: calls to `service` and/or made by
+   * `from` (absent: any), received at or after `since` (epoch ms), stored
+   * after stream sequence `afterSeq` (absent: from `since`), at most `limit`
+   * (default 1000, at most 5000) records, rounded up to whole stored batches.
+   */
+  logs: { service?: string; from?: string; since?: number; afterSeq?: number; limit?: number };
 }
 
 /**
@@ -96,6 +104,17 @@ export interface ControlReplies {
   quota: QuotaLeaseReply;
   register: { revision: number };
   stats: MeshStats;
+  logs: AccessLogPage;
+}
+
+/** One page of the `logs` verb. */
+export interface AccessLogPage {
+  /** valid records whose subject agrees with them, in time order, each with the stream sequence of the batch it came in */
+  records: Array<{ seq: number; record: AccessRecord }>;
+  /** stream sequence of the last batch read: ask again with `afterSeq` = this for what follows */
+  lastSeq: number;
+  /** true when more batches were waiting than this page read */
+  more: boolean;
 }
 
 /** Traffic from one service to another, as the callers' sidecars saw it. */

@@ -5,6 +5,7 @@
  * schema has reported it already).
  */
 import { compileGlob, globProblem } from "./glob.ts";
+import { headerRegexProblem } from "./header-regex.ts";
 import { ANY_VERSION } from "./names.ts";
 import { quote, type Problem } from "./validate.ts";
 
@@ -85,18 +86,8 @@ function checkMatch(path: string, match: Obj | undefined, f: Findings): void {
     }
   }
   for (const [name, source] of Object.entries(asObject(match.headersRegex) ?? {})) {
-    const problem = typeof source === "string" ? regexProblem(source) : undefined;
+    const problem = typeof source === "string" ? headerRegexProblem(source) : undefined;
     if (problem) f.errors.push({ path: `${path}.headersRegex.${name}`, message: problem });
-  }
-}
-
-function regexProblem(source: string): string | undefined {
-  try {
-    new RegExp(source);
-    return undefined;
-  } catch (err) {
-    const reason = (err as Error).message.split(": ").pop()?.toLowerCase() ?? "invalid";
-    return `must be a valid regular expression (${reason}), got ${quote(source)}`;
   }
 }
 

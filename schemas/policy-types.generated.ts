@@ -105,7 +105,7 @@ export interface RouteMatch {
     [k: string]: string;
   };
   /**
-   * Each named request header (lowercase name) must be present and match this JavaScript regular expression (unanchored unless it says ^ and $). Absent: no header is matched by pattern.
+   * Each named request header (lowercase name) must be present and match this regular expression in RE2 syntax (JavaScript's without backreferences and lookaround; matching takes linear time), unanchored unless it says ^ and $. Patterns are at most 256 characters; a header value longer than 8 KiB never matches. Absent: no header is matched by pattern.
    */
   headersRegex?: {
     [k: string]: string;

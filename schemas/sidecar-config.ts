@@ -15,7 +15,13 @@ export interface SidecarConfig {
   drainTimeoutMs: number;
   /** OTLP/HTTP endpoint for spans; absent: nothing exported */
   otlp?: string;
+  /** provider: requests at once (0 = no limit) */
   maxConcurrent: number;
+  /** provider: a caller's deadline is at most this far ahead (ms) */
+  maxDeadlineMs: number;
+  /** outbound listener: time to receive a request's headers, and between bytes of its body (ms) */
+  headersTimeoutMs: number;
+  bodyIdleTimeoutMs: number;
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 }
 

@@ -22,11 +22,13 @@ export const denyAll: AuthzDecider = () => "deny";
 
 /**
  * A path an application might read differently from the glob: a `.` or `..`
- * segment (plain or percent-encoded), an empty segment (`//`), an encoded
- * slash or backslash, or a backslash. Such a path matches no path glob, so
- * `/orders/../admin` cannot pass as `/orders/**`; it gets the default.
+ * segment (plain or percent-encoded, with or without path parameters, as
+ * Tomcat reads `..;x` as `..`), an empty segment (`//`), an encoded slash or
+ * backslash, or a backslash. Such a path matches no path glob, so
+ * `/orders/../admin` or `/public/..;/admin` cannot pass as `/orders/**` or
+ * `/public/**`; it gets the default.
  */
-const NON_CANONICAL = /(?:^|\/)(?:\.|%2e){1,2}(?:\/|$)|\/\/|%2f|%5c|\\/i;
+const NON_CANONICAL = /(?:^|\/)(?:\.|%2e){1,2}(?:(?:;|%3b)[^/]*)?(?:\/|$)|\/\/|%2f|%5c|\\/i;
 
 /**
  * No document: every request is allowed. Otherwise a request matching any

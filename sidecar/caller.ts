@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
-import { ANY_VERSION, Wire, instanceSubject, rpcSubject, type RoutePolicy } from "../schemas/index.ts";
+import { ANY_VERSION, Wire, instanceSubject, isVersionName, rpcSubject, type RoutePolicy } from "../schemas/index.ts";
 import { isBreakerFailure } from "./circuit-breaker.ts";
 import type { Destinations } from "./destinations.ts";
 import { MeshError, timeout } from "./errors.ts";
@@ -8,6 +8,9 @@ import { meshErrorFromNats } from "./nats-errors.ts";
 import { Requester } from "./requester.ts";
 import { backoffMs, mayRetry, type AttemptOutcome } from "./retry.ts";
 import { pathOnly, type CompiledRoute, type CompiledRule, type HeaderLookup } from "./routing.ts";
+
+/** Instance names as sidecar-config.schema.json allows them. */
+const INSTANCE_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** One outbound call, as the outbound listener hands it over. */
 export interface OutboundCall {
@@ -142,7 +145,15 @@ export class MeshCaller {
     try {
       const reply = await this.#requester.request(subject, c.body, c.headers, perTryMs, c.service);
       const h = reply.headers;
-      return { reply, version: h?.get(Wire.version) || version, instance: h?.get(Wire.instance) || undefined, attempts: attempt };
+      // Whatever answers may write anything here: only well-formed names are believed.
+      const answeredBy = h?.get(Wire.version);
+      const instance = h?.get(Wire.instance);
+      return {
+        reply,
+        version: answeredBy && isVersionName(answeredBy) ? answeredBy : version,
+        instance: instance && INSTANCE_NAME.test(instance) ? instance : undefined,
+        attempts: attempt,
+      };
     } catch (err) {
       return { error: meshErrorFromNats(err, c.service, version, perTryMs), version, attempts: attempt };
     }

@@ -6,7 +6,10 @@ import { HOP_BY_HOP, HttpHeader } from "../schemas/index.ts";
  * lowercased on the wire; repeated headers stay repeated and in order.
  */
 
-/** Headers an application may not set: the mesh sets them itself. */
+/**
+ * Headers an application's request never carries on: the mesh sets them
+ * itself, or (`expect`) the caller's sidecar answers them itself.
+ */
 export const MESH_OWNED: ReadonlySet<string> = new Set<string>([
   HttpHeader.caller,
   HttpHeader.requestId,
@@ -15,6 +18,7 @@ export const MESH_OWNED: ReadonlySet<string> = new Set<string>([
   HttpHeader.deadlineMs,
   HttpHeader.mirror,
   "content-length",
+  "expect",
 ]);
 
 /** Names listed in a `Connection` header are hop-by-hop too (RFC 9110 §7.6.1). */

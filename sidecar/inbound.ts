@@ -40,6 +40,10 @@ export interface InboundOptions {
   defaultTimeoutMs: number;
   /** requests handled at once; beyond it the answer is `overloaded` at once (0 = no limit) */
   maxConcurrent: number;
+  /** a caller's deadline is brought forward to at most this many ms from now */
+  maxDeadlineMs: number;
+  /** told of every request dropped because its header block cannot be read */
+  onMalformed?: (subject: string, err: unknown) => void;
   gate?: InboundGate;
   observe: RequestObserver;
   logger: Logger;
@@ -72,7 +76,7 @@ export class InboundAdapter {
           else {
             const caller = this.#callerOf(msg);
             // Counted before the request is tracked, so the limit is exact.
-            if (caller) this.inflight.track(this.#handle(msg, caller, this.#overloaded()));
+            if (caller && this.#readable(msg)) this.inflight.track(this.#handle(msg, caller, this.#overloaded()));
           }
         },
       }),
@@ -115,6 +119,17 @@ export class InboundAdapter {
     this.#opts.nc.publish(signedSubject(msg.reply!, this.#opts.service), body, { headers });
   }
 
+  /** nats.js decodes headers on first read and throws on a malformed block (a raw client can send one). */
+  #readable(msg: Msg): boolean {
+    try {
+      void msg.headers;
+      return true;
+    } catch (err) {
+      this.#opts.onMalformed?.(msg.subject, err);
+      return false;
+    }
+  }
+
   #overloaded(): boolean {
     const { maxConcurrent } = this.#opts;
     return maxConcurrent > 0 && this.inflight.size >= maxConcurrent;
@@ -151,7 +166,8 @@ export class InboundAdapter {
 
   #deadlineOf(h: MsgHdrs | undefined, receivedAt: number): number {
     const deadline = Number(h?.get(Wire.deadline));
-    return deadline > 0 ? deadline : receivedAt + this.#opts.defaultTimeoutMs;
+    // Capped: a caller cannot hold the app's connections and timers for longer than maxDeadlineMs.
+    return Math.min(deadline > 0 ? deadline : receivedAt + this.#opts.defaultTimeoutMs, receivedAt + this.#opts.maxDeadlineMs);
   }
 
   async #forward(

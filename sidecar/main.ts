@@ -6,10 +6,13 @@ import { startSidecar } from "./sidecar.ts";
 const USAGE = `usage: mesh sidecar --service NAME [--version v1] [--app http://127.0.0.1:PORT]
                     [--listen 127.0.0.1:15001] [--admin 127.0.0.1:15090]
                     [--nats URLS] [--creds FILE] [--instance ID] [--timeout-ms N]
-                    [--max-concurrent N] [--log-level info] [--otlp URL]
+                    [--max-concurrent 1000] [--max-deadline-ms 300000]
+                    [--headers-timeout-ms 10000] [--body-idle-timeout-ms 10000]
+                    [--log-level info] [--otlp URL]
 Every flag also reads an environment variable: MESH_SERVICE, MESH_VERSION, MESH_APP,
 MESH_LISTEN, MESH_ADMIN, NATS_URL (comma-separated), NATS_CREDS, MESH_INSTANCE,
-MESH_TIMEOUT_MS, MESH_MAX_CONCURRENT, LOG_LEVEL, OTEL_EXPORTER_OTLP_ENDPOINT.
+MESH_TIMEOUT_MS, MESH_MAX_CONCURRENT (0 = no limit), MESH_MAX_DEADLINE_MS,
+MESH_HEADERS_TIMEOUT_MS, MESH_BODY_IDLE_TIMEOUT_MS, LOG_LEVEL, OTEL_EXPORTER_OTLP_ENDPOINT.
 --otlp URL exports a span per request by OTLP/HTTP (JSON) to URL/v1/traces.`;
 
 const FLAGS = {
@@ -23,6 +26,9 @@ const FLAGS = {
   instance: { type: "string", env: "MESH_INSTANCE" },
   "timeout-ms": { type: "string", env: "MESH_TIMEOUT_MS" },
   "max-concurrent": { type: "string", env: "MESH_MAX_CONCURRENT" },
+  "max-deadline-ms": { type: "string", env: "MESH_MAX_DEADLINE_MS" },
+  "headers-timeout-ms": { type: "string", env: "MESH_HEADERS_TIMEOUT_MS" },
+  "body-idle-timeout-ms": { type: "string", env: "MESH_BODY_IDLE_TIMEOUT_MS" },
   "log-level": { type: "string", env: "LOG_LEVEL" },
   otlp: { type: "string", env: "OTEL_EXPORTER_OTLP_ENDPOINT" },
   help: { type: "boolean", env: "" },
@@ -37,8 +43,10 @@ function configInput(argv: string[]): Record<string, unknown> {
     const v = values[name] ?? (FLAGS[name].env ? process.env[FLAGS[name].env] : undefined);
     return typeof v === "string" && v !== "" ? v : undefined;
   };
-  const timeout = pick("timeout-ms");
-  const maxConcurrent = pick("max-concurrent");
+  const number = (name: keyof typeof FLAGS) => {
+    const v = pick(name);
+    return v === undefined ? undefined : Number(v);
+  };
   const input: Record<string, unknown> = {
     service: pick("service"),
     version: pick("version"),
@@ -48,8 +56,11 @@ function configInput(argv: string[]): Record<string, unknown> {
     nats: (pick("nats") ?? Defaults.natsUrl).split(",").map((s) => s.trim()).filter(Boolean),
     creds: pick("creds"),
     instance: pick("instance"),
-    requestTimeoutMs: timeout === undefined ? undefined : Number(timeout),
-    maxConcurrent: maxConcurrent === undefined ? undefined : Number(maxConcurrent),
+    requestTimeoutMs: number("timeout-ms"),
+    maxConcurrent: number("max-concurrent"),
+    maxDeadlineMs: number("max-deadline-ms"),
+    headersTimeoutMs: number("headers-timeout-ms"),
+    bodyIdleTimeoutMs: number("body-idle-timeout-ms"),
     logLevel: pick("log-level"),
     otlp: pick("otlp"),
   };

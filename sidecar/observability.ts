@@ -2,6 +2,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { createAccessLog, type AccessLog } from "./access-log.ts";
 import { BREAKER_STATE_VALUE } from "./circuit-breaker.ts";
+import { RecordLabels } from "./labels.ts";
 import type { SidecarMetrics } from "./metrics.ts";
 import type { RequestObserver } from "./request-record.ts";
 import { createTelemetry, type Telemetry } from "./telemetry.ts";
@@ -23,7 +24,7 @@ export interface ObservabilityOptions {
 export interface SidecarObservability {
   /** `metrics` whose retry, breaker, authz and quota calls also reach control through telemetry */
   readonly metrics: SidecarMetrics;
-  /** telemetry, access log and (with an OTLP endpoint) tracing: fan every RequestRecord out to these */
+  /** metrics and telemetry (labels within their caps), access log and (with an OTLP endpoint) tracing: fan every RequestRecord out to these */
   readonly observers: RequestObserver[];
   readonly telemetry: Telemetry;
   readonly accessLog: AccessLog;
@@ -38,9 +39,16 @@ export function createObservability(o: ObservabilityOptions): SidecarObservabili
   const telemetry = createTelemetry({ ...who, version: o.version });
   const accessLog = createAccessLog({ ...who, registry: o.metrics.registry });
   const tracer = createTracer({ ...who, otlpUrl: o.otlpUrl, version: o.version });
+  const labels = new RecordLabels(o.metrics.registry);
+  // One bounded copy for both label consumers, so they agree and overflows count once.
+  const counted = (r: Parameters<RequestObserver>[0]) => {
+    const bounded = labels.bound(r);
+    telemetry.observe(bounded);
+    o.metrics.observe(bounded);
+  };
   return {
     metrics: withTelemetry(o.metrics, telemetry, o.service),
-    observers: [telemetry.observe, accessLog.observe, ...(tracer ? [tracer.observe] : [])],
+    observers: [counted, accessLog.observe, ...(tracer ? [tracer.observe] : [])],
     telemetry,
     accessLog,
     tracer,
@@ -64,7 +72,9 @@ export function withTelemetry(metrics: SidecarMetrics, telemetry: Telemetry, ser
     },
     authz(s, caller, decision) {
       metrics.authz(s, caller, decision);
-      telemetry.count("authz", { service: s, caller, decision });
+      // Control merges only decisions about the reporting service; a caller's fail-fast denial stays local
+      // (and reaches control as the outbound request's `forbidden` code).
+      if (s === service) telemetry.count("authz", { service: s, caller, decision });
     },
     quota(s, caller, decision) {
       metrics.quota(s, caller, decision);

@@ -1,15 +1,17 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { randomUUID } from "node:crypto";
 import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
 import type { Msg } from "@nats-io/transport-node";
 import type { Logger } from "pino";
-import { HttpHeader, Wire, isMeshErrorCode } from "../schemas/index.ts";
+import { HttpHeader, Wire, isMeshErrorCode, isVersionName } from "../schemas/index.ts";
 import { ClientGoneError, readBody } from "./body.ts";
 import type { CallResult, MeshCaller } from "./caller.ts";
-import { MeshError } from "./errors.ts";
-import { natsHeadersToFlat, requestHeadersToNats } from "./http-wire.ts";
+import { MeshError, payloadTooLarge } from "./errors.ts";
+import { requestHeadersToNats } from "./http-wire.ts";
 import { InflightTracker } from "./inflight.ts";
 import type { RequestObserver, RequestRecord } from "./request-record.ts";
+import { frameReply } from "./reply.ts";
 import { writeMeshError } from "./respond.ts";
 import { resolveTarget } from "./target.ts";
 import { childSpan } from "./trace.ts";
@@ -21,6 +23,10 @@ export interface OutboundOptions {
   port: number;
   /** the largest message the cluster takes (bytes), read from the server */
   maxPayload: () => number;
+  /** time to receive a request's complete headers (ms); then 408 request_timeout */
+  headersTimeoutMs: number;
+  /** time between bytes of a request body (ms); then 408 request_timeout */
+  bodyIdleTimeoutMs: number;
   mesh: MeshCaller;
   observe: RequestObserver;
   logger: Logger;
@@ -37,9 +43,29 @@ export class OutboundProxy {
 
   constructor(opts: OutboundOptions) {
     this.#opts = opts;
-    this.server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
+    this.server = createServer(
+      {
+        keepAliveTimeout: 65_000,
+        headersTimeout: opts.headersTimeoutMs,
+        // How often Node checks for expired header timeouts: often enough for the timeout to mean what it says.
+        connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(opts.headersTimeoutMs / 4))),
+      },
+      (req, res) => {
+        this.inflight.track(this.#handle(req, res));
+      },
+    );
+    // `Expect: 100-continue` is answered here, never passed on: 100 when the body may fit, else 413 unread.
+    this.server.on("checkContinue", (req: IncomingMessage, res: ServerResponse) => {
+      const declared = Number(req.headers["content-length"]);
+      const limit = this.#opts.maxPayload();
+      if (Number.isFinite(declared) && declared > limit) {
+        writeMeshError(res, payloadTooLarge(declared, limit), true);
+        return;
+      }
+      res.writeContinue();
       this.inflight.track(this.#handle(req, res));
     });
+    this.server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => answerClientError(err, socket, opts.headersTimeoutMs));
   }
 
   async listen(): Promise<AddressInfo> {
@@ -71,7 +97,7 @@ export class OutboundProxy {
     let status = 0;
     try {
       if (target instanceof MeshError) throw target;
-      const body = await readBody(req, this.#opts.maxPayload());
+      const body = await readBody(req, this.#opts.maxPayload(), this.#opts.bodyIdleTimeoutMs);
       const headers = requestHeadersToNats(req.rawHeaders);
       headers.set(Wire.method, method);
       headers.set(Wire.path, path);
@@ -80,13 +106,14 @@ export class OutboundProxy {
       const header = (name: string) => single(req.headers[name]);
       result = await this.#opts.mesh.call({ service, method, path, header, headers, body, startedAt, askedTimeoutMs: askedTimeoutMs(req) });
       if (result.error) throw result.error;
-      status = writeReply(res, result.reply!, method);
+      status = writeReply(res, result.reply!, method, service);
     } catch (err) {
       if (err instanceof ClientGoneError) status = 0;
       else {
         const meshErr = err instanceof MeshError ? err : new MeshError("unavailable", `request to '${service}' failed: ${(err as Error).message}`);
         if (!(err instanceof MeshError)) this.#opts.logger.error({ err, service }, "outbound request failed unexpectedly");
-        writeMeshError(res, meshErr, meshErr.code === "payload_too_large");
+        // The rest of an unread body would be taken for the next request: such a connection ends here.
+        writeMeshError(res, meshErr, meshErr.code === "payload_too_large" || meshErr.code === "request_timeout");
         result.error = meshErr;
         status = meshErr.status;
       }
@@ -98,7 +125,9 @@ export class OutboundProxy {
     result: CallResult,
     r: { service: string; method: string; path: string; status: number; startedAt: number; requestId: string; traceparent: string; parentSpanId: string | undefined },
   ): RequestRecord {
-    const replyError = result.reply?.headers?.get(Wire.error) || undefined;
+    // A provider's @error is a mesh error code or it is not believed: anything else counts as one fixed value.
+    const rawError = result.reply?.headers?.get(Wire.error) || undefined;
+    const replyError = rawError === undefined || isMeshErrorCode(rawError) ? rawError : "unknown_error";
     const meshError = result.error?.code ?? replyError;
     return {
       direction: "outbound",
@@ -122,6 +151,27 @@ export class OutboundProxy {
 
 }
 
+/**
+ * What the listener answers a connection Node could not read a request from
+ * (a listener for `clientError` replaces Node's own answer): 408
+ * request_timeout as a mesh error when the headers took too long, else what
+ * Node would answer.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, headersTimeoutMs: number): void {
+  if (!socket.writable || err.code === "ECONNRESET") {
+    socket.destroy();
+    return;
+  }
+  let head = "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n";
+  if (err.code === "ERR_HTTP_REQUEST_TIMEOUT") {
+    const body = new MeshError("request_timeout", `request headers not received within ${headersTimeoutMs} ms`).body();
+    head = `HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${HttpHeader.meshError}: request_timeout\r\nConnection: close\r\n\r\n${body}`;
+  } else if (err.code === "HPE_HEADER_OVERFLOW") {
+    head = "HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n";
+  }
+  socket.end(head);
+}
+
 /** The application's own limit for this call: the smaller of x-mesh-timeout-ms and x-mesh-deadline-ms. */
 function askedTimeoutMs(req: IncomingMessage): number | undefined {
   let asked: number | undefined;
@@ -132,22 +182,19 @@ function askedTimeoutMs(req: IncomingMessage): number | undefined {
   return asked;
 }
 
-/** Writes a provider's reply to the application; returns the status. */
-function writeReply(res: ServerResponse, reply: Msg, method: string): number {
-  const h = reply.headers;
-  const status = Number(h?.get(Wire.status)) || 502;
-  const flat = natsHeadersToFlat(h);
-  // The whole body is at hand, so say its length rather than fall back to chunked encoding.
-  if (method !== "HEAD" && status !== 204 && status !== 304 && !h?.has("content-length")) {
-    flat.push("content-length", String(reply.data.length));
-  }
-  const meshError = h?.get(Wire.error);
-  if (meshError && isMeshErrorCode(meshError)) flat.push(HttpHeader.meshError, meshError);
-  const version = h?.get(Wire.version);
-  if (version) flat.push(HttpHeader.servedBy, version);
-  res.writeHead(status, flat);
-  res.end(reply.data);
-  return status;
+/** Writes a provider's reply to the application, framed by what is written; returns the status. */
+function writeReply(res: ServerResponse, reply: Msg, method: string, service: string): number {
+  const framed = frameReply(reply, method, service);
+  if (framed instanceof MeshError) throw framed;
+  const meshError = reply.headers?.get(Wire.error);
+  if (meshError && isMeshErrorCode(meshError)) framed.headers.push(HttpHeader.meshError, meshError);
+  const version = reply.headers?.get(Wire.version);
+  if (version && isVersionName(version)) framed.headers.push(HttpHeader.servedBy, version);
+  // A body that disagrees with content-length is an error Node raises, never bytes that desync the connection.
+  res.strictContentLength = true;
+  res.writeHead(framed.status, framed.headers);
+  res.end(framed.body);
+  return framed.status;
 }
 
 function single(value: string | string[] | undefined): string | undefined {

@@ -12,6 +12,7 @@ import { AppHealth } from "./app-health.ts";
 import { MeshCaller } from "./caller.ts";
 import { Destinations } from "./destinations.ts";
 import { InboundAdapter } from "./inbound.ts";
+import { createMalformedReporter } from "./malformed.ts";
 import { createMetrics, type SidecarMetrics } from "./metrics.ts";
 import { OutboundProxy } from "./outbound.ts";
 import { SidecarPolicies } from "./policies.ts";
@@ -70,6 +71,8 @@ function providerParts(
     pool,
     defaultTimeoutMs: config.requestTimeoutMs,
     maxConcurrent: config.maxConcurrent,
+    maxDeadlineMs: config.maxDeadlineMs,
+    onMalformed: createMalformedReporter(c.logger, c.metrics.registry),
   });
   const heartbeat = new RegistryHeartbeat(c.nc, c.logger, { service: config.service, version: config.version, instance: c.instance, app: config.app });
   const health = new AppHealth({
@@ -113,6 +116,8 @@ function callerParts(config: Readonly<SidecarConfig>, c: { nc: NatsConnection; p
     caller: config.service,
     ...hostPort(config.listen),
     maxPayload: () => c.nc.info?.max_payload ?? 1024 * 1024,
+    headersTimeoutMs: config.headersTimeoutMs,
+    bodyIdleTimeoutMs: config.bodyIdleTimeoutMs,
     mesh,
     observe: c.observe,
     logger: c.logger,
@@ -142,7 +147,7 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
     metrics: createMetrics(deps.registry ?? new Registry()),
   });
   const metrics = observability.metrics;
-  const observe = fanOut([metrics.observe, ...observability.observers, ...(deps.observers ?? [])], (err) => logger.warn({ err }, "request observer failed"));
+  const observe = fanOut([...observability.observers, ...(deps.observers ?? [])], (err) => logger.warn({ err }, "request observer failed"));
   const quota = config.app
     ? createQuotaGate({ nc, service: config.service, logger, onDecision: (caller, d) => metrics.quota(config.service, caller, d) })
     : undefined;

@@ -20,7 +20,8 @@ before(async () => {
   nats = await startNats({ nodes: 3 });
   // A server hands a queue group's messages to its own clients first: with the replicas on nodes 0 and 1
   // and an instance on each node, both replicas are sure to lease.
-  controls = [await startTestControl([nats.urls[0]!]), await startTestControl([nats.urls[1]!])];
+  // Control follows the test's clock too: it leases only for the current window (or the next to it).
+  controls = [await startTestControl([nats.urls[0]!], undefined, { now: controlNow }), await startTestControl([nats.urls[1]!], undefined, { now: controlNow })];
   conns = await Promise.all(nats.urls.map((url) => connect({ servers: [url], noAsyncTraces: true })));
   for (const nc of conns) onFileEnd(() => nc.close());
 });
@@ -31,6 +32,9 @@ before(async () => {
  */
 const clock = { t: (Math.floor(Date.now() / 60_000) + 1) * 60_000 + 10_000 };
 const now = () => clock.t;
+/** Control's clock: the test's, except while a test runs gates on the real clock. */
+const controlClock = { real: false };
+const controlNow = () => (controlClock.real ? Date.now() : clock.t);
 
 function policy(service: string, doc: Record<string, unknown>): QuotaPolicy {
   const result = validatePolicy({ kind: "Quota", service, ...doc });
@@ -85,7 +89,7 @@ async function storedCount(service: string, caller: string, per: "second" | "min
 
 /** Until a lease request from every instance's connection reaches a control replica. */
 async function controlReachable(): Promise<void> {
-  const probe = JSON.stringify({ service: "probe", caller: "probe", per: "second", window: 0, limit: 1, want: 0 });
+  const probe = JSON.stringify({ service: "probe", caller: "probe", per: "second", window: quotaWindow("second", clock.t), limit: 1, want: 0 });
   const answered = (nc: NatsConnection) => nc.request(quotaLeaseSubject("probe"), probe, { timeout: 1_000 }).then((m) => m.json<{ ok: boolean }>().ok);
   await eventually(async () => (await Promise.all(conns.map(answered))).every(Boolean));
 }
@@ -156,7 +160,9 @@ describe("global quota across provider instances and control replicas", () => {
     assert.equal(await storedCount("stock", "frontend"), 100);
   });
 
-  test("a per-second limit on the real clock: over, then admitted again in the next second", async () => {
+  test("a per-second limit on the real clock: over, then admitted again in the next second", async (t) => {
+    controlClock.real = true;
+    t.after(() => void (controlClock.real = false));
     const [gate] = gates("ticker", { limits: [{ caller: "frontend", requests: 5, per: "second" }] }, 1, { realClock: true });
     let denial: AdmitDecision | undefined;
     for (let i = 0; i < 10_000 && !denial; i++) {
@@ -190,7 +196,7 @@ describe("control restarts and outages", () => {
     assert.ok(granted >= 120);
 
     await Promise.all(controls.map((c) => c.kill()));
-    controls = [await startTestControl(nats.urls)];
+    controls = [await startTestControl(nats.urls, undefined, { now: controlNow })];
     await controlReachable();
 
     const after = await spread(ledger, "frontend", 22, 5);
@@ -216,7 +222,7 @@ describe("control restarts and outages", () => {
     assert.equal(denied.headers.remaining, 0);
     assert.deepEqual(shut.outcomes, ["unavailable_denied"]);
 
-    controls = [await startTestControl(nats.urls)];
+    controls = [await startTestControl(nats.urls, undefined, { now: controlNow })];
     await controlReachable();
     clock.t += 1_000;
     assert.equal(allowed(await spread([shut], "frontend", 8)), 5, "counted again once control is back");

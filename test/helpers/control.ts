@@ -11,15 +11,15 @@ export interface TestControl extends ControlService {
   kill(): Promise<void>;
 }
 
-/** A real control replica in this process, with its own NATS connection (secure mode: `creds`, its seed file). */
+/** A real control replica in this process, with its own NATS connection (secure mode: `creds`, its seed file; `now`: the clock quota windows follow). */
 export async function startTestControl(
   urls: string[],
   logger: Logger = pino({ level: "silent" }),
-  opts: { creds?: string } = {},
+  opts: { creds?: string; now?: () => number } = {},
 ): Promise<TestControl> {
   const auth = opts.creds ? { authenticator: await authenticatorFromFile(opts.creds) } : {};
   const nc = await connect({ servers: urls, noAsyncTraces: true, ...auth });
-  const control = await startControl(nc, logger, new Registry());
+  const control = await startControl(nc, logger, new Registry(), undefined, { now: opts.now });
   let killed = false;
   const kill = async () => {
     if (killed) return;
