@@ -1,21 +1,24 @@
 // `npm run bench`: every scenario (bench/scenarios.ts) at every concurrency,
-// driven by one load generator process (bench/load.ts) against one echo app
-// and one nats-server. Prints markdown tables and saves
-// bench/results/<timestamp>.json. Timing lives here, never in tests.
+// driven by one load generator process (bench/load.ts) against one echo app,
+// one nats-server and one mesh control; then the sidecar start-up table
+// (bench/startup.ts). Every ratio is to the `floor` scenario of the same run.
+// Prints markdown tables and saves bench/results/<timestamp>.json. Timing
+// lives here, never in tests.
 //
 // Env: BENCH_DURATION_S (5), BENCH_WARMUP_S (1), BENCH_CONCURRENCY ("1,32"),
-// BENCH_PROFILE=1 (sidecars under --cpu-prof, profiles in bench/results/profiles/),
-// BENCH_SCENARIOS (comma-separated names; default all).
+// BENCH_PROFILE=1 (sidecars and peers under --cpu-prof, profiles in bench/results/profiles/),
+// BENCH_SCENARIOS (comma-separated names, `startup` for the start-up table; default all).
 import { execFile } from "node:child_process";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { cpus, release } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { LoadResult, LoadSpec } from "./load.ts";
 import { startBenchNats, type BenchNats } from "./nats.ts";
-import { type Cell, cpuTable, errorLines, mainTable } from "./report.ts";
+import { addRatios, type Cell, type CpuColumn, cpuRatioTable, cpuTable, errorLines, mainTable, type Side, sidesLegend, startupTable } from "./report.ts";
 import { cleanup, cpuSeconds, installSignalHandlers, rssMiB, startChild, waitFor, wasInterrupted } from "./procs.ts";
-import { type BenchEnv, type Deployment, SCENARIOS, type Scenario } from "./scenarios.ts";
+import { BASELINE, type BenchEnv, type Deployment, SCENARIOS, type Scenario, startControl } from "./scenarios.ts";
+import { measureSidecarStartup, type StartupResult } from "./startup.ts";
 
 const BENCH_DIR = fileURLToPath(new URL(".", import.meta.url));
 const REPO_DIR = join(BENCH_DIR, "..");
@@ -45,6 +48,8 @@ function settingsFromEnv(): Settings {
 }
 
 const say = (line: string) => process.stderr.write(`bench: ${line}\n`);
+/** the BENCH_SCENARIOS name of the sidecar start-up table */
+const STARTUP = "startup";
 
 /** Children run TypeScript through tsx's loader, resolved from the repo root. */
 function tsxChild(name: string, file: string, args: string[], onStdout?: (chunk: string) => void) {
@@ -58,25 +63,34 @@ async function startApp(): Promise<{ origin: string; pid: number; bodyBytes: num
   return { origin: `http://127.0.0.1:${hello.port}`, pid: child.pid, bodyBytes: hello.bodyBytes };
 }
 
-/** Processes whose CPU is accounted in every cell, besides the load generator and the scenario's sidecars. */
-type Watched = Array<{ name: string; pid: number }>;
+/** The run's shared processes; a cell counts each only when it is on the scenario's path. */
+interface Shared {
+  app: number;
+  nats: number | undefined;
+  control: number | undefined;
+}
+
+/** Processes whose CPU a cell accounts, by report column. */
+type Watched = Array<{ name: CpuColumn; pid: number }>;
+/** Processes whose RSS a cell samples, by side. */
+type Sides = Array<{ side: Side; pid: number }>;
 
 /**
  * CPU and RSS over the load generator's measured window: CPU time of every
- * watched process at both edges, sidecar RSS every RSS_SAMPLE_MS and at the end.
+ * watched process at both edges, RSS of both sides every RSS_SAMPLE_MS and at the end.
  */
 class WindowSampler {
-  readonly rss: Cell["sidecarRssMiB"];
-  #cpuStart: Promise<Map<string, number | undefined>> | undefined;
-  #cpuEnd: Promise<Map<string, number | undefined>> | undefined;
+  readonly rss: Cell["rssMiB"];
+  #cpuStart: Promise<Map<CpuColumn, number | undefined>> | undefined;
+  #cpuEnd: Promise<Map<CpuColumn, number | undefined>> | undefined;
   #rssEnd: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly watched: Watched,
-    private readonly sidecars: Deployment["sidecars"],
+    private readonly sides: Sides,
   ) {
-    this.rss = Object.fromEntries(sidecars.map((s) => [s.role, { end: undefined, max: undefined }]));
+    this.rss = Object.fromEntries(sides.map((s) => [s.side, { end: undefined, max: undefined }]));
   }
 
   start(): void {
@@ -92,7 +106,7 @@ class WindowSampler {
   }
 
   /** CPU seconds each watched process used in the window; undefined when a sample is missing. */
-  async cpuUsed(): Promise<Map<string, number | undefined>> {
+  async cpuUsed(): Promise<Map<CpuColumn, number | undefined>> {
     clearInterval(this.#timer);
     const [before, after] = await Promise.all([this.#cpuStart, this.#cpuEnd, this.#rssEnd]);
     return new Map(this.watched.map((w) => {
@@ -102,14 +116,14 @@ class WindowSampler {
     }));
   }
 
-  async #cpu(): Promise<Map<string, number | undefined>> {
+  async #cpu(): Promise<Map<CpuColumn, number | undefined>> {
     return new Map(await Promise.all(this.watched.map(async (w) => [w.name, await cpuSeconds(w.pid)] as const)));
   }
 
   async #sampleRss(atEnd: boolean): Promise<void> {
-    for (const s of this.sidecars) {
+    for (const s of this.sides) {
       const mib = await rssMiB(s.pid);
-      const r = this.rss[s.role]!;
+      const r = this.rss[s.side]!;
       if (mib === undefined) continue;
       r.max = Math.max(r.max ?? 0, mib);
       if (atEnd) r.end = mib;
@@ -118,7 +132,7 @@ class WindowSampler {
 }
 
 /** Runs the load generator once against a deployment, sampling the other processes over its measured window. */
-async function runCell(scenario: Scenario, dep: Deployment, concurrency: number, settings: Settings, shared: Watched): Promise<Cell> {
+async function runCell(scenario: Scenario, dep: Deployment, concurrency: number, settings: Settings, shared: Shared): Promise<Cell> {
   const { target } = scenario;
   const spec: LoadSpec = {
     origin: dep.origin,
@@ -129,7 +143,16 @@ async function runCell(scenario: Scenario, dep: Deployment, concurrency: number,
     durationS: settings.durationS,
     timeoutMs: settings.requestTimeoutMs,
   };
-  const sampler = new WindowSampler([...shared, ...dep.sidecars.map((s) => ({ name: s.role, pid: s.pid }))], dep.sidecars);
+  const watched: Watched = [];
+  const sides: Sides = [];
+  if (dep.caller) sides.push({ side: "caller", pid: dep.caller.pid });
+  if (dep.provider) sides.push({ side: "provider", pid: dep.provider.pid });
+  watched.push(...sides.map((s) => ({ name: s.side, pid: s.pid })));
+  // Only scenarios with a caller side cross NATS.
+  if (dep.caller && shared.nats) watched.push({ name: "nats-server", pid: shared.nats });
+  if (dep.usesApp) watched.push({ name: "app", pid: shared.app });
+  if (scenario.needsControl && shared.control) watched.push({ name: "control", pid: shared.control });
+  const sampler = new WindowSampler(watched, sides);
   let result: LoadResult | undefined;
   let pending = "";
   // The load generator announces its measured window on stdout, one JSON object a line.
@@ -151,10 +174,35 @@ async function runCell(scenario: Scenario, dep: Deployment, concurrency: number,
   if (!result) throw new Error(`${child.name} gave no result (exit ${child.process.exitCode}):\n${child.output()}`);
   const { requests } = result;
   const perRequestUs = (s: number | undefined) => (s === undefined || requests === 0 ? NaN : (s * 1e6) / requests);
-  // The load generator reports its own CPU: it has exited before /proc could be read at the window's end.
-  const cpuUsPerRequest: Record<string, number> = { "load generator": perRequestUs(result.loadgenCpuS) };
+  const cpuUsPerRequest: Cell["cpuUsPerRequest"] = {};
   for (const [name, s] of cpuUsed) cpuUsPerRequest[name] = perRequestUs(s);
-  return { scenario: scenario.name, concurrency, load: result, sidecarRssMiB: sampler.rss, cpuUsPerRequest };
+  cpuUsPerRequest.system = [...cpuUsed.keys()].reduce((sum, k) => sum + cpuUsPerRequest[k]!, 0);
+  // The load generator reports its own CPU: it has exited before /proc could be read at the window's end.
+  cpuUsPerRequest["load generator"] = perRequestUs(result.loadgenCpuS);
+  const processes: Cell["processes"] = {};
+  if (dep.caller) processes.caller = dep.caller.name;
+  if (dep.provider) processes.provider = dep.provider.name;
+  return { scenario: scenario.name, concurrency, load: result, processes, rssMiB: sampler.rss, cpuUsPerRequest };
+}
+
+/** Versions of what the peers ran on, read from bench/peers/node_modules (absent before the first install). */
+async function peerVersions(): Promise<Record<string, string | undefined>> {
+  const version = async (dir: string) => {
+    try {
+      return (JSON.parse(await readFile(join(dir, "package.json"), "utf8")) as { version?: string }).version;
+    } catch {
+      return undefined;
+    }
+  };
+  const peers = join(BENCH_DIR, "peers", "node_modules");
+  const root = join(REPO_DIR, "node_modules");
+  return {
+    moleculer: await version(join(peers, "moleculer")),
+    "moleculer-web": await version(join(peers, "moleculer-web")),
+    nats: await version(join(peers, "nats")),
+    "@nats-io/transport-node": await version(join(root, "@nats-io", "transport-node")),
+    undici: await version(join(root, "undici")),
+  };
 }
 
 function git(args: string[]): Promise<string | undefined> {
@@ -170,16 +218,26 @@ async function main(): Promise<void> {
   const profileRoot = settings.profile ? join(RESULTS_DIR, "profiles", stamp) : undefined;
   say(`${settings.durationS} s per cell after ${settings.warmupS} s warm-up, concurrency ${settings.concurrencies.join(", ")}${profileRoot ? `, profiles in ${profileRoot}` : ""}`);
 
+  // BENCH_SCENARIOS="floor,mesh" runs a subset (e.g. to profile one); `startup` names the start-up table.
+  const only = process.env.BENCH_SCENARIOS?.split(",").map((s) => s.trim()).filter(Boolean);
+  const known = [...SCENARIOS.map((s) => s.name), STARTUP];
+  const unknown = only?.filter((n) => !known.includes(n)) ?? [];
+  if (unknown.length) throw new Error(`BENCH_SCENARIOS: no scenario ${unknown.map((n) => `'${n}'`).join(", ")}; known: ${known.join(", ")}`);
+  const selected = SCENARIOS.filter((s) => !only || only.includes(s.name));
+  const startup = !only || only.includes(STARTUP);
+  if (!selected.some((s) => s.name === BASELINE)) say(`${BASELINE} is not selected, so no ratios`);
+
   const nats: BenchNats = await startBenchNats(say);
   const app = await startApp();
   say(`nats-server ${nats.version} at ${nats.url} (via ${nats.launcher}); echo app at ${app.origin}`);
-  const shared: Watched = [{ name: "echo app", pid: app.pid }, ...(nats.pid ? [{ name: "nats-server", pid: nats.pid }] : [])];
+  // Sidecars run against a complete mesh: control creates the buckets and the MESH_ACCESS stream they write to.
+  const control = selected.some((s) => s.needsControl) || startup ? await startControl({ natsUrl: nats.url }) : undefined;
+  if (control) say(`mesh control running (pid ${control.pid})`);
+  const shared: Shared = { app: app.pid, nats: nats.pid, control: control?.pid };
 
   const cells: Cell[] = [];
-  const sidecarLogs: Record<string, string> = {};
-  // BENCH_SCENARIOS="direct,mesh" runs a subset (e.g. to profile one).
-  const only = process.env.BENCH_SCENARIOS?.split(",").map((s) => s.trim());
-  for (const scenario of SCENARIOS.filter((s) => !only || only.includes(s.name))) {
+  const logs: Record<string, string> = {};
+  for (const scenario of selected) {
     const env: BenchEnv = { appOrigin: app.origin, natsUrl: nats.url, profileDir: profileRoot && join(profileRoot, scenario.name) };
     const dep = await scenario.setup(env);
     try {
@@ -192,15 +250,24 @@ async function main(): Promise<void> {
     } finally {
       await dep.stop(); // graceful, so --cpu-prof profiles get written
     }
-    for (const s of dep.sidecars) if (s.output().trim()) sidecarLogs[`${scenario.name}/${s.role}`] = s.output();
+    for (const p of [dep.caller, dep.provider]) if (p?.output().trim()) logs[`${scenario.name}/${p.name}`] = p.output();
   }
 
-  const tables = [mainTable(cells), "", cpuTable(cells)].join("\n");
-  console.log(`\n${tables}\n`);
-  for (const line of errorLines(cells)) console.log(`errors: ${line}`);
-  for (const [who, text] of Object.entries(sidecarLogs)) console.log(`${who} logged:\n${text.trimEnd().split("\n").slice(-10).join("\n")}`);
+  let startupResult: StartupResult | undefined;
+  if (startup) {
+    say(`sidecar start-up...`);
+    startupResult = await measureSidecarStartup({ appOrigin: app.origin, natsUrl: nats.url, profileDir: undefined }, say);
+  }
+  if (control?.output().trim()) logs.control = control.output();
 
-  const file = await saveResults({ startedAt, stamp, settings, nats, app, cells, sidecarLogs, profileRoot });
+  addRatios(cells, BASELINE);
+  const tables = cells.length ? [mainTable(cells, BASELINE), "", cpuTable(cells), "", cpuRatioTable(cells, BASELINE), "", sidesLegend(cells)] : [];
+  if (startupResult) tables.push("", startupTable(startupResult));
+  console.log(`\n${tables.join("\n")}\n`);
+  for (const line of errorLines(cells)) console.log(`errors: ${line}`);
+  for (const [who, text] of Object.entries(logs)) console.log(`${who} logged:\n${text.trimEnd().split("\n").slice(-10).join("\n")}`);
+
+  const file = await saveResults({ startedAt, stamp, settings, nats, app, cells, startup: startupResult, logs, profileRoot });
   say(`saved ${file}`);
 }
 
@@ -211,7 +278,8 @@ interface RunRecord {
   nats: BenchNats;
   app: { bodyBytes: number };
   cells: Cell[];
-  sidecarLogs: Record<string, string>;
+  startup: StartupResult | undefined;
+  logs: Record<string, string>;
   profileRoot: string | undefined;
 }
 
@@ -225,9 +293,17 @@ async function saveResults(run: RunRecord): Promise<string> {
     natsLauncher: run.nats.launcher,
     cpu: { model: cpus()[0]?.model, cores: cpus().length },
     kernel: release(),
-    settings: { ...run.settings, appBodyBytes: run.app.bodyBytes, sidecarLogLevel: "warn", scenarios: SCENARIOS.map((s) => ({ name: s.name, target: s.target })) },
+    settings: {
+      ...run.settings,
+      appBodyBytes: run.app.bodyBytes,
+      sidecarLogLevel: "warn",
+      baseline: BASELINE,
+      scenarios: SCENARIOS.map((s) => ({ name: s.name, target: s.target, needsControl: s.needsControl ?? false })),
+      peers: await peerVersions(),
+    },
     cells: run.cells,
-    sidecarLogs: run.sidecarLogs,
+    ...(run.startup ? { sidecarStartup: run.startup } : {}),
+    logs: run.logs,
     ...(run.profileRoot ? { profiles: run.profileRoot } : {}),
   };
   await mkdir(RESULTS_DIR, { recursive: true });

@@ -1,44 +1,90 @@
 // What the bench compares. A scenario is a small object: a name, a setup that
 // starts whatever sits between the load generator and the shared echo app,
-// and the request the load generator sends. To add a row (say "mesh with a
-// 3-rule route"), write a setup that starts sidecars via startSidecar(),
-// applies its policy, and returns the caller's origin; then list it in SCENARIOS.
+// and the request the load generator sends. Each scenario names the process
+// on its caller side (the one the load generator talks to) and on its
+// provider side (the one that answers over NATS), so every row of the report
+// has the same columns:
+//
+//   scenario             caller side        provider side      app on the path
+//   direct               -                  -                  yes
+//   floor                floor caller       floor provider     yes
+//   mesh                 caller sidecar     provider sidecar   yes
+//   mesh + 3-rule route  caller sidecar     provider sidecar   yes
+//   moleculer            moleculer gateway  moleculer service  no (answers itself)
+//
+// To add a row, write a setup that starts its processes (startNodePeer() or
+// startSidecar()) and returns the caller's origin; then list it in SCENARIOS.
+import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { request } from "undici";
 import { connectCli, controlRequest } from "../control/client.ts";
+import type { ControlRequests } from "../schemas/index.ts";
 import { type Child, freePort, startChild, waitFor } from "./procs.ts";
 
-/** What every scenario may use; the app and NATS are started once per run and shared. */
+/** What every scenario may use; the app, NATS and mesh control are started once per run and shared. */
 export interface BenchEnv {
   /** the echo app, e.g. http://127.0.0.1:40123 */
   appOrigin: string;
   natsUrl: string;
-  /** set when BENCH_PROFILE=1: sidecars run under --cpu-prof and write here */
+  /** set when BENCH_PROFILE=1: sidecars and peers run under --cpu-prof and write here */
   profileDir: string | undefined;
+}
+
+/** A process on one side of a deployment. */
+export interface Proc {
+  /** e.g. "caller sidecar", "floor provider" */
+  name: string;
+  pid: number;
+  /** what it logged (warn and up for the sidecars) */
+  output(): string;
 }
 
 /** The processes a scenario started, and where the load goes in. */
 export interface Deployment {
   /** where the load generator connects */
   origin: string;
-  /** sidecar processes, whose RSS is reported; output() is what they logged (warn and up) */
-  sidecars: Array<{ role: string; pid: number; output(): string }>;
+  /** the process the load generator talks to; absent for `direct` */
+  caller?: Proc;
+  /** the process that answers the caller over NATS; absent for `direct` */
+  provider?: Proc;
+  /** whether requests reach the shared echo app (its CPU is counted only then) */
+  usesApp: boolean;
   stop(): Promise<void>;
 }
 
 export interface Scenario {
   name: string;
+  /** mesh control must be running (run.ts starts one for the whole run) */
+  needsControl?: boolean;
   setup(env: BenchEnv): Promise<Deployment>;
   /** the request the load generator repeats; `host` names the mesh service */
   target: { path: string; host?: string; headers?: Record<string, string> };
 }
 
 const MESH_BIN = fileURLToPath(new URL("../bin/mesh.js", import.meta.url));
+const PEERS_DIR = fileURLToPath(new URL("./peers/", import.meta.url));
 /** the service the echo app plays in the mesh, and the name of the calling side */
 const PROVIDER_SERVICE = "bench";
 const CALLER_SERVICE = "loadgen";
+
+/** `--cpu-prof` flags when profiling: one dir per process (node names profiles by pid and thread; tsx's loader thread writes one too). */
+async function profileFlags(env: BenchEnv, role: string): Promise<string[]> {
+  if (!env.profileDir) return [];
+  const dir = join(env.profileDir, role.replaceAll(" ", "-"));
+  await mkdir(dir, { recursive: true });
+  return ["--cpu-prof", "--cpu-prof-dir", dir];
+}
+
+/** Polls http://<admin>/readyz until it answers 200. */
+export function readyzProbe(admin: string): () => Promise<true | undefined> {
+  return async () => {
+    const res = await fetch(`http://${admin}/readyz`, { signal: AbortSignal.timeout(1_000) });
+    await res.body?.cancel();
+    return res.status === 200 ? true : undefined;
+  };
+}
 
 export interface SidecarSpec {
   /** label in the report and in the profile dir name */
@@ -58,22 +104,33 @@ export interface RunningSidecar {
 export async function startSidecar(env: BenchEnv, spec: SidecarSpec): Promise<RunningSidecar> {
   const listen = `127.0.0.1:${await freePort()}`;
   const admin = `127.0.0.1:${await freePort()}`;
-  const nodeFlags: string[] = [];
-  if (env.profileDir) {
-    // One dir per sidecar: node names profiles by pid and thread, and tsx's loader thread writes one too.
-    const dir = join(env.profileDir, spec.role.replaceAll(" ", "-"));
-    await mkdir(dir, { recursive: true });
-    nodeFlags.push("--cpu-prof", "--cpu-prof-dir", dir);
-  }
-  const args = [...nodeFlags, MESH_BIN, "sidecar", "--service", spec.service, "--listen", listen, "--admin", admin, "--nats", env.natsUrl, "--log-level", "warn"];
+  const args = [...(await profileFlags(env, spec.role)), MESH_BIN, "sidecar", "--service", spec.service, "--listen", listen, "--admin", admin, "--nats", env.natsUrl, "--log-level", "warn"];
   if (spec.app) args.push("--app", spec.app);
   const child = startChild(spec.role, process.execPath, args);
-  await waitFor(child, "report ready on /readyz", async () => {
-    const res = await fetch(`http://${admin}/readyz`, { signal: AbortSignal.timeout(1_000) });
-    await res.body?.cancel();
-    return res.status === 200 ? true : undefined;
-  });
+  await waitFor(child, "report ready on /readyz", readyzProbe(admin));
   return { child, listen, admin };
+}
+
+/** A process of bench/peers/ run by plain `node` (no TypeScript loader), with what it printed once ready. */
+interface NodePeer<T> {
+  proc: Proc;
+  child: Child;
+  hello: T;
+}
+
+/** Starts `node bench/peers/<script> ...args`; resolves with the first JSON line it prints on stdout. */
+async function startNodePeer<T>(env: BenchEnv, role: string, script: string, args: string[]): Promise<NodePeer<T>> {
+  let stdout = "";
+  const child = startChild(role, process.execPath, [...(await profileFlags(env, role)), join(PEERS_DIR, script), ...args], {
+    cwd: PEERS_DIR,
+    onStdout: (chunk) => (stdout = (stdout + chunk).slice(-4_000)),
+  });
+  const hello = await waitFor(child, "say it is ready", async () => {
+    const line = stdout.split("\n").find((l) => l.startsWith("{"));
+    return line === undefined ? undefined : (JSON.parse(line) as T);
+  });
+  const output = () => `${stdout.split("\n").filter((l) => !l.startsWith("{")).join("\n")}${child.output()}`;
+  return { proc: { name: role, pid: child.pid, output }, child, hello };
 }
 
 /** One request through the deployment before timing starts, so a broken setup fails loudly. */
@@ -90,13 +147,37 @@ const direct: Scenario = {
   target: { path: "/echo" },
   async setup(env) {
     await smokeTest(env.appOrigin, this.target);
-    return { origin: env.appOrigin, sidecars: [], stop: async () => {} };
+    return { origin: env.appOrigin, usesApp: true, stop: async () => {} };
+  },
+};
+
+/** The least a NATS bridge can do: bench/peers/floor/caller.js -> NATS -> bench/peers/floor/provider.js -> app. */
+const floor: Scenario = {
+  name: "floor",
+  target: { path: "/echo" },
+  async setup(env) {
+    const subject = `floor.rpc.${PROVIDER_SERVICE}`;
+    const provider = await startNodePeer<{ ready: true }>(env, "floor provider", "floor/provider.js", [env.natsUrl, subject, env.appOrigin]);
+    const caller = await startNodePeer<{ port: number }>(env, "floor caller", "floor/caller.js", [env.natsUrl, subject]);
+    const origin = `http://127.0.0.1:${caller.hello.port}`;
+    await smokeTest(origin, this.target);
+    return {
+      origin,
+      caller: caller.proc,
+      provider: provider.proc,
+      usesApp: true,
+      stop: async () => {
+        await caller.child.stop();
+        await provider.child.stop();
+      },
+    };
   },
 };
 
 /** caller sidecar -> NATS -> provider sidecar -> app */
 const mesh: Scenario = {
   name: "mesh",
+  needsControl: true,
   target: { path: "/echo", host: PROVIDER_SERVICE },
   async setup(env) {
     const [provider, caller] = await Promise.all([
@@ -105,12 +186,12 @@ const mesh: Scenario = {
     ]);
     const origin = `http://${caller.listen}`;
     await smokeTest(origin, this.target);
+    const proc = (s: RunningSidecar): Proc => ({ name: s.child.name, pid: s.child.pid, output: s.child.output });
     return {
       origin,
-      sidecars: [
-        { role: "caller sidecar", pid: caller.child.pid, output: caller.child.output },
-        { role: "provider sidecar", pid: provider.child.pid, output: provider.child.output },
-      ],
+      caller: proc(caller),
+      provider: proc(provider),
+      usesApp: true,
       // Caller first, so nothing is in flight when the provider drains.
       stop: async () => {
         await caller.child.stop();
@@ -136,43 +217,87 @@ const THREE_RULE_ROUTE = {
   ],
 };
 
-/** Starts `mesh control` and publishes the route; the sidecars started afterwards read it before they are ready. */
-async function startControlWithRoute(env: BenchEnv): Promise<Child> {
+/** Starts `mesh control` (the buckets, the MESH_ACCESS stream, telemetry); resolves once its /readyz answers 200. */
+export async function startControl(env: Pick<BenchEnv, "natsUrl">): Promise<Child> {
   const admin = `127.0.0.1:${await freePort()}`;
   const control = startChild("control", process.execPath, [MESH_BIN, "control", "--nats", env.natsUrl, "--admin", admin, "--log-level", "warn"]);
-  await waitFor(control, "report ready on /readyz", async () => {
-    const res = await fetch(`http://${admin}/readyz`, { signal: AbortSignal.timeout(1_000) }).catch(() => undefined);
-    await res?.body?.cancel();
-    return res?.status === 200 ? true : undefined;
-  });
+  await waitFor(control, "report ready on /readyz", readyzProbe(admin));
+  return control;
+}
+
+async function controlCall<V extends "apply" | "delete">(env: BenchEnv, verb: V, body: ControlRequests[V]): Promise<void> {
   const nc = await connectCli({ nats: env.natsUrl });
   try {
-    await controlRequest(nc, "apply", { documents: [THREE_RULE_ROUTE] });
+    await controlRequest(nc, verb, body);
   } finally {
     await nc.close();
   }
-  return control;
 }
 
 /** `mesh` again, with the caller evaluating THREE_RULE_ROUTE for every request. */
 const meshWithRoute: Scenario = {
   name: "mesh + 3-rule route",
+  needsControl: true,
   target: mesh.target,
   async setup(env) {
-    const control = await startControlWithRoute(env);
-    const deployment = await mesh.setup.call(this, env);
+    // Published first: the sidecars started next read it before they are ready.
+    await controlCall(env, "apply", { documents: [THREE_RULE_ROUTE] });
+    const deployment = await mesh.setup.call(this, env).catch(async (err: unknown) => {
+      await controlCall(env, "delete", { kind: "Route", service: PROVIDER_SERVICE });
+      throw err;
+    });
     return {
       ...deployment,
       stop: async () => {
         await deployment.stop();
         // Whatever runs next starts without the route.
-        const nc = await connectCli({ nats: env.natsUrl });
-        await controlRequest(nc, "delete", { kind: "Route", service: PROVIDER_SERVICE }).finally(() => nc.close());
-        await control.stop();
+        await controlCall(env, "delete", { kind: "Route", service: PROVIDER_SERVICE });
       },
     };
   },
 };
 
-/** Run in this order; the first is the baseline of the mesh/direct ratios. */
-export const SCENARIOS: readonly Scenario[] = [direct, mesh, meshWithRoute];
+/**
+ * bench/peers/ has its own package.json and lock (Moleculer 0.14 needs the
+ * legacy `nats` v2 client, which natsmesh itself never depends on); it is
+ * installed with `npm ci` the first time a scenario needs it.
+ */
+async function ensurePeersInstalled(): Promise<void> {
+  const need = ["moleculer", "moleculer-web", "nats"];
+  if (need.every((p) => existsSync(join(PEERS_DIR, "node_modules", p, "package.json")))) return;
+  process.stderr.write("bench: installing the bench's peers (npm ci --prefix bench/peers)...\n");
+  const npm = process.platform === "win32" ? "npm.cmd" : "npm";
+  const child = startChild("npm ci (bench/peers)", npm, ["ci", "--prefix", PEERS_DIR, "--no-audit", "--no-fund"], { cwd: PEERS_DIR });
+  await child.exited;
+  if (child.process.exitCode !== 0) throw new Error(`npm ci in ${PEERS_DIR} failed (exit ${child.process.exitCode}):\n${child.output()}`);
+}
+
+/**
+ * The peer: moleculer-web gateway -> NATS transporter -> a Moleculer service
+ * that answers the echo app's JSON itself (one HTTP hop fewer than the others).
+ */
+const moleculer: Scenario = {
+  name: "moleculer",
+  target: { path: "/echo" },
+  async setup(env) {
+    await ensurePeersInstalled();
+    const service = await startNodePeer<{ ready: true }>(env, "moleculer service", "moleculer/service.js", [env.natsUrl]);
+    const gateway = await startNodePeer<{ port: number }>(env, "moleculer gateway", "moleculer/gateway.js", [env.natsUrl]);
+    const origin = `http://127.0.0.1:${gateway.hello.port}`;
+    await smokeTest(origin, this.target);
+    return {
+      origin,
+      caller: gateway.proc,
+      provider: service.proc,
+      usesApp: false,
+      stop: async () => {
+        await gateway.child.stop();
+        await service.child.stop();
+      },
+    };
+  },
+};
+
+/** Run in this order; `floor` is the baseline of every ratio. */
+export const SCENARIOS: readonly Scenario[] = [direct, floor, mesh, meshWithRoute, moleculer];
+export const BASELINE = floor.name;

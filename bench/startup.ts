@@ -1,0 +1,84 @@
+// Sidecar start-up, measured in the same run as the load scenarios: the time
+// from spawning `node bin/mesh.js sidecar --app <echo app> ...` to its admin
+// /readyz first answering 200, and its RSS once it has sat idle for a while.
+// The sidecar is a provider (it has an app), against the run's NATS and mesh
+// control, so ready means: connected, policy read, app answering, queue
+// groups joined. Repeated STARTUP_RUNS times, one after another; the median
+// is what the table shows.
+import { fileURLToPath } from "node:url";
+import { freePort, rssMiB, startChild } from "./procs.ts";
+import type { BenchEnv } from "./scenarios.ts";
+
+const MESH_BIN = fileURLToPath(new URL("../bin/mesh.js", import.meta.url));
+export const STARTUP_RUNS = 3;
+/** how long a ready sidecar sits idle before its RSS is read (ms) */
+export const IDLE_SETTLE_MS = 2_000;
+/** /readyz is polled this often while waiting (ms); it bounds the timing's resolution */
+const POLL_MS = 5;
+const READY_TIMEOUT_MS = 30_000;
+
+export interface StartupSample {
+  /** spawn -> first 200 from /readyz (ms) */
+  readyMs: number;
+  /** RSS IDLE_SETTLE_MS after ready (MiB) */
+  idleRssMiB: number | undefined;
+}
+
+export interface StartupResult {
+  runs: StartupSample[];
+  median: { readyMs: number; idleRssMiB: number | undefined };
+  settings: { runs: number; idleSettleMs: number; pollMs: number; service: string };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+async function readyOnce(admin: string): Promise<boolean> {
+  try {
+    const res = await fetch(`http://${admin}/readyz`, { signal: AbortSignal.timeout(1_000) });
+    await res.body?.cancel();
+    return res.status === 200;
+  } catch {
+    return false;
+  }
+}
+
+async function startOnce(env: BenchEnv, service: string, run: number): Promise<StartupSample> {
+  const listen = `127.0.0.1:${await freePort()}`;
+  const admin = `127.0.0.1:${await freePort()}`;
+  const args = [MESH_BIN, "sidecar", "--service", service, "--app", env.appOrigin, "--nats", env.natsUrl, "--listen", listen, "--admin", admin, "--log-level", "warn"];
+  const t0 = performance.now();
+  const child = startChild(`startup sidecar #${run}`, process.execPath, args);
+  try {
+    let readyMs: number | undefined;
+    while (readyMs === undefined) {
+      if (child.process.exitCode !== null || child.process.signalCode !== null) throw new Error(`${child.name} exited before it was ready:\n${child.output()}`);
+      if (await readyOnce(admin)) readyMs = performance.now() - t0;
+      else if (performance.now() - t0 > READY_TIMEOUT_MS) throw new Error(`${child.name} was not ready within ${READY_TIMEOUT_MS} ms:\n${child.output()}`);
+      else await new Promise((r) => setTimeout(r, POLL_MS));
+    }
+    await new Promise((r) => setTimeout(r, IDLE_SETTLE_MS));
+    return { readyMs, idleRssMiB: await rssMiB(child.pid) };
+  } finally {
+    await child.stop();
+  }
+}
+
+export async function measureSidecarStartup(env: BenchEnv, say: (line: string) => void): Promise<StartupResult> {
+  const service = "startup";
+  const runs: StartupSample[] = [];
+  for (let i = 1; i <= STARTUP_RUNS; i++) {
+    const sample = await startOnce(env, service, i);
+    say(`  start #${i}: ready after ${sample.readyMs.toFixed(0)} ms, idle RSS ${sample.idleRssMiB?.toFixed(1) ?? "-"} MiB`);
+    runs.push(sample);
+  }
+  const rss = runs.map((r) => r.idleRssMiB).filter((v): v is number => v !== undefined);
+  return {
+    runs,
+    median: { readyMs: median(runs.map((r) => r.readyMs)), idleRssMiB: rss.length ? median(rss) : undefined },
+    settings: { runs: STARTUP_RUNS, idleSettleMs: IDLE_SETTLE_MS, pollMs: POLL_MS, service },
+  };
+}
