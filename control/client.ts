@@ -3,6 +3,7 @@ import {
   Defaults,
   authenticatorFromFile,
   ctlSubject,
+  inboxPrefixFor,
   formatProblem, type ControlErrorBody, type ControlReplies, type ControlRequests, type ControlVerb } from "../schemas/index.ts";
 
 /** Exit codes of every CLI command (DESIGN §2). */
@@ -36,6 +37,8 @@ export async function connectCli(flags: NatsFlags): Promise<NatsConnection> {
     return await connect({
       servers,
       name: "mesh-cli",
+      // The CLI's own inboxes: in secure mode the admin identity may read no others.
+      inboxPrefix: inboxPrefixFor("admin"),
       noAsyncTraces: true,
       timeout: 3_000,
       maxReconnectAttempts: 0,

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { parseArgs } from "node:util";
 import pino from "pino";
-import { Defaults, connectNats, startAdmin } from "../schemas/index.ts";
+import { Defaults, connectNats, inboxPrefixFor, startAdmin } from "../schemas/index.ts";
 import { CliError, Exit, natsServers } from "./client.ts";
 import { startControl } from "./service.ts";
 
@@ -30,6 +30,8 @@ export async function runControl(args: string[]): Promise<number> {
   const { nc, connected } = await connectNats({
     servers: natsServers(values),
     name: "mesh-control",
+    // Its own inboxes: in secure mode control may read no others.
+    inboxPrefix: inboxPrefixFor("control"),
     creds: values.creds ?? process.env.NATS_CREDS,
     logger,
   });

@@ -1,20 +1,26 @@
-// Who may do what on NATS in secure mode, as plain data: the permissions of
-// each identity `mesh creds` writes, and the nats-server `authorization`
-// block that carries them. Pure functions, so the permission set is
-// unit-testable and reviewed in one place; test/security.test.ts proves it
-// against a real nats-server (2.9 syntax).
+// Who may do what on NATS in secure mode, as plain data: the two accounts,
+// what control's account exports to the sidecars' account, the permissions
+// of each identity `mesh creds` writes, and the nats-server `accounts` block
+// that carries them. Pure functions, so the whole grant is unit-testable and
+// reviewed in one place; test/security.test.ts attacks it on a real
+// nats-server (2.9 syntax). docs/security.md explains every line.
 import {
-  ACCESS_STREAM,
+  ACCESS_PREFIX,
   CTL_PREFIX,
+  JS_API,
+  KV_CHANGES_PREFIX,
+  MESH_JS_API,
   POLICY_BUCKETS,
   REGISTRY_BUCKET,
   RPC_PREFIX,
-  SHARED_INBOX_PREFIX,
+  TELEMETRY_PREFIX,
   accessSubject,
   inboxPrefixFor,
   isServiceName,
+  kvChangesSubject,
+  kvStream,
   quotaLeaseSubject,
-  registryKey,
+  registerSubject,
   rpcSubject,
   telemetrySubject,
 } from "../schemas/index.ts";
@@ -28,9 +34,9 @@ export interface SubjectRule {
 /**
  * No identity gets `allow_responses`: it lets a client publish once to the
  * reply subject of any message it receives, and a client can send itself a
- * message whose reply subject is anything (`mesh.rpc.orders._.frontend`,
- * `mesh.ctl.v1.apply`), so it would void every publish grant below.
- * Providers answer on `_INBOX.>` instead (test/security.test.ts proves both).
+ * message whose reply subject is anything, so it would void every publish
+ * grant below. Sidecars answer on `_INBOX.<caller>.<token>.<themselves>`
+ * instead (schemas/subjects.ts).
  */
 export interface UserPermissions {
   publish: SubjectRule;
@@ -50,11 +56,45 @@ export const CONTROL_IDENTITY = "control";
 export const ADMIN_IDENTITY = "admin";
 export const RESERVED_IDENTITIES: readonly string[] = Object.freeze([CONTROL_IDENTITY, ADMIN_IDENTITY]);
 
+/**
+ * The two accounts. `CONTROL` holds JetStream (every bucket and stream) and
+ * control alone; `MESH` holds the sidecars and the CLI, has no JetStream, and
+ * reaches control's account only through the imports below. A reply subject
+ * is never permission-checked, so whatever JetStream answers or delivers for
+ * a client must not be able to land in a stream: across an import the server
+ * maps replies into the importer's account, where no stream exists.
+ */
+export const CONTROL_ACCOUNT = "CONTROL";
+export const MESH_ACCOUNT = "MESH";
 
-const JS_API = "$JS.API";
-const kvStream = (bucket: string) => `KV_${bucket}`;
-const POLICY_STREAMS = Object.values(POLICY_BUCKETS).map(kvStream);
-const REGISTRY_STREAM = kvStream(REGISTRY_BUCKET);
+/** Buckets a sidecar reads (direct get and stream info only; docs/security.md). */
+const READABLE_BUCKETS = [...Object.values(POLICY_BUCKETS), REGISTRY_BUCKET];
+
+/** One service control's account exports, and the subject the sidecars' account imports it under. */
+export interface ServiceShare {
+  /** in control's account */
+  subject: string;
+  /** in the sidecars' account; absent: the same */
+  as?: string;
+}
+
+/**
+ * What the sidecars' account may reach of control's. Services (requests and
+ * one answer each): the control verbs, telemetry, access records into stream
+ * MESH_ACCESS, and two read-only JetStream calls on the KV streams, under
+ * `$JS.mesh.API` because an account without JetStream answers `$JS.API.>`
+ * itself. Streams (one way): the changes JetStream republishes.
+ */
+export function controlExports(): { services: ServiceShare[]; streams: string[] } {
+  const js = READABLE_BUCKETS.flatMap((bucket) => {
+    const stream = kvStream(bucket);
+    return [`DIRECT.GET.${stream}`, `DIRECT.GET.${stream}.>`, `STREAM.INFO.${stream}`].map((api) => ({ subject: `${JS_API}.${api}`, as: `${MESH_JS_API}.${api}` }));
+  });
+  return {
+    services: [{ subject: `${CTL_PREFIX}.>` }, { subject: `${TELEMETRY_PREFIX}.>` }, { subject: `${ACCESS_PREFIX}.>` }, ...js],
+    streams: [`${KV_CHANGES_PREFIX}.>`],
+  };
+}
 
 /** A problem with an identity name, or undefined when `mesh creds` may write it. */
 export function checkIdentity(service: string): string | undefined {
@@ -64,116 +104,80 @@ export function checkIdentity(service: string): string | undefined {
 }
 
 /**
- * What nats.js 3.4 sends to read a KV bucket with `Kvm.open`, `status`,
- * `keys`, `get` and `watch` (ordered push consumers), and nothing that
- * changes the bucket:
- * - `STREAM.INFO.<stream>`: `kv.status()` (the sidecar's "does the bucket exist").
- * - `CONSUMER.CREATE.<stream>.>`: `keys()` and `watch()` create an ordered
- *   consumer; with server 2.9+ the subject carries the consumer name and the
- *   filter (`...CREATE.KV_x.<name>.$KV.x.<key>`), and a stall or a gap
- *   re-creates it under a new name.
- * - `CONSUMER.INFO.<stream>.*`: pending counts after creating it.
- * - `CONSUMER.DELETE.<stream>.*`: an ordered consumer deletes its old
- *   incarnation when it resets (they also expire by themselves).
- * - `DIRECT.GET.<stream>.>`: `kv.get(key)` on buckets with allow_direct
- *   (every bucket control makes on 2.9+): the key's subject is appended, so
- *   the grant could even be narrowed per key.
- * - `STREAM.MSG.GET.<stream>`: the same get on a bucket made without allow_direct.
- * - `$JS.FC.<stream>.>`: flow-control answers of the ordered consumer (to
- *   the reply subject of a flow-control message, or to the subject a stalled
- *   consumer names in a header).
+ * A service's sidecar, in the sidecars' account: it calls as itself only,
+ * answers and streams to inboxes only as itself, serves only its own
+ * requests, reads the policy buckets and the registry, and reports only its
+ * own telemetry, access records, quota leases and registry entries. It
+ * cannot create a consumer or write any bucket.
  */
-export function kvReadSubjects(stream: string): string[] {
-  return [
-    `${JS_API}.STREAM.INFO.${stream}`,
-    `${JS_API}.CONSUMER.CREATE.${stream}.>`,
-    `${JS_API}.CONSUMER.INFO.${stream}.*`,
-    `${JS_API}.CONSUMER.DELETE.${stream}.*`,
-    `${JS_API}.DIRECT.GET.${stream}.>`,
-    `${JS_API}.STREAM.MSG.GET.${stream}`,
-    `$JS.FC.${stream}.>`,
-  ];
-}
-
-export interface SidecarPermissionOptions {
-  /**
-   * The prefix of the sidecar's inboxes (its requests' replies, its KV
-   * watches' deliveries). With the default, `_INBOX`, every sidecar may
-   * subscribe to `_INBOX.>` and so could read the replies other services
-   * receive; a sidecar connected with `inboxPrefix: inboxPrefixFor(service)`
-   * can be held to its own inboxes.
-   */
-  inboxPrefix?: string;
-}
-
-export { SHARED_INBOX_PREFIX, inboxPrefixFor };
-
-/**
- * A service's sidecar: it calls as itself only, serves only its own
- * requests, reads every policy bucket and the registry, and writes only its
- * own registry entries, telemetry and access logs.
- */
-export function sidecarPermissions(service: string, opts: SidecarPermissionOptions = {}): UserPermissions {
+export function sidecarPermissions(service: string): UserPermissions {
   const problem = checkIdentity(service);
   if (problem) throw new RangeError(problem);
-  const inbox = opts.inboxPrefix ?? SHARED_INBOX_PREFIX;
   return {
     publish: {
       allow: [
         // The caller is the last token (also of `mesh.rpc.<s>.~<instance>.<caller>`):
         // this grant is what makes the caller in a subject true.
         rpcSubject("*", "*", service),
-        // Answers to the requests it serves; callers' reply subjects are inboxes.
-        `${SHARED_INBOX_PREFIX}.>`,
+        // To another sidecar's inbox only as itself: answers, stream chunks and credits.
+        `${inboxPrefixFor("*")}.*.${service}`,
         telemetrySubject(service, "*"),
         // Access records as the caller of its outbound calls and the provider of its inbound ones.
         accessSubject("*", service, "outbound"),
         accessSubject(service, "*", "inbound"),
-        // Leases of its own quota only.
+        // Leases of its own quota, heartbeats of its own instances.
         quotaLeaseSubject(service),
-        ...[...POLICY_STREAMS, REGISTRY_STREAM].flatMap(kvReadSubjects),
-        // Its own registry entries: put (heartbeat) and delete (drain).
-        `$KV.${REGISTRY_BUCKET}.${registryKey(service, "*")}`,
+        registerSubject(service),
+        ...READABLE_BUCKETS.flatMap((bucket) => {
+          const stream = kvStream(bucket);
+          return [`${MESH_JS_API}.DIRECT.GET.${stream}`, `${MESH_JS_API}.DIRECT.GET.${stream}.>`, `${MESH_JS_API}.STREAM.INFO.${stream}`];
+        }),
       ],
     },
-    subscribe: { allow: [`${RPC_PREFIX}.${service}.>`, `${inbox}.>`] },
-  };
-}
-
-/** Control: serves `mesh.ctl.v1.>`, creates and writes every bucket, reads telemetry and access logs. */
-export function controlPermissions(): UserPermissions {
-  return {
-    publish: { allow: ["mesh.>", "$JS.API.>", "$JS.FC.>", "$JS.ACK.>", "$KV.>", `${SHARED_INBOX_PREFIX}.>`] },
-    subscribe: { allow: ["mesh.>", `${SHARED_INBOX_PREFIX}.>`] },
+    subscribe: {
+      allow: [
+        `${RPC_PREFIX}.${service}.>`,
+        `${inboxPrefixFor(service)}.>`,
+        kvChangesSubject(POLICY_BUCKETS.Route),
+        kvChangesSubject(POLICY_BUCKETS.Authz),
+        kvChangesSubject(POLICY_BUCKETS.Quota, service),
+        kvChangesSubject(REGISTRY_BUCKET),
+      ],
+    },
   };
 }
 
 /**
- * The `mesh` CLI: talks to control only, and reads the access-log stream
- * (`mesh logs`: an ordered pull consumer) without changing it. It takes no
- * quota leases.
+ * Control, alone in its account: serves the verbs, owns every bucket and
+ * stream. It answers requests that came through the import on the reply
+ * subjects the server made for them (`_R_.…`).
  */
+export function controlPermissions(): UserPermissions {
+  const inbox = `${inboxPrefixFor(CONTROL_IDENTITY)}.>`;
+  return {
+    publish: { allow: ["mesh.>", `${JS_API}.>`, "$JS.FC.>", "$JS.ACK.>", "$KV.>", inbox, "_R_.>"] },
+    subscribe: { allow: ["mesh.>", inbox] },
+  };
+}
+
+/** The `mesh` CLI, in the sidecars' account: talks to control only (`mesh logs` too, through control). */
 export function adminPermissions(): UserPermissions {
   return {
-    publish: {
-      allow: [
-        `${CTL_PREFIX}.>`,
-        ...kvReadSubjects(ACCESS_STREAM),
-        // Pull consumers fetch with MSG.NEXT and may be created without a name on older servers.
-        `${JS_API}.CONSUMER.CREATE.${ACCESS_STREAM}`,
-        `${JS_API}.CONSUMER.MSG.NEXT.${ACCESS_STREAM}.*`,
-      ],
-      deny: [quotaLeaseSubject(">")],
-    },
-    subscribe: { allow: [`${SHARED_INBOX_PREFIX}.>`] },
+    publish: { allow: [`${CTL_PREFIX}.>`], deny: [quotaLeaseSubject(">"), registerSubject(">")] },
+    subscribe: { allow: [`${inboxPrefixFor(ADMIN_IDENTITY)}.>`] },
   };
 }
 
 /** Permissions of an identity by its name. */
-export function permissionsFor(identity: string, opts: SidecarPermissionOptions = { inboxPrefix: inboxPrefixFor(identity) }): UserPermissions {
+export function permissionsFor(identity: string): UserPermissions {
   if (identity === CONTROL_IDENTITY) return controlPermissions();
   if (identity === ADMIN_IDENTITY) return adminPermissions();
-  return sidecarPermissions(identity, opts);
+  return sidecarPermissions(identity);
+}
+
+/** The inbox prefix an identity's connections use: its permissions allow no other. */
+export function inboxPrefixOf(identity: string): string {
+  return identity === CONTROL_IDENTITY || identity === ADMIN_IDENTITY ? inboxPrefixFor(identity) : `${inboxPrefixFor(identity)}.c`;
 }
 
 function describe(identity: string): string {
@@ -182,46 +186,73 @@ function describe(identity: string): string {
   return `the sidecar of service '${identity}'`;
 }
 
+const q = (s: string) => JSON.stringify(s);
+
 /** One subject per line: auth.conf is read by people reviewing who may do what. */
 function renderList(key: string, subjects: readonly string[], indent: string): string[] {
-  return [`${indent}${key}: [`, ...subjects.map((s) => `${indent}  ${JSON.stringify(s)}`), `${indent}]`];
+  return [`${indent}${key}: [`, ...subjects.map((s) => `${indent}  ${q(s)}`), `${indent}]`];
 }
 
-function renderRule(name: string, rule: SubjectRule): string[] {
-  const indent = "          ";
-  const deny = rule.deny?.length ? renderList("deny", rule.deny, indent) : [];
-  return [`        ${name}: {`, ...renderList("allow", rule.allow, indent), ...deny, "        }"];
+function renderRule(name: string, rule: SubjectRule, indent: string): string[] {
+  const inner = `${indent}  `;
+  const deny = rule.deny?.length ? renderList("deny", rule.deny, inner) : [];
+  return [`${indent}${name}: {`, ...renderList("allow", rule.allow, inner), ...deny, `${indent}}`];
 }
 
-function renderUser(user: AuthUser): string {
+function renderUser(user: AuthUser, indent: string): string {
   const p = user.permissions;
-  const lines = [
-    `    # ${user.identity}: ${describe(user.identity)}`,
-    `    { nkey: ${user.nkey}`,
-    "      permissions: {",
-    ...renderRule("publish", p.publish),
-    ...renderRule("subscribe", p.subscribe),
-    "      }",
-    "    }",
-  ];
-  return lines.join("\n");
+  return [
+    `${indent}# ${user.identity}: ${describe(user.identity)}`,
+    `${indent}{ nkey: ${user.nkey}`,
+    `${indent}  permissions: {`,
+    ...renderRule("publish", p.publish, `${indent}    `),
+    ...renderRule("subscribe", p.subscribe, `${indent}    `),
+    `${indent}  }`,
+    `${indent}}`,
+  ].join("\n");
 }
 
 /**
- * The `authorization` block of nats-server (2.9+) for these users; a server
- * that includes it refuses every client without one of their keys (there is
- * no `no_auth_user`). Subjects are quoted: `$` would start a variable.
+ * The `accounts` block of nats-server (2.9+) for these users; a server that
+ * includes it refuses every client without one of their keys (there is no
+ * `no_auth_user`). Subjects are quoted: `$` would start a variable.
  */
 export function renderAuthConf(users: readonly AuthUser[]): string {
+  const inControl = users.filter((u) => u.identity === CONTROL_IDENTITY);
+  const inMesh = users.filter((u) => u.identity !== CONTROL_IDENTITY);
+  const { services, streams } = controlExports();
+  const exports = [...services.map((s) => `      { service: ${q(s.subject)} }`), ...streams.map((s) => `      { stream: ${q(s)} }`)];
+  const imports = [
+    ...services.map((s) => `      { service: { account: ${CONTROL_ACCOUNT}, subject: ${q(s.subject)} }${s.as ? `, to: ${q(s.as)}` : ""} }`),
+    ...streams.map((s) => `      { stream: { account: ${CONTROL_ACCOUNT}, subject: ${q(s)} } }`),
+  ];
   return [
-    "# Generated by `mesh creds`: one nkey user per mesh identity. Regenerated on",
-    "# every run; edit the command, not this file. Include it from nats.conf with",
+    "# Generated by `mesh creds`: one nkey user per mesh identity, in two accounts.",
+    "# Regenerated on every run; edit the command, not this file. Include it from",
+    "# nats.conf with",
     "#   include ./auth.conf",
     "# and give each process its seed file with --creds (env NATS_CREDS).",
-    "authorization {",
-    "  users = [",
-    users.map(renderUser).join("\n"),
-    "  ]",
+    "# Why each line is here: docs/security.md.",
+    "accounts {",
+    `  # control's: every bucket and stream; nothing else runs here.`,
+    `  ${CONTROL_ACCOUNT}: {`,
+    "    jetstream: enabled",
+    "    users: [",
+    inControl.map((u) => renderUser(u, "      ")).join("\n"),
+    "    ]",
+    "    exports: [",
+    ...exports,
+    "    ]",
+    "  }",
+    `  # sidecars and the CLI: no JetStream; control's account only through these imports.`,
+    `  ${MESH_ACCOUNT}: {`,
+    "    users: [",
+    inMesh.map((u) => renderUser(u, "      ")).join("\n"),
+    "    ]",
+    "    imports: [",
+    ...imports,
+    "    ]",
+    "  }",
     "}",
     "",
   ].join("\n");

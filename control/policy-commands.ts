@@ -91,8 +91,16 @@ export async function validate(args: string[]): Promise<number> {
 }
 
 function printRevision(r: PolicyRevision): void {
-  console.log(`# ${r.kind} ${r.service}, revision ${r.revision}, ${r.created}`);
-  process.stdout.write(stringify(r.document));
+  const rejected = r.rejected;
+  if (rejected && r.noneValid) {
+    const effect = r.kind === "Authz" ? "sidecars deny every caller" : "sidecars use defaults";
+    console.log(`# ${r.kind} ${r.service}: revision ${rejected.revision} (${rejected.created}) is invalid and no earlier revision is valid: ${effect}`);
+  } else console.log(`# ${r.kind} ${r.service}, revision ${r.revision} in force, ${r.created}`);
+  if (rejected) {
+    if (!r.noneValid) console.log(`# revision ${rejected.revision} (${rejected.created}) was rejected and is not applied:`);
+    for (const p of rejected.problems) console.log(`#   ${p}`);
+  }
+  if (!r.noneValid) process.stdout.write(stringify(r.document));
 }
 
 export async function get(args: string[]): Promise<number> {

@@ -1,6 +1,7 @@
 import type { KV, KvEntry } from "@nats-io/kv";
 import {
   POLICY_KINDS,
+  checkStoredPolicy,
   validatePolicy,
   validatePolicyDocuments,
   type ControlReplies,
@@ -47,13 +48,14 @@ export class PolicyStore {
     return { applied, warnings };
   }
 
+  /** The revision in force per key: the newest valid one, as a sidecar starting now would apply it, saying so when a newer one is rejected. */
   async get(req: ControlRequests["get"]): Promise<ControlReplies["get"]> {
     const kv = this.#kv(req.kind);
     const keys = req.service ? [req.service] : await collect(await kv.keys());
     const items: PolicyRevision[] = [];
     for (const key of keys.sort()) {
       const entry = await kv.get(key);
-      if (entry && entry.operation === "PUT") items.push(revisionOf(req.kind, entry));
+      if (entry && entry.operation === "PUT") items.push(await this.#inForce(req.kind, revisionOf(req.kind, entry)));
     }
     if (req.service && items.length === 0) throw new ControlError("not_found", `no ${req.kind} policy for '${req.service}'`);
     return { items };
@@ -118,6 +120,18 @@ export class PolicyStore {
       known.set(s.service, set);
     }
     return known;
+  }
+
+  async #inForce(kind: PolicyKind, current: PolicyRevision): Promise<PolicyRevision> {
+    const checked = checkStoredPolicy(kind, current.service, current.document);
+    if (checked.ok) return current;
+    const rejected = { revision: current.revision, created: current.created, problems: checked.problems };
+    const older = (await this.#history(kind, current.service)).filter((e) => e.revision < current.revision).reverse();
+    for (const e of older) {
+      if (e.operation !== "PUT") break;
+      if (checkStoredPolicy(kind, e.service, e.document).ok) return { ...e, rejected };
+    }
+    return { ...current, rejected, noneValid: true };
   }
 
   async #check(values: unknown[]) {

@@ -32,6 +32,14 @@ export interface PolicyRevision {
   operation: "PUT" | "DEL" | "PURGE";
   /** absent for deletions; may be invalid if written straight into KV */
   document?: unknown;
+  /**
+   * `get` only: a newer revision that fails validation, which sidecars do
+   * not apply. This revision is the one in force; with `noneValid` there is
+   * none and the item is the rejected revision itself.
+   */
+  rejected?: { revision: number; created: string; problems: string[] };
+  /** `get` only: no revision since the last deletion is valid, so sidecars use defaults (for Authz: deny every caller) */
+  noneValid?: boolean;
 }
 
 export interface ControlRequests {

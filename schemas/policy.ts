@@ -82,6 +82,19 @@ export function validatePolicy(doc: unknown, opts: SemanticOptions = {}): Valida
   return { ok: true, value: deepFreeze(checked.value), warnings: checked.warnings.map((p) => ({ document: 0, ...p })) };
 }
 
+/**
+ * A value stored under `key` of `kind`'s bucket, as sidecars and control
+ * judge it on read: valid, of the bucket's kind, and about its key's service.
+ */
+export function checkStoredPolicy(kind: PolicyKind, key: string, doc: unknown): { ok: true; value: Readonly<PolicyDocument> } | { ok: false; problems: string[] } {
+  const result = validatePolicy(doc);
+  if (!result.ok) return { ok: false, problems: result.problems.map((p) => `${p.path}: ${p.message}`) };
+  const policy = result.value;
+  if (policy.kind !== kind) return { ok: false, problems: [`kind: expected ${kind}, got "${policy.kind}"`] };
+  if (policy.service !== key) return { ok: false, problems: [`service: "${policy.service}" does not match key "${key}"`] };
+  return { ok: true, value: policy };
+}
+
 interface Checked {
   value?: PolicyDocument;
   problems: Problem[];

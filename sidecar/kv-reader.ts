@@ -104,8 +104,9 @@ export class KvReader {
     try {
       return await this.#nc.request(subject, JSON.stringify(body), { timeout: this.#timeoutMs });
     } catch (err) {
-      // Direct gets are served by the stream's own subscription: nobody there = no such stream.
-      if (err instanceof RequestError && err.isNoResponders() && subject.includes(".DIRECT.GET.")) throw new BucketMissingError(bucket);
+      // Nobody serves the JetStream API at all: this account has no JetStream, so no bucket either.
+      // (A direct get nobody answers is another matter: the stream may be offline for now.)
+      if (err instanceof RequestError && err.isNoResponders() && subject.includes(".STREAM.INFO.")) throw new BucketMissingError(bucket);
       throw err;
     }
   }

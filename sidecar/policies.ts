@@ -7,8 +7,7 @@ import {
   checkRegistryEntry,
   registryKey,
   type RegistryEntry,
-  formatProblem,
-  validatePolicy,
+  checkStoredPolicy,
   type AuthzPolicy,
   type PolicyDocument,
   type PolicyKind,
@@ -31,14 +30,7 @@ const registryValue: ValueCheck<RegistryEntry> = (doc, key) => {
 
 /** A value in KV is applied only if it validates, is of the bucket's kind, and names its key's service. */
 function checkFor<T extends PolicyDocument>(kind: PolicyKind): ValueCheck<T> {
-  return (doc, key) => {
-    const result = validatePolicy(doc);
-    if (!result.ok) return { ok: false, problems: result.problems.map(formatProblem) };
-    const policy = result.value;
-    if (policy.kind !== kind) return { ok: false, problems: [`kind: expected ${kind}, got "${policy.kind}"`] };
-    if (policy.service !== key) return { ok: false, problems: [`service: "${policy.service}" does not match key "${key}"`] };
-    return { ok: true, value: policy as Readonly<T> };
-  };
+  return (doc, key) => checkStoredPolicy(kind, key, doc) as ReturnType<ValueCheck<T>>;
 }
 
 export interface SidecarPoliciesOptions {
@@ -67,6 +59,8 @@ export class SidecarPolicies {
   /** live instances of every service, for latency-aware balancing */
   readonly instances = new InstanceView();
   readonly #followers: Array<KvFollower<any>> = [];
+  readonly #authz: KvFollower<AuthzPolicy>;
+  readonly #provider: boolean;
   /**
    * The registry changes with every heartbeat of every instance, so it is
    * followed only once some route asks for p2c-ewma, which needs it.
@@ -106,20 +100,20 @@ export class SidecarPolicies {
       check: registryValue,
       onChange: (key, applied) => this.instances.update(key, applied?.document as RegistryEntry | undefined),
     });
-    this.#followers.push(
-      new KvFollower<AuthzPolicy>({
-        ...common,
-        bucket: POLICY_BUCKETS.Authz,
-        key: ">",
-        check: checkFor("Authz"),
-        onChange: (key, applied) => {
-          if (applied) this.authz.set(key, compileAuthz(applied.document));
-          else this.authz.delete(key);
-        },
-        // Fail closed: an Authz document nobody can read correctly allows nobody.
-        onInvalid: (key) => this.authz.set(key, denyAll),
-      }),
-    );
+    this.#provider = opts.provider;
+    this.#authz = new KvFollower<AuthzPolicy>({
+      ...common,
+      bucket: POLICY_BUCKETS.Authz,
+      key: ">",
+      check: checkFor("Authz"),
+      onChange: (key, applied) => {
+        if (applied) this.authz.set(key, compileAuthz(applied.document));
+        else this.authz.delete(key);
+      },
+      // Fail closed: an Authz document nobody can read correctly allows nobody.
+      onInvalid: (key) => this.authz.set(key, denyAll),
+    });
+    this.#followers.push(this.#authz);
     if (opts.provider) {
       this.#followers.push(
         new KvFollower<QuotaPolicy>({
@@ -139,7 +133,12 @@ export class SidecarPolicies {
   }
 
   async start(): Promise<void> {
-    await Promise.all(this.#followers.map((w) => w.start()));
+    // A caller reads other services' Authz only to fail fast: it need not wait for them. A provider's
+    // own Authz is what it enforces, so until it is read the provider is not ready (fail closed).
+    const waitFor = this.#provider ? this.#followers : this.#followers.filter((w) => w !== this.#authz);
+    const authz = this.#provider ? undefined : this.#authz.start();
+    authz?.catch(() => undefined);
+    await Promise.all(waitFor.map((w) => w.start()));
     // A p2c-ewma route read just now started the registry watch: have its instances before serving.
     await this.#registryStarted;
     this.#loaded = true;

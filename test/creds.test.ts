@@ -8,22 +8,21 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { before, describe, test } from "node:test";
 import { connect, nkeys, type ConnectionOptions } from "@nats-io/transport-node";
-import { Kvm } from "@nats-io/kv";
 import { seedFile, writeCreds } from "../control/creds.ts";
 import {
   adminPermissions,
   controlPermissions,
-  inboxPrefixFor,
+  inboxPrefixOf,
   permissionsFor,
   renderAuthConf,
   sidecarPermissions,
-  type AuthUser,
 } from "../control/creds-permissions.ts";
+import { controlRequest } from "../control/client.ts";
 import { ensureNatsServer } from "../control/nats-binary.ts";
-import { authenticatorFromFile, REGISTRY_BUCKET } from "../schemas/index.ts";
+import { authenticatorFromFile } from "../schemas/index.ts";
 import { onFileEnd } from "./helpers/cleanup.ts";
 import { startTestControl } from "./helpers/control.ts";
-import { eventually, runMesh } from "./helpers/mesh.ts";
+import { meshRequest, runMesh } from "./helpers/mesh.ts";
 import { withNats } from "./helpers/nats.ts";
 
 let root: string;
@@ -35,16 +34,17 @@ before(async () => {
 const publicKeyOf = async (file: string) => nkeys.fromSeed(new TextEncoder().encode((await readFile(file, "utf8")).trim())).getPublicKey();
 
 describe("permission builder", () => {
-  test("a sidecar publishes as itself only and never writes policy", () => {
+  test("a sidecar publishes as itself only, answers inboxes only as itself, and never writes a bucket", () => {
     const p = sidecarPermissions("frontend");
-    for (const own of ["mesh.rpc.*.*.frontend", "mesh.ctl.v1.quota.frontend", "mesh.access.*.frontend.outbound", "mesh.access.frontend.*.inbound", "mesh.telemetry.frontend.*"]) {
+    for (const own of ["mesh.rpc.*.*.frontend", "_INBOX.*.*.frontend", "mesh.ctl.v1.quota.frontend", "mesh.ctl.v1.register.frontend", "mesh.access.*.frontend.outbound", "mesh.access.frontend.*.inbound", "mesh.telemetry.frontend.*"]) {
       assert.ok(p.publish.allow.includes(own), own);
     }
     assert.ok(!p.publish.allow.some((s) => /^mesh\.rpc\.(>|[^.]+\.[^.]+\.(\*|>))$/.test(s)), "no grant for another caller token");
-    assert.deepEqual(p.publish.allow.filter((s) => s.startsWith("$KV.")), ["$KV.mesh_registry.frontend.*"]);
-    assert.ok(!p.publish.allow.some((s) => /STREAM\.(CREATE|UPDATE|DELETE|PURGE)|MSG\.DELETE|\$JS\.API\.>/.test(s)));
-    assert.deepEqual(p.subscribe.allow, ["mesh.rpc.frontend.>", "_INBOX.>"]);
-    assert.deepEqual(sidecarPermissions("frontend", { inboxPrefix: inboxPrefixFor("frontend") }).subscribe.allow, ["mesh.rpc.frontend.>", "_INBOX.frontend.>"]);
+    assert.ok(!p.publish.allow.some((s) => s.startsWith("$KV.") || s.startsWith("$JS.API.") || s === "_INBOX.>"), p.publish.allow.join(" "));
+    // JetStream: direct gets and stream info of the four KV streams, nothing that creates a consumer or changes a stream.
+    const js = p.publish.allow.filter((s) => s.startsWith("$JS."));
+    assert.ok(js.every((s) => /^\$JS\.mesh\.API\.(DIRECT\.GET|STREAM\.INFO)\.KV_mesh_(routes|authz|quotas|registry)(\.>)?$/.test(s)), js.join(" "));
+    assert.deepEqual(p.subscribe.allow, ["mesh.rpc.frontend.>", "_INBOX.frontend.>", "mesh.kv.mesh_routes.>", "mesh.kv.mesh_authz.>", "mesh.kv.mesh_quotas.frontend", "mesh.kv.mesh_registry.>"]);
   });
 
   test("bad and reserved names are refused", () => {
@@ -53,17 +53,22 @@ describe("permission builder", () => {
     assert.deepEqual(permissionsFor("admin"), adminPermissions());
   });
 
-  test("the admin identity reaches control and the access log, nothing else", () => {
+  test("the admin identity reaches control's verbs, nothing else", () => {
     const p = adminPermissions();
-    assert.ok(p.publish.allow.every((s) => s.startsWith("mesh.ctl.v1.") || s.includes("MESH_ACCESS")), p.publish.allow.join(" "));
-    assert.deepEqual(p.publish.deny, ["mesh.ctl.v1.quota.>"]);
+    assert.deepEqual(p.publish.allow, ["mesh.ctl.v1.>"]);
+    assert.deepEqual(p.publish.deny, ["mesh.ctl.v1.quota.>", "mesh.ctl.v1.register.>"]);
+    assert.deepEqual(p.subscribe.allow, ["_INBOX.admin.>"]);
   });
 
-  test("auth.conf quotes subjects and grants no allow_responses and no anonymous user", () => {
-    const text = renderAuthConf([{ identity: "frontend", nkey: "UABC", permissions: sidecarPermissions("frontend") }]);
-    assert.match(text, /"\$JS\.API\.STREAM\.INFO\.KV_mesh_routes"/);
-    assert.doesNotMatch(text, /allow_responses|no_auth_user/);
-    assert.match(text, /# frontend: the sidecar of service 'frontend'\n\s+\{ nkey: UABC/);
+  test("auth.conf puts control alone in a JetStream account and quotes subjects; no allow_responses, no anonymous user", () => {
+    const text = renderAuthConf([
+      { identity: "frontend", nkey: "UABC", permissions: sidecarPermissions("frontend") },
+      { identity: "control", nkey: "UCTL", permissions: controlPermissions() },
+    ]);
+    assert.match(text, /CONTROL: \{\n\s+jetstream: enabled\n\s+users: \[\n\s+# control: .*\n\s+\{ nkey: UCTL/);
+    assert.match(text, /MESH: \{\n\s+users: \[\n\s+# frontend: the sidecar of service 'frontend'\n\s+\{ nkey: UABC/);
+    assert.match(text, /\{ service: \{ account: CONTROL, subject: "\$JS\.API\.STREAM\.INFO\.KV_mesh_routes" \}, to: "\$JS\.mesh\.API\.STREAM\.INFO\.KV_mesh_routes" \}/);
+    assert.doesNotMatch(text, /allow_responses|no_auth_user|CONSUMER/);
   });
 });
 
@@ -116,51 +121,29 @@ describe("mesh creds", () => {
 });
 
 describe("private inboxes", () => {
-  test("a sidecar connected with inboxPrefix _INBOX.<service> works held to its own inboxes", async (t) => {
+  test("each identity is held to its own inboxes; a sidecar signs what it sends to another's", async (t) => {
     const dir = join(root, "private");
     const made = await writeCreds(dir, ["frontend", "pricing"]);
-    const users: AuthUser[] = [];
-    for (const identity of made.identities) {
-      const permissions = permissionsFor(identity, { inboxPrefix: inboxPrefixFor(identity) });
-      users.push({ identity, nkey: await publicKeyOf(seedFile(dir, identity)), permissions });
-    }
-    await writeFile(join(dir, "private.conf"), renderAuthConf(users));
-    const nats = await withNats(t, { include: [join(dir, "private.conf")] });
-    const control = await startTestControl(nats.urls, undefined, { creds: seedFile(dir, "control") });
+    const nats = await withNats(t, { include: [made.authConf] });
     const as = async (identity: string, opts: Partial<ConnectionOptions> = {}) => {
-      const nc = await connect({ servers: nats.urls, authenticator: await authenticatorFromFile(seedFile(dir, identity)), ...opts });
+      const nc = await connect({ servers: nats.urls, authenticator: await authenticatorFromFile(seedFile(dir, identity)), inboxPrefix: inboxPrefixOf(identity), ...opts });
       t.after(() => nc.close());
       return nc;
     };
-    const pricing = await as("pricing", { inboxPrefix: inboxPrefixFor("pricing") });
-    pricing.subscribe("mesh.rpc.pricing._.*", { queue: "pricing", callback: (_e, m) => void m.respond(`hello ${m.subject.split(".").at(-1)}`) });
-    const frontend = await as("frontend", { inboxPrefix: inboxPrefixFor("frontend") });
-    assert.equal((await frontend.request("mesh.rpc.pricing._.frontend", "", { timeout: 2_000 })).string(), "hello frontend");
-
-    // Every KV read a sidecar makes: open, keys, get, watch; and its registry heartbeat.
-    const routes = await new Kvm(frontend).open("mesh_routes");
-    const seen: string[] = [];
-    const watch = await routes.watch();
-    void (async () => {
-      for await (const e of watch) seen.push(`${e.key}@${e.revision}`);
-    })();
-    const { applied } = await control.store.apply({ documents: [{ kind: "Route", service: "pricing", timeoutMs: 900 }] });
-    await eventually(async () => seen.includes(`pricing@${applied[0]!.revision}`));
-    watch.stop();
-    assert.deepEqual(await collect(await routes.keys()), ["pricing"]);
-    assert.equal((await routes.get("pricing"))?.json<{ timeoutMs: number }>().timeoutMs, 900);
-    await (await new Kvm(frontend).open(REGISTRY_BUCKET)).put("frontend.i1", "{}");
+    const pricing = await as("pricing");
+    pricing.subscribe("mesh.rpc.pricing._.*", { queue: "pricing", callback: (_e, m) => pricing.publish(`${m.reply}.pricing`, `hello ${m.subject.split(".").at(-1)}`) });
+    await pricing.flush();
+    const frontend = await as("frontend");
+    assert.equal((await meshRequest(frontend, "mesh.rpc.pricing._.frontend")).string(), "hello frontend");
+    // Requests to control cross the import and come back to the requester's own inbox.
+    await startTestControl(nats.urls, undefined, { creds: seedFile(dir, "control") });
+    const admin = await as("admin");
+    assert.ok(Array.isArray((await controlRequest(admin, "services", {})).services));
 
     // Nobody reads another's replies; a connection on the shared prefix cannot even ask.
     const snoop = await pricing.subscribe("_INBOX.frontend.>").closed;
     assert.match(String((snoop as Error | undefined)?.message), /Permissions Violation for Subscription/);
-    const shared = await as("frontend");
-    await assert.rejects(shared.request("mesh.rpc.pricing._.frontend", "", { timeout: 1_000 }));
+    const shared = await as("frontend", { inboxPrefix: "_INBOX" });
+    await assert.rejects(shared.request("mesh.ctl.v1.services", "{}", { timeout: 1_000 }));
   });
 });
-
-async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
-  const out: T[] = [];
-  for await (const v of it) out.push(v);
-  return out;
-}

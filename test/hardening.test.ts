@@ -4,7 +4,7 @@ import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-
 import { controlRequest } from "../control/client.ts";
 import { startApp } from "./helpers/apps.ts";
 import { startTestControl } from "./helpers/control.ts";
-import { call, eventually, startTestSidecar } from "./helpers/mesh.ts";
+import { call, eventually, meshRequest, startTestSidecar } from "./helpers/mesh.ts";
 import { connectClient, startNats, type NatsCluster } from "./helpers/nats.ts";
 import { metricSum, samples } from "./helpers/observability.ts";
 import { RawConnection } from "./helpers/raw-http.ts";
@@ -96,7 +96,8 @@ describe("response framing at the caller: a lying provider cannot desync the app
         const lie = LIES[msg.headers?.get("x-lie") ?? ""]!;
         const h = natsHeaders();
         for (const [k, v] of lie.headers) h.append(k, v.replace("RANDOM", crypto.randomUUID().slice(0, 8)));
-        msg.respond(lie.body ?? "", { headers: h });
+        // A provider's sidecar answers on `<reply>.<its service>`.
+        liar.publish(`${msg.reply}.liar`, lie.body ?? "", { headers: h });
       },
     });
     await liar.flush();
@@ -251,7 +252,7 @@ describe("limits at the provider", () => {
     h.set("@method", "GET");
     h.set("@path", "/");
     h.set("@deadline", String(Date.now() + 365 * 24 * 3600_000));
-    const reply = await nc.request("mesh.rpc.deadlined._.frontend", new Uint8Array(0), { headers: h, timeout: 5_000 });
+    const reply = await meshRequest(nc, "mesh.rpc.deadlined._.frontend", { headers: h, timeoutMs: 5_000 });
     const left = Number(reply.string());
     assert.ok(left > 0 && left <= 60_000, `the app was given ${left} ms`);
     assert.equal(sidecar.config.maxDeadlineMs, 60_000);
@@ -264,7 +265,7 @@ describe("limits at the provider", () => {
     // nats.js refuses to build such a block, so this speaks the protocol itself.
     const raw = await RawNatsClient.open(nats.servers[0]!.clientPort);
     const block = "NATS/1.0\r\n@method: GET\r\nbad key: x\r\n\r\n";
-    for (let i = 0; i < 5; i++) raw.hpub("mesh.rpc.strict._.frontend", "_INBOX.raw.1", block, "");
+    for (let i = 0; i < 5; i++) raw.hpub("mesh.rpc.strict._.frontend", "_INBOX.frontend.raw1", block, "");
     await raw.flush();
     await eventually(async () => (await metricSum(sidecar.registry, "mesh_inbound_malformed_total")) === 5);
     const warnings = logs.lines.filter((l) => l.msg === "dropped requests with a malformed header block");
@@ -294,7 +295,7 @@ describe("authz: Tomcat-style path parameters", () => {
       const h = natsHeaders();
       h.set("@method", "GET");
       h.set("@path", path);
-      const reply = await nc.request("mesh.rpc.guarded._.frontend", new Uint8Array(0), { headers: h, timeout: 5_000 });
+      const reply = await meshRequest(nc, "mesh.rpc.guarded._.frontend", { headers: h, timeoutMs: 5_000 });
       assert.equal(reply.headers?.get("@error"), "forbidden", path);
     }
     const ok = await call(caller.outbound.port, "guarded", "/public/page");
@@ -309,3 +310,30 @@ async function rawCallMesh(port: number, service: string, target: string) {
   conn.write(`GET ${target} HTTP/1.1\r\nHost: ${service}\r\nConnection: close\r\n\r\n`);
   return conn.readResponse();
 }
+
+describe("answers are taken only from the service called", () => {
+  test("an answer signed by another service, or a bare one that is not the server's no-responders, is ignored", async () => {
+    // Without secure mode anyone may read a caller's inbox and sign as anyone; secure mode's
+    // permissions stop both (test/security.test.ts). What is left is the caller's own check.
+    let forged!: () => void;
+    const forgeriesSent = new Promise<void>((resolve) => (forged = resolve));
+    await provider("honestly", "v1", async (_req, res) => {
+      await forgeriesSent; // the real answer leaves only after the forgeries have reached the caller's sidecar
+      res.end("real");
+    });
+    const snoop = await connectClient(nats.urls);
+    snoop.subscribe("mesh.rpc.honestly.>", {
+      callback: (_e, m) => {
+        const h = natsHeaders();
+        h.set("@status", "200");
+        snoop.publish(`${m.reply}.orders`, "forged by orders", { headers: h });
+        snoop.publish(m.reply!, "forged bare", { headers: h });
+        void snoop.flush().then(() => caller.nc.flush()).then(forged);
+      },
+    });
+    await snoop.flush();
+    const res = await call(caller.outbound.port, "honestly", "/");
+    assert.equal(res.statusCode, 200);
+    assert.equal(await res.body.text(), "real");
+  });
+});

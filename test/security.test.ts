@@ -1,22 +1,27 @@
-// Secure mode against a real nats-server: identities from `mesh creds`, the
-// generated auth.conf included by the server, real sidecars, control and
-// apps. Every attack is made with nats.js directly, the way a compromised
-// process holding one service's key would make it.
+// Secure mode against a real nats-server: identities from `mesh creds` (two
+// accounts: control's with JetStream, the sidecars' without), the generated
+// auth.conf included by the server, real sidecars, control and apps. Every
+// attack is made with nats.js directly, the way a compromised process holding
+// one service's key would make it. Verdicts wait on barriers: a later,
+// legitimate event on the same path, after which the forbidden one would
+// have shown.
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { before, describe, test } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
 import { connect, headers, nkeys, nkeyAuthenticator, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
-import { jetstream, jetstreamManager, type ConsumerConfig } from "@nats-io/jetstream";
+import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { type CredsResult, seedFile, writeCreds } from "../control/creds.ts";
-import { authenticatorFromFile, POLICY_BUCKETS, REGISTRY_BUCKET, Wire, type RegistryEntry } from "../schemas/index.ts";
-import { inboxPrefixFor } from "../schemas/subjects.ts";
+import { inboxPrefixOf } from "../control/creds-permissions.ts";
+import { LEASE_BUCKET } from "../control/telemetry-lease.ts";
+import { ACCESS_STREAM, authenticatorFromFile, POLICY_BUCKETS, QUOTA_COUNTER_BUCKETS, REGISTRY_BUCKET, Wire, kvStream } from "../schemas/index.ts";
 import { echo, header, startApp, type TestApp } from "./helpers/apps.ts";
 import { onFileEnd } from "./helpers/cleanup.ts";
 import { startTestControl, type TestControl } from "./helpers/control.ts";
+import { captureLogs, type CapturedLogs } from "./helpers/logs.ts";
 import { call, eventually, runMesh, startTestSidecar } from "./helpers/mesh.ts";
 import { startNats, type NatsCluster } from "./helpers/nats.ts";
 
@@ -28,7 +33,8 @@ let ordersApp: TestApp;
 let frontendPort: number;
 let ordersPort: number;
 let pricingAdminPort: number;
-let ordersInstance: string;
+let pricingLogs: CapturedLogs;
+let pricingInstance: string;
 
 const seed = (identity: string) => seedFile(creds.dir, identity);
 
@@ -40,20 +46,19 @@ before(async () => {
   control = await startTestControl(nats.urls, undefined, { creds: seed("control") });
   pricingApp = await startApp();
   ordersApp = await startApp();
-  const pricing = await startTestSidecar({ service: "pricing", app: pricingApp.url, nats: nats.urls, creds: seed("pricing") });
+  pricingLogs = captureLogs();
+  const pricing = await startTestSidecar({ service: "pricing", app: pricingApp.url, nats: nats.urls, creds: seed("pricing") }, pricingLogs.logger);
   const orders = await startTestSidecar({ service: "orders", app: ordersApp.url, nats: nats.urls, creds: seed("orders") });
   const frontend = await startTestSidecar({ service: "frontend", nats: nats.urls, creds: seed("frontend") });
   frontendPort = frontend.outbound.port;
   pricingAdminPort = pricing.admin.port;
-  ordersInstance = orders.instance;
+  pricingInstance = pricing.instance;
   ordersPort = orders.outbound.port;
 });
 
-/** A NATS connection holding `identity`'s key; `errors` collects what the server refused. */
-/** Connects with `identity`'s key; a service's sidecar keeps its inboxes below `_INBOX.<service>`, as a real sidecar does. */
+/** Connects with `identity`'s key and the inbox prefix its permissions allow; `errors` collects what the server refused. */
 async function connectAs(identity: string, opts: Partial<ConnectionOptions> = {}) {
-  const inbox = identity === "control" || identity === "admin" ? {} : { inboxPrefix: inboxPrefixFor(identity) };
-  const nc = await connect({ servers: nats.urls, authenticator: await authenticatorFromFile(seed(identity)), noAsyncTraces: true, ...inbox, ...opts });
+  const nc = await connect({ servers: nats.urls, authenticator: await authenticatorFromFile(seed(identity)), noAsyncTraces: true, inboxPrefix: inboxPrefixOf(identity), ...opts });
   onFileEnd(() => nc.close());
   const errors: string[] = [];
   void (async () => {
@@ -82,6 +87,30 @@ async function refusedSubscription(nc: NatsConnection, subject: string, queue?: 
 }
 
 const violation = (subject: string) => new RegExp(`Permissions Violation for (Publish|Subscription) to "${subject.replace(/[.$*>]/g, "\\$&")}"`);
+
+/** Publishes and waits until the server has said it refused the subject. */
+async function refused(nc: NatsConnection, errors: string[], subject: string, data = "{}", opts: Parameters<NatsConnection["publish"]>[2] = {}): Promise<void> {
+  nc.publish(subject, data, opts);
+  await eventually(async () => errors.some((e) => violation(subject).test(e)));
+}
+
+/**
+ * The stream sequence of the last message stored on `subject` (0: none), as
+ * the stream itself says after everything sent to it before: control
+ * publishes with an expectation that cannot hold, which stores nothing, and
+ * the refusal names the subject's last sequence. The barrier of every "was
+ * anything written" verdict below.
+ */
+async function lastStoredOn(subject: string): Promise<number> {
+  const js = jetstream(control.nc);
+  const err = await js.publish(subject, "", { expect: { lastSubjectSequence: Number.MAX_SAFE_INTEGER } }).then(
+    () => assert.fail(`a barrier publish on ${subject} was stored`),
+    (e: Error) => e,
+  );
+  const m = /wrong last sequence: (\d+)/.exec(err.message);
+  assert.ok(m, err.message);
+  return Number(m[1]);
+}
 
 async function routesNow(): Promise<unknown[]> {
   return (await control.store.get({ kind: "Route" })).items.map((i) => i.document);
@@ -125,43 +154,37 @@ describe("secure mode: the mesh works, with identity from NATS", () => {
 describe("secure mode: a service cannot pass for another", () => {
   test("publishing a request as another caller is refused and never delivered", async () => {
     const { nc, errors } = await connectAs("frontend");
-    for (const subject of ["mesh.rpc.pricing._.orders", "mesh.rpc.pricing.v1.orders", `mesh.rpc.orders.~${ordersInstance}.pricing`]) {
-      nc.publish(subject, "forged", { headers: rpcHeaders("POST", "/forged") });
-      await eventually(async () => errors.some((e) => violation(subject).test(e)));
+    for (const subject of ["mesh.rpc.pricing._.orders", "mesh.rpc.pricing.v1.orders", `mesh.rpc.pricing.~${pricingInstance}.orders`]) {
+      await refused(nc, errors, subject, "forged", { headers: rpcHeaders("POST", "/forged"), reply: `_INBOX.frontend.${randomBytes(16).toString("base64url")}` });
     }
-    await assert.rejects(nc.request("mesh.rpc.pricing._.orders", "forged", { headers: rpcHeaders("POST", "/forged"), timeout: 1_000 }));
-    // Nor may it take another's quota, log as another or report another's telemetry.
-    for (const subject of ["mesh.ctl.v1.quota.pricing", "mesh.access.pricing.orders.outbound", "mesh.access.pricing.orders.inbound", "mesh.telemetry.pricing.i1"]) {
-      nc.publish(subject, "{}");
-      await eventually(async () => errors.some((e) => violation(subject).test(e)));
+    // Nor may it take another's quota, register, log or report as another.
+    for (const subject of ["mesh.ctl.v1.quota.pricing", "mesh.ctl.v1.register.pricing", "mesh.access.pricing.orders.outbound", "mesh.access.pricing.orders.inbound", "mesh.telemetry.pricing.i1"]) {
+      await refused(nc, errors, subject);
     }
-    await sleep(200);
+    // Barrier: a legitimate call on the same path after the forgeries.
+    const res = await call(ordersPort, "pricing", "/after-forgeries");
+    assert.equal(res.statusCode, 200);
+    await res.body.dump();
     assert.ok(!callers(pricingApp).some((c) => c.includes("/forged")), callers(pricingApp).join("\n"));
-    assert.ok(!callers(ordersApp).some((c) => c.includes("/forged")), callers(ordersApp).join("\n"));
   });
 
-  test("subscribing to another service's requests is refused, so its calls cannot be stolen", async () => {
+  test("subscribing to another service's requests or inbox is refused, so its calls and answers cannot be stolen", async () => {
     const { nc } = await connectAs("frontend");
     await refusedSubscription(nc, "mesh.rpc.pricing.>");
     await refusedSubscription(nc, "mesh.rpc.pricing._.*", "pricing");
     await refusedSubscription(nc, "mesh.rpc.>");
+    await refusedSubscription(nc, "_INBOX.pricing.>");
+    await refusedSubscription(nc, "_INBOX.>");
     const res = await call(frontendPort, "pricing", "/still-mine");
     assert.equal(res.statusCode, 200);
     await res.body.dump();
   });
 
-  test("a provider's answers cannot be aimed at another service's requests", async () => {
-    // allow_responses would let a client publish to the reply subject of any
-    // message it receives, and it can send itself one with any reply subject.
+  test("a sidecar cannot publish to another service's requests or to control's own verbs", async () => {
     const { nc, errors } = await connectAs("pricing");
-    for (const target of ["mesh.rpc.orders._.frontend", "mesh.ctl.v1.apply"]) {
-      const sub = nc.subscribe("mesh.rpc.pricing._.pricing", { max: 1 });
-      await nc.flush();
-      nc.publish("mesh.rpc.pricing._.pricing", "", { reply: target });
-      for await (const m of sub) m.respond(JSON.stringify({ documents: [{ kind: "Route", service: "orders", timeoutMs: 7 }] }), { headers: rpcHeaders("POST", "/reflected") });
-      await eventually(async () => errors.some((e) => violation(target).test(e)));
-    }
-    await sleep(200);
+    await refused(nc, errors, "mesh.rpc.orders._.frontend", "", { headers: rpcHeaders("POST", "/reflected") });
+    await refused(nc, errors, "mesh.ctl.v1.apply", JSON.stringify({ documents: [{ kind: "Route", service: "orders", timeoutMs: 7 }] }));
+    await control.store.apply({ documents: [{ kind: "Route", service: "barrier-a", timeoutMs: 5 }] });
     assert.ok(!callers(ordersApp).some((c) => c.includes("/reflected")));
     assert.ok(!(await routesNow()).some((r) => (r as { service: string }).service === "orders"));
   });
@@ -188,152 +211,157 @@ describe("secure mode: authorization by the caller NATS vouched for", () => {
   });
 });
 
-describe("secure mode: a service cannot answer for another", () => {
-  test(
-    "a sidecar cannot slip its answer into another service's call",
-    async () => {
-      // Every sidecar may publish to _INBOX.> (to answer its callers), but it may subscribe only
-      // below its own _INBOX.<service>, so it never learns another service's reply subjects;
-      // and their last token is random, so it cannot guess them either.
-      const { nc: orders, errors } = await connectAs("orders");
-      orders.subscribe("_INBOX.frontend.>", { callback: () => undefined });
-      await orders.flush().catch(() => undefined);
-      await eventually(async () => errors.some((e) => /Permissions Violation for Subscription to "_INBOX.frontend.>"/.test(e)));
-      pricingApp.handler = async (req, res) => {
-        if (req.url === "/slow") await sleep(700);
-        res.end("real");
-      };
-      try {
-        const pending = call(frontendPort, "pricing", "/slow");
-        await sleep(200);
-        const forged = headers();
-        forged.set(Wire.status, "200");
-        for (let i = 0; i < 20; i++) orders.publish(`_INBOX.frontend.${i}.${i}`, "forged", { headers: forged });
-        assert.equal(await (await pending).body.text(), "real");
-      } finally {
-        pricingApp.handler = echo;
+describe("secure mode: no identity can answer a call that was not sent to it", () => {
+  test("a provider that sees its callers' reply subjects cannot answer their calls to other services", async () => {
+    // The identity `orders` serves its own service honestly and watches every request to it.
+    const { nc: orders, errors } = await connectAs("orders");
+    const seen: string[] = [];
+    orders.subscribe("mesh.rpc.orders.>", { callback: (_e, m) => void (m.reply && seen.push(m.reply)) });
+    await orders.flush();
+    for (let i = 0; i < 4; i++) {
+      const res = await call(frontendPort, "orders", `/learn-${i}`);
+      await res.body.dump();
+    }
+    await eventually(async () => seen.length >= 4);
+    assert.ok(seen.every((r) => /^_INBOX\.frontend\.[A-Za-z0-9_-]{22}$/.test(r)), seen.join(" "));
+
+    pricingApp.handler = async (req, res) => {
+      if (req.url === "/slow") await new Promise((r) => setTimeout(r, 400)); // why: the calls must stay pending while the attack runs
+      res.end("real");
+    };
+    try {
+      const pending = [0, 1, 2].map(() => call(frontendPort, "pricing", "/slow").then(async (r) => ({ status: r.statusCode, body: await r.body.text() })));
+      const forged = headers();
+      forged.set(Wire.status, "200");
+      const tokenOf = (reply: string) => reply.split(".")[2]!;
+      // What it may publish: inbox subjects signed as itself. Guesses next to every token it saw, and random ones.
+      for (const reply of seen) for (const guess of [tokenOf(reply), `${tokenOf(reply)}A`, randomBytes(16).toString("base64url")]) {
+        orders.publish(`_INBOX.frontend.${guess}.orders`, "forged", { headers: forged });
       }
-    },
-  );
+      // What it may not: answering as pricing, or as the server on a bare reply subject.
+      await refused(orders, errors, `_INBOX.frontend.${tokenOf(seen[0]!)}.pricing`, "forged", { headers: forged });
+      await refused(orders, errors, `_INBOX.frontend.${tokenOf(seen[0]!)}`, "forged", { headers: forged });
+      for (const r of await Promise.all(pending)) assert.deepEqual(r, { status: 200, body: "real" });
+    } finally {
+      pricingApp.handler = echo;
+    }
+  });
 });
 
-describe("secure mode: a sidecar reads policy but never writes it", () => {
-  test("writing, deleting or purging a policy key is refused", async () => {
-    const { nc } = await connectAs("frontend");
-    const kvm = new Kvm(nc);
-    for (const bucket of Object.values(POLICY_BUCKETS)) {
-      const kv = await kvm.open(bucket);
-      await assert.rejects(kv.put("pricing", "{}"), violation(`$KV.${bucket}.pricing`));
-      await assert.rejects(kv.delete("pricing"), violation(`$KV.${bucket}.pricing`));
-      await assert.rejects(kv.purge("pricing"));
+describe("secure mode: no sidecar can cause a write to any bucket or stream", () => {
+  /** Every bucket's stream and MESH_ACCESS, with a subject in it nobody writes. */
+  const victims: Array<[stream: string, subject: string]> = [
+    ...[...Object.values(POLICY_BUCKETS), ...Object.values(QUOTA_COUNTER_BUCKETS), LEASE_BUCKET].map((b) => [kvStream(b), `$KV.${b}.victim`] as [string, string]),
+    [kvStream(REGISTRY_BUCKET), `$KV.${REGISTRY_BUCKET}.victim.i1`],
+    [ACCESS_STREAM, "mesh.access.victim.frontend.inbound"],
+  ];
+
+  test("direct-get answers bounced at every bucket and at MESH_ACCESS are not stored, with or without a rollup header", async () => {
+    const { nc, errors } = await connectAs("frontend");
+    // A stored message carrying `Nats-Rollup: sub` (a KV purge marker), to bounce as well.
+    const scratch = await new Kvm(control.nc).open(POLICY_BUCKETS.Route);
+    await scratch.put("scratch", "{}");
+    await scratch.purge("scratch");
+    const marker = (await scratch.get("scratch"))!.revision;
+    await control.store.apply({ documents: [{ kind: "Authz", service: "pricing", default: "allow" }] });
+    const pricingAuthz = await lastStoredOn(`$KV.${POLICY_BUCKETS.Authz}.pricing`);
+
+    const get = (bucket: string, body: object, reply: string) => nc.publish(`$JS.mesh.API.DIRECT.GET.${kvStream(bucket)}`, JSON.stringify(body), { reply });
+    for (const [, subject] of victims) {
+      get(POLICY_BUCKETS.Authz, { last_by_subj: `$KV.${POLICY_BUCKETS.Authz}.pricing` }, subject);
+      get(POLICY_BUCKETS.Route, { seq: marker }, subject);
     }
-    const jsm = await jetstreamManager(nc, { checkAPI: false });
-    await assert.rejects(jsm.streams.delete("KV_mesh_routes"));
-    await assert.rejects(jsm.streams.purge("KV_mesh_routes"));
-    await assert.rejects(new Kvm(nc).create("mesh_routes_shadow"));
+    get(POLICY_BUCKETS.Route, { seq: marker }, `$KV.${POLICY_BUCKETS.Authz}.pricing`);
+    // The same in the form the issue reproduced it: refused outright in the sidecars' account.
+    await refused(nc, errors, `$JS.API.DIRECT.GET.KV_${POLICY_BUCKETS.Authz}.$KV.${POLICY_BUCKETS.Authz}.pricing`, "", { reply: `$KV.${POLICY_BUCKETS.Authz}.orders` });
+    // Barrier 1: a legitimate direct get on the same stream is answered after the bounced ones.
+    await nc.request(`$JS.mesh.API.DIRECT.GET.${kvStream(POLICY_BUCKETS.Route)}`, JSON.stringify({ seq: marker }));
+    // Barrier 2: each stream, asked after that, has stored nothing there.
+    for (const [stream, subject] of victims) assert.equal(await lastStoredOn(subject), 0, `${stream}: ${subject}`);
+    assert.equal(await lastStoredOn(`$KV.${POLICY_BUCKETS.Authz}.pricing`), pricingAuthz, "the rollup marker erased nothing");
+    await control.store.delete({ kind: "Authz", service: "pricing" });
+  });
+
+  test("a sidecar cannot create a consumer, so none can deliver into $KV.…", async () => {
+    const { nc, errors } = await connectAs("frontend");
+    const config = JSON.stringify({ stream_name: kvStream(REGISTRY_BUCKET), config: { deliver_subject: `$KV.${POLICY_BUCKETS.Authz}.victim2`, filter_subject: `$KV.${REGISTRY_BUCKET}.>` } });
+    await refused(nc, errors, `$JS.API.CONSUMER.CREATE.${kvStream(REGISTRY_BUCKET)}`, config);
+    await refused(nc, errors, `$JS.mesh.API.CONSUMER.CREATE.${kvStream(REGISTRY_BUCKET)}`, config);
+    await refused(nc, errors, `$JS.API.CONSUMER.DURABLE.CREATE.${kvStream(REGISTRY_BUCKET)}.evil`, config);
+    assert.equal(await lastStoredOn(`$KV.${POLICY_BUCKETS.Authz}.victim2`), 0);
+  });
+
+  test("writing, deleting, purging or rolling up a bucket is refused; so is any stream management", async () => {
+    const { nc, errors } = await connectAs("frontend");
+    const rollup = headers();
+    rollup.set("Nats-Rollup", "all");
+    await refused(nc, errors, `$KV.${REGISTRY_BUCKET}.frontend.x`, "{}", { headers: rollup });
+    for (const bucket of Object.values(POLICY_BUCKETS)) await refused(nc, errors, `$KV.${bucket}.pricing`);
+    for (const api of ["STREAM.DELETE", "STREAM.PURGE", "STREAM.UPDATE", "STREAM.CREATE"]) {
+      await refused(nc, errors, `$JS.API.${api}.${kvStream(REGISTRY_BUCKET)}`);
+      await refused(nc, errors, `$JS.mesh.API.${api}.${kvStream(REGISTRY_BUCKET)}`);
+    }
+    const entry = await new Kvm(control.nc).open(REGISTRY_BUCKET).then((kv) => kv.get(`pricing.${pricingInstance}`));
+    assert.equal(entry?.operation, "PUT", "pricing is still registered");
     assert.equal(((await routesNow()).find((r) => (r as { service: string }).service === "pricing") as { timeoutMs?: number })?.timeoutMs, 1234);
   });
 
-  test("it writes its own registry entries only", async () => {
-    const { nc } = await connectAs("frontend");
-    const kv = await new Kvm(nc).open(REGISTRY_BUCKET);
-    const now = new Date().toISOString();
-    const entry: RegistryEntry = { service: "frontend", version: "v1", instance: "probe", app: "http://127.0.0.1:1", state: "draining", host: "test", startedAt: now, heartbeatAt: now };
-    await kv.put("frontend.probe", JSON.stringify(entry));
-    await kv.delete("frontend.probe");
-    await assert.rejects(kv.put("pricing.fake", "{}"), violation("$KV.mesh_registry.pricing.fake"));
-  });
-});
-
-describe("secure mode: NATS and JetStream cannot be used as a deputy", () => {
-  /** Stores a request-shaped message under the attacker's own registry key. */
-  /** The planted body is a valid `mesh apply` request for a Route of `path`'s service name, e.g. `deputy-direct`. */
-  async function plant(nc: NatsConnection, key: string, path: string): Promise<void> {
-    const body = JSON.stringify({ documents: [{ kind: "Route", service: path.slice(1), timeoutMs: 7 }] });
-    await jetstream(nc).publish(`$KV.${REGISTRY_BUCKET}.${key}`, body, { headers: rpcHeaders("POST", path) });
-  }
-  const served = (app: TestApp, path: string) => callers(app).filter((c) => c.endsWith(` ${path}`));
-  /** Whether control applied the document planted with `path` (waits long enough for it to). */
-  async function obeyed(path: string): Promise<boolean> {
-    await sleep(1_000);
-    return (await routesNow()).some((r) => (r as { service: string }).service === path.slice(1));
-  }
-
-  test("a push consumer delivering the sidecar's own stream data into other subjects is not served", async () => {
-    const { nc } = await connectAs("frontend");
-    const jsm = await jetstreamManager(nc, { checkAPI: false });
-    // Deliveries keep their stored subject: the attacker names its key after the caller or verb it wants.
-    const aims: Array<[key: string, deliver: string, group?: string]> = [
-      ["frontend.orders", "mesh.rpc.pricing._.orders", "pricing"],
-      ["frontend.orders", `mesh.rpc.orders.~${ordersInstance}.orders`],
-      ["frontend.apply", "mesh.ctl.v1.apply", "mesh-control"],
-    ];
-    for (const [i, [key, deliver, group]] of aims.entries()) {
-      await plant(nc, key, "/deputy-wildcard");
-      const config: Partial<ConsumerConfig> = { name: `deputy${i}`, deliver_subject: deliver, filter_subject: `$KV.${REGISTRY_BUCKET}.${key}` };
-      await jsm.consumers.add(`KV_${REGISTRY_BUCKET}`, { ...config, ...(group ? { deliver_group: group } : {}) });
+  test("a replayed or reflected announcement of an old policy revision changes nothing", async () => {
+    const { nc, errors } = await connectAs("frontend");
+    const doc = (rules: unknown[]) => ({ kind: "Authz", service: "pricing", default: "deny", rules });
+    const revs: number[] = [];
+    for (const rules of [[{ from: ["frontend"], paths: ["/replay"] }], [{ from: ["orders"] }]]) {
+      revs.push((await control.store.apply({ documents: [doc(rules)] })).applied[0]!.revision);
     }
-    assert.equal(await obeyed("/deputy-wildcard"), false);
-    assert.deepEqual([...served(pricingApp, "/deputy-wildcard"), ...served(ordersApp, "/deputy-wildcard")], []);
+    const [allowed, denied] = revs as [number, number];
+    const appliedOf = () => pricingLogs.lines.filter((l) => l.msg === "policy applied" && l.bucket === POLICY_BUCKETS.Authz && l.key === "pricing").map((l) => l.revision as number);
+    await eventually(async () => appliedOf().includes(denied));
+    // Replayed: refused. Reflected: a direct get of the old revision answered onto the change subject.
+    await refused(nc, errors, "mesh.kv.mesh_authz.pricing");
+    nc.publish(`$JS.mesh.API.DIRECT.GET.${kvStream(POLICY_BUCKETS.Authz)}`, JSON.stringify({ seq: allowed }), { reply: "mesh.kv.mesh_authz.pricing" });
+    nc.publish(`$JS.mesh.API.DIRECT.GET.${kvStream(POLICY_BUCKETS.Authz)}`, JSON.stringify({ seq: allowed }), { reply: "mesh.kv.mesh_authz.orders" });
+    // Barrier: a later revision, applied by the same sidecar after the reflections reached it.
+    const last = (await control.store.apply({ documents: [doc([{ from: ["orders"] }, { from: ["nobody"] }])] })).applied[0]!.revision;
+    await eventually(async () => appliedOf().includes(last));
+    assert.deepEqual(appliedOf().filter((r) => r >= allowed), [allowed, denied, last], "each revision applied once, in order");
+    const res = await call(frontendPort, "pricing", "/replay");
+    assert.equal(res.statusCode, 403);
+    await res.body.dump();
+    await control.store.delete({ kind: "Authz", service: "pricing" });
   });
 
-  test(
-    "...even once something subscribes to the deliver subject literally",
-    async () => {
-      // nats-server 2.9 starts a push consumer only on literal interest; every mesh
-      // subscription is a wildcard today, but one literal subscriber is enough.
-      const { nc } = await connectAs("frontend");
-      const { nc: bystander } = await connectAs("control");
-      const jsm = await jetstreamManager(nc, { checkAPI: false });
-      const aims: Array<[key: string, deliver: string]> = [["frontend.orders", "mesh.rpc.pricing._.orders"], ["frontend.apply", "mesh.ctl.v1.apply"]];
-      for (const [i, [key, deliver]] of aims.entries()) {
-        bystander.subscribe(deliver, { max: 1, callback: () => {} });
-        await bystander.flush();
-        await plant(nc, key, "/deputy-literal");
-        await jsm.consumers.add(`KV_${REGISTRY_BUCKET}`, { name: `literal${i}`, deliver_subject: deliver, filter_subject: `$KV.${REGISTRY_BUCKET}.${key}` });
-      }
-      const controlObeyed = await obeyed("/deputy-literal");
-      await Promise.all([0, 1].map((i) => jsm.consumers.delete(`KV_${REGISTRY_BUCKET}`, `literal${i}`)));
-      assert.deepEqual(served(pricingApp, "/deputy-literal"), []);
-      assert.equal(controlObeyed, false, "control applied a document a sidecar planted");
-    },
-  );
-
-  test("a JetStream answer aimed at a provider is not served", async () => {
+  test("JetStream answers aimed at a provider or at control are neither served nor obeyed", async () => {
     const { nc } = await connectAs("frontend");
-    await plant(nc, "frontend.direct", "/deputy-direct");
-    nc.publish(`$JS.API.DIRECT.GET.KV_${REGISTRY_BUCKET}.$KV.${REGISTRY_BUCKET}.frontend.direct`, "", { reply: "mesh.rpc.pricing._.orders" });
-    await sleep(500);
-    assert.deepEqual(served(pricingApp, "/deputy-direct"), []);
+    await control.store.apply({ documents: [{ kind: "Route", service: "deputy", timeoutMs: 7 }] });
+    const get = (reply: string) => nc.publish(`$JS.mesh.API.DIRECT.GET.${kvStream(POLICY_BUCKETS.Route)}`, JSON.stringify({ last_by_subj: `$KV.${POLICY_BUCKETS.Route}.deputy` }), { reply });
+    get("mesh.rpc.pricing._.orders");
+    get("mesh.ctl.v1.apply");
+    get("mesh.ctl.v1.delete");
+    get("mesh.ctl.v1.register.frontend");
+    await nc.request(`$JS.mesh.API.DIRECT.GET.${kvStream(POLICY_BUCKETS.Route)}`, JSON.stringify({ last_by_subj: `$KV.${POLICY_BUCKETS.Route}.deputy` }));
+    // Barrier: a real call from orders to pricing and a real control request, both after the reflections.
+    const res = await call(ordersPort, "pricing", "/after-reflections");
+    await res.body.dump();
+    assert.equal((await control.store.get({ kind: "Route", service: "deputy" })).items.length, 1, "not deleted");
+    assert.deepEqual(callers(pricingApp).filter((c) => c.startsWith("orders GET /") && !c.includes("/after")), [], "nothing served from a JetStream answer");
   });
-
-  test(
-    "a JetStream answer aimed at control is not obeyed",
-    async () => {
-      const { nc } = await connectAs("frontend");
-      await plant(nc, "frontend.direct2", "/deputy-control");
-      nc.publish(`$JS.API.DIRECT.GET.KV_${REGISTRY_BUCKET}.$KV.${REGISTRY_BUCKET}.frontend.direct2`, "", { reply: "mesh.ctl.v1.apply" });
-      assert.equal(await obeyed("/deputy-control"), false, "control applied a document a sidecar planted");
-    },
-  );
 });
 
-describe("secure mode: what a sidecar writes is not trusted", () => {
-  test(
-    "registry entries are checked: a malformed one, or one naming another service, breaks nothing and is left out",
-    async () => {
-      const { nc } = await connectAs("frontend");
-      const kv = await new Kvm(nc).open(REGISTRY_BUCKET);
-      const now = new Date().toISOString();
-      const posing: RegistryEntry = { service: "pricing", version: "v9", instance: "fake", app: "http://127.0.0.1:1", state: "ready", host: "x", startedAt: now, heartbeatAt: now };
-      await kv.put("frontend.posing", JSON.stringify(posing));
-      await kv.put("frontend.garbage", JSON.stringify({ hello: 1 }));
-      const r = await runMesh(["services", "--nats", nats.urls.join(","), "--creds", seed("admin")]);
-      assert.equal(r.code, 0, r.stderr);
-      assert.doesNotMatch(r.stdout, /v9/);
-      await control.store.apply({ documents: [{ kind: "Route", service: "catalog", timeoutMs: 900 }] });
-    },
-  );
+describe("secure mode: registration goes through control, which checks it", () => {
+  test("an entry for another service, or a malformed one, is refused and never listed", async () => {
+    const { nc } = await connectAs("frontend");
+    const now = new Date().toISOString();
+    const ask = async (body: unknown) => (await nc.request("mesh.ctl.v1.register.frontend", JSON.stringify(body), { timeout: 2_000 })).json<{ ok: boolean }>();
+    const posing = { service: "pricing", version: "v9", instance: "fake", app: "http://127.0.0.1:1", state: "ready", host: "x", startedAt: now, heartbeatAt: now };
+    assert.equal((await ask({ entry: posing })).ok, false);
+    assert.equal((await ask({ entry: { hello: 1 } })).ok, false);
+    assert.equal((await ask({ entry: { ...posing, service: "frontend", instance: "a.b" } })).ok, false);
+    assert.equal((await ask({ remove: `pricing.${pricingInstance}` })).ok, false);
+    const r = await runMesh(["services", "--nats", nats.urls.join(","), "--creds", seed("admin")]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stdout, /v9|fake/);
+    assert.match(r.stdout, /pricing/);
+  });
 });
 
 describe("secure mode: the admin identity talks to control only", () => {
@@ -350,12 +378,12 @@ describe("secure mode: the admin identity talks to control only", () => {
     assert.match(r.stderr, /Authorization Violation/);
   });
 
-  test("it cannot call services, write buckets or take quota", async () => {
+  test("it cannot call services, write buckets, take quota, register or use JetStream", async () => {
     const { nc, errors } = await connectAs("admin");
-    for (const subject of ["mesh.rpc.pricing._.frontend", "mesh.ctl.v1.quota.pricing", "$KV.mesh_routes.pricing"]) {
-      nc.publish(subject, "{}");
-      await eventually(async () => errors.some((e) => violation(subject).test(e)));
+    for (const subject of ["mesh.rpc.pricing._.frontend", "mesh.ctl.v1.quota.pricing", "mesh.ctl.v1.register.pricing", "$KV.mesh_routes.pricing", "$JS.mesh.API.STREAM.INFO.KV_mesh_routes", "_INBOX.frontend.x.admin"]) {
+      await refused(nc, errors, subject);
     }
     await refusedSubscription(nc, "mesh.rpc.>");
+    await refusedSubscription(nc, "_INBOX.control.>");
   });
 });

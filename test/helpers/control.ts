@@ -2,7 +2,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import pino, { type Logger } from "pino";
 import { Registry } from "prom-client";
 import { startControl, type ControlService } from "../../control/service.ts";
-import { authenticatorFromFile } from "../../schemas/index.ts";
+import { authenticatorFromFile, inboxPrefixFor } from "../../schemas/index.ts";
 import { onFileEnd } from "./cleanup.ts";
 
 export interface TestControl extends ControlService {
@@ -18,7 +18,7 @@ export async function startTestControl(
   opts: { creds?: string; now?: () => number } = {},
 ): Promise<TestControl> {
   const auth = opts.creds ? { authenticator: await authenticatorFromFile(opts.creds) } : {};
-  const nc = await connect({ servers: urls, noAsyncTraces: true, ...auth });
+  const nc = await connect({ servers: urls, noAsyncTraces: true, inboxPrefix: inboxPrefixFor("control"), ...auth });
   const control = await startControl(nc, logger, new Registry(), undefined, { now: opts.now });
   let killed = false;
   const kill = async () => {
