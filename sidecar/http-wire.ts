@@ -21,6 +21,14 @@ export const MESH_OWNED: ReadonlySet<string> = new Set<string>([
   "expect",
 ]);
 
+/**
+ * What a provider's sidecar never passes from a request on to its
+ * application, whatever a caller put in the NATS headers: what the mesh owns
+ * and hop-by-hop headers (compared in lower case; a well-behaved caller
+ * sidecar has dropped them already).
+ */
+export const NOT_FOR_THE_APP: ReadonlySet<string> = new Set<string>([...MESH_OWNED, ...HOP_BY_HOP]);
+
 /** Names listed in a `Connection` header are hop-by-hop too (RFC 9110 §7.6.1). */
 function connectionTokens(rawHeaders: readonly string[]): Set<string> | undefined {
   let tokens: Set<string> | undefined;
@@ -70,7 +78,7 @@ export function responseHeadersToNats(
 export function natsHeadersToFlat(h: MsgHdrs | undefined, into: string[] = [], skip?: ReadonlySet<string>): string[] {
   if (!h) return into;
   for (const name of h.keys()) {
-    if (name.charCodeAt(0) === 64 /* @ */ || skip?.has(name)) continue;
+    if (name.charCodeAt(0) === 64 /* @ */ || skip?.has(name.toLowerCase())) continue;
     for (const value of h.values(name)) into.push(name, value);
   }
   return into;

@@ -11,7 +11,7 @@ import {
   signedSubject,
 } from "../schemas/index.ts";
 import { MeshError, appUnreachable } from "./errors.ts";
-import { MESH_OWNED, natsHeadersToFlat, responseHeadersToNats } from "./http-wire.ts";
+import { NOT_FOR_THE_APP, natsHeadersToFlat, responseHeadersToNats } from "./http-wire.ts";
 import { InflightTracker } from "./inflight.ts";
 import type { RequestObserver } from "./request-record.ts";
 import { pathOnly } from "./routing.ts";
@@ -178,7 +178,7 @@ export class InboundAdapter {
     if (budgetMs <= 0) throw new MeshError("timeout", `deadline passed before '${this.#opts.service}' could be called`);
     const admitted = await this.#opts.gate?.(r.caller, r.method, pathOnly(r.path));
     if (admitted?.error) throw admitted.error;
-    const headers = natsHeadersToFlat(msg.headers, [], MESH_OWNED);
+    const headers = natsHeadersToFlat(msg.headers, [], NOT_FOR_THE_APP);
     headers.push(
       HttpHeader.caller, r.caller,
       HttpHeader.requestId, r.requestId,

@@ -337,3 +337,20 @@ describe("answers are taken only from the service called", () => {
     assert.equal(await res.body.text(), "real");
   });
 });
+
+describe("what a caller sends in NATS headers is not all passed on", () => {
+  test("hop-by-hop and mesh-owned headers from a raw caller, in any case, never reach the app; the call still succeeds", async () => {
+    const { app } = await provider("tidy", "v1", (_req, res) => void res.end("tidy"));
+    const h = natsHeaders();
+    h.set("@method", "GET");
+    h.set("@path", "/");
+    for (const [k, v] of [["Transfer-Encoding", "chunked"], ["CONNECTION", "close"], ["te", "trailers"], ["Upgrade", "websocket"], ["x-mesh-caller", "admin"], ["Content-Length", "99"], ["x-fine", "yes"]]) h.set(k!, v!);
+    const reply = await meshRequest(nc, "mesh.rpc.tidy._.frontend", { headers: h });
+    assert.equal(reply.headers?.get("@status"), "200");
+    assert.equal(reply.string(), "tidy");
+    const seen = app.seen.at(-1)!;
+    for (const name of ["transfer-encoding", "te", "upgrade"]) assert.equal(seen.headers[name], undefined, name);
+    assert.equal(seen.headers["x-mesh-caller"], "frontend");
+    assert.equal(seen.headers["x-fine"], "yes");
+  });
+});
