@@ -30,7 +30,7 @@ export async function startBenchNats(say: (line: string) => void): Promise<Bench
   const version = await natsVersion(bin);
   try {
     // Imported lazily: control/ is developed alongside, and a broken launcher should not stop the bench.
-    const { startNatsCluster } = await import("../control/nats-cluster.ts");
+    const { startNatsCluster } = await import("../local/nats-cluster.ts");
     const cluster = await startNatsCluster({ nodes: 1, bin });
     onCleanup(() => cluster.stop());
     return { url: cluster.urls[0]!, pid: cluster.servers[0]?.process.pid, version, launcher: "control/nats-cluster.ts" };

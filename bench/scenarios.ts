@@ -19,7 +19,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { request } from "undici";
-import { connectCli, controlRequest } from "../control/client.ts";
+import { connectCli, controlRequest } from "../cli/client.ts";
 import type { ControlRequests } from "../schemas/index.ts";
 import { type Child, freePort, startChild, waitFor } from "./procs.ts";
 

@@ -2,6 +2,7 @@ import { nanos, type NatsConnection } from "@nats-io/transport-node";
 import { DiscardPolicy, RetentionPolicy, StorageType, jetstreamManager } from "@nats-io/jetstream";
 import type { Logger } from "pino";
 import { ACCESS_STREAM, ACCESS_SUBJECTS } from "../schemas/index.ts";
+import { withReplicaFallback } from "../runtime/index.ts";
 
 export { ACCESS_STREAM };
 
@@ -10,28 +11,6 @@ export const ACCESS_STREAM_LIMITS = {
   maxAgeMs: 24 * 60 * 60 * 1000,
   maxBytes: 256 * 1024 * 1024,
 } as const;
-
-/** nats-server refuses more replicas than the cluster has nodes; this is how it says so. */
-export function tooManyReplicas(err: unknown): boolean {
-  return /insufficient resources|replicas > 1 not supported|no suitable peers/i.test(String((err as Error)?.message));
-}
-
-/**
- * Runs `create` with 3 replicas, then 2, then 1, until the cluster accepts:
- * min(3, cluster size), since the cluster's size is not visible to a client.
- */
-export async function withReplicaFallback<T>(create: (replicas: number) => Promise<T>, replicas = [3, 2, 1]): Promise<T> {
-  let lastErr: unknown;
-  for (const r of replicas) {
-    try {
-      return await create(r);
-    } catch (err) {
-      lastErr = err;
-      if (!tooManyReplicas(err)) throw err;
-    }
-  }
-  throw lastErr;
-}
 
 /**
  * Creates MESH_ACCESS on `mesh.access.>` unless it exists. Idempotent: every

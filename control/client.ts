@@ -1,79 +1,60 @@
-import { connect, RequestError, TimeoutError, type NatsConnection } from "@nats-io/transport-node";
-import {
-  Defaults,
-  authenticatorFromFile,
-  ctlSubject,
-  inboxPrefixFor,
-  formatProblem, type ControlErrorBody, type ControlReplies, type ControlRequests, type ControlVerb } from "../schemas/index.ts";
+import { RequestError, TimeoutError, type NatsConnection } from "@nats-io/transport-node";
+import { ctlSubject, formatProblem, type ControlErrorBody, type ControlReplies, type ControlRequests, type ControlVerb } from "../schemas/index.ts";
 
-/** Exit codes of every CLI command (DESIGN §2). */
-export const Exit = { ok: 0, rejected: 1, usage: 2, unreachable: 3 } as const;
+/**
+ * How to talk to control over NATS (`mesh.ctl.v1.<verb>`), for the CLI, the
+ * local mesh and embedders: one request, its typed reply, or a typed failure.
+ */
 
-/** A CLI failure that knows its exit code and its one-line message. */
-export class CliError extends Error {
-  readonly exitCode: number;
-  readonly problems: string[];
-  constructor(exitCode: number, message: string, problems: string[] = []) {
+/**
+ * How long a request keeps trying while nobody serves its verb: a control
+ * replica that just (re)started on another node is already serving, but its
+ * queue interest takes a moment to cross the routes.
+ */
+export const NO_RESPONDERS_GRACE_MS = 2_000;
+const NO_RESPONDERS_RETRY_MS = 100;
+
+/** Control could not be asked, or did not answer. */
+export class ControlUnreachableError extends Error {}
+
+/** Control answered with an error: `code` is its stable code (rejected, not_found, conflict, ...). */
+export class ControlRefusedError extends Error {
+  constructor(
+    readonly code: ControlErrorBody["code"],
+    message: string,
+    /** `path: message` per problem, for rejected documents */
+    readonly problems: string[],
+  ) {
     super(message);
-    this.exitCode = exitCode;
-    this.problems = problems;
   }
 }
 
-export interface NatsFlags {
-  nats?: string;
-  creds?: string;
-}
-
-export function natsServers(flags: NatsFlags): string[] {
-  return (flags.nats ?? process.env.NATS_URL ?? Defaults.natsUrl).split(",").map((s) => s.trim()).filter(Boolean);
-}
-
-/** A short-lived connection for one CLI command: fails fast instead of retrying. */
-export async function connectCli(flags: NatsFlags): Promise<NatsConnection> {
-  const servers = natsServers(flags);
-  const creds = flags.creds ?? process.env.NATS_CREDS;
-  try {
-    return await connect({
-      servers,
-      name: "mesh-cli",
-      // The CLI's own inboxes: in secure mode the admin identity may read no others.
-      inboxPrefix: inboxPrefixFor("admin"),
-      noAsyncTraces: true,
-      timeout: 3_000,
-      maxReconnectAttempts: 0,
-      ...(creds ? { authenticator: await authenticatorFromFile(creds) } : {}),
-    });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT" || /neither NATS creds/.test((err as Error).message)) {
-      throw new CliError(Exit.usage, `--creds: ${(err as Error).message}`);
+/** One request to control. Throws ControlUnreachableError or ControlRefusedError. */
+export async function requestControl<V extends ControlVerb>(nc: NatsConnection, verb: V, body: ControlRequests[V], timeoutMs = 10_000): Promise<ControlReplies[V]> {
+  const giveUpAt = Date.now() + NO_RESPONDERS_GRACE_MS;
+  for (;;) {
+    let reply;
+    try {
+      reply = await nc.request(ctlSubject(verb), JSON.stringify(body), { timeout: timeoutMs });
+    } catch (err) {
+      if (err instanceof RequestError && err.isNoResponders() && Date.now() < giveUpAt) {
+        await new Promise((r) => setTimeout(r, NO_RESPONDERS_RETRY_MS));
+        continue;
+      }
+      throw unreachable(err, verb, timeoutMs);
     }
-    throw new CliError(Exit.unreachable, `cannot reach NATS at ${servers.join(",")}: ${(err as Error).message}`);
+    const parsed = reply.json<({ ok: true } & ControlReplies[V]) | { ok: false; error: ControlErrorBody }>();
+    if (parsed.ok) return parsed;
+    throw new ControlRefusedError(parsed.error.code, parsed.error.message, (parsed.error.problems ?? []).map(formatProblem));
   }
 }
 
-/** One control request; control's own rejections become exit 1, silence exit 3. */
-export async function controlRequest<V extends ControlVerb>(
-  nc: NatsConnection,
-  verb: V,
-  body: ControlRequests[V],
-  timeoutMs = 10_000,
-): Promise<ControlReplies[V]> {
-  let reply;
-  try {
-    reply = await nc.request(ctlSubject(verb), JSON.stringify(body), { timeout: timeoutMs });
-  } catch (err) {
-    if (err instanceof RequestError && err.isNoResponders()) {
-      throw new CliError(Exit.unreachable, `control unreachable: nobody serves ${ctlSubject(verb)} (is 'mesh control' running?)`);
-    }
-    if (err instanceof TimeoutError || (err as Error)?.cause instanceof TimeoutError) {
-      throw new CliError(Exit.unreachable, `control did not answer ${ctlSubject(verb)} within ${timeoutMs} ms`);
-    }
-    throw new CliError(Exit.unreachable, `control request failed: ${(err as Error).message}`);
+function unreachable(err: unknown, verb: ControlVerb, timeoutMs: number): ControlUnreachableError {
+  if (err instanceof RequestError && err.isNoResponders()) {
+    return new ControlUnreachableError(`control unreachable: nobody serves ${ctlSubject(verb)} (is 'mesh control' running?)`, { cause: err });
   }
-  const parsed = reply.json<{ ok: true } & ControlReplies[V] | { ok: false; error: ControlErrorBody }>();
-  if (parsed.ok) return parsed;
-  const { error } = parsed;
-  const problems = (error.problems ?? []).map(formatProblem);
-  throw new CliError(error.code === "rejected" || error.code === "not_found" || error.code === "conflict" ? Exit.rejected : Exit.unreachable, error.message, problems);
+  if (err instanceof TimeoutError || (err as Error)?.cause instanceof TimeoutError) {
+    return new ControlUnreachableError(`control did not answer ${ctlSubject(verb)} within ${timeoutMs} ms`, { cause: err });
+  }
+  return new ControlUnreachableError(`control request failed: ${(err as Error).message}`, { cause: err });
 }

@@ -1,7 +1,8 @@
 import type { NatsConnection } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { Logger } from "pino";
-import { withReplicaFallback } from "./access-stream.ts";
+import { ensureKv } from "../runtime/index.ts";
 
 /**
  * Which control replica exposes the mesh-wide metrics. Every replica merges
@@ -25,15 +26,7 @@ export interface Lease {
 }
 
 async function openBucket(nc: NatsConnection): Promise<KV> {
-  const kvm = new Kvm(nc);
-  return withReplicaFallback(async (replicas) => {
-    try {
-      return await kvm.create(LEASE_BUCKET, { history: 1, ttl: LEASE_TTL_MS, replicas });
-    } catch (err) {
-      if (/already in use/i.test(String((err as Error).message))) return kvm.open(LEASE_BUCKET);
-      throw err;
-    }
-  });
+  return (await ensureKv(new Kvm(nc), await jetstreamManager(nc), LEASE_BUCKET, { history: 1, ttl: LEASE_TTL_MS })).kv;
 }
 
 /** Tries to take (or keeps) the lease now and every LEASE_RENEW_MS; `onChange` hears of every gain and loss. */

@@ -13,7 +13,3 @@ export * from "./quota.ts";
 export * from "./control-api.ts";
 export * from "./telemetry.ts";
 export * from "./access-record.ts";
-export * from "./creds.ts";
-// Runtime pieces both the sidecar and control need.
-export * from "./nats-connection.ts";
-export * from "./admin-server.ts";

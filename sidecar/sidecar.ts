@@ -1,25 +1,34 @@
-import { hostname } from "node:os";
-import { randomBytes } from "node:crypto";
 import type { AddressInfo } from "node:net";
-import type { Server } from "node:http";
 import type { NatsConnection } from "@nats-io/transport-node";
 import pino, { type Logger } from "pino";
 import { Registry } from "prom-client";
 import { Pool } from "undici";
-import { Defaults, clientInboxPrefix, connectNats, startAdmin, type Readiness, type SidecarConfig } from "../schemas/index.ts";
-import { createAdmission, forbidden } from "./admission.ts";
-import { AppHealth } from "./app-health.ts";
-import { MeshCaller } from "./caller.ts";
-import { Destinations } from "./destinations.ts";
-import { InboundAdapter } from "./inbound.ts";
-import { createMalformedReporter } from "./malformed.ts";
-import { createMetrics, type SidecarMetrics } from "./metrics.ts";
-import { OutboundProxy } from "./outbound.ts";
-import { SidecarPolicies } from "./policies.ts";
-import { createQuotaGate, type QuotaGate } from "./quota.ts";
-import { RegistryHeartbeat } from "./registry.ts";
-import { fanOut, type RequestObserver } from "./request-record.ts";
-import { createObservability } from "./observability.ts";
+import { Defaults, clientInboxPrefix, type SidecarConfig } from "../schemas/index.ts";
+import {
+  closeNats,
+  closeServer,
+  connectNats,
+  exitWhenStopped,
+  hostPort,
+  instanceName,
+  processLogger,
+  startAdmin,
+  untilSignalled,
+  type Readiness,
+} from "../runtime/index.ts";
+import { createAdmission, forbidden } from "./inbound/admission.ts";
+import { AppHealth } from "./inbound/app-health.ts";
+import { MeshCaller } from "./outbound/caller.ts";
+import { Destinations } from "./resilience/destinations.ts";
+import { InboundAdapter } from "./inbound/adapter.ts";
+import { createMalformedReporter } from "./inbound/malformed.ts";
+import { createMetrics, type SidecarMetrics } from "./observability/metrics.ts";
+import { OutboundProxy } from "./outbound/listener.ts";
+import { SidecarPolicies } from "./policy/policies.ts";
+import { createQuotaGate, type QuotaGate } from "./inbound/quota-gate.ts";
+import { RegistryHeartbeat } from "./inbound/registry-heartbeat.ts";
+import { fanOut, type RequestObserver } from "./observability/request-record.ts";
+import { createObservability } from "./observability/observability.ts";
 
 export interface SidecarDeps {
   logger?: Logger;
@@ -39,9 +48,9 @@ export interface Sidecar {
   drain(): Promise<void>;
 }
 
-function hostPort(listen: string): { host: string; port: number } {
-  const i = listen.lastIndexOf(":");
-  return { host: listen.slice(0, i), port: Number(listen.slice(i + 1)) };
+/** `host:port` of a validated config (the schema checks the form). */
+function listenAddress(listen: string): { host: string; port: number } {
+  return hostPort(listen)!;
 }
 
 /** The provider half: the app's pool, the inbound adapter, its health and its registry entry. */
@@ -54,10 +63,9 @@ interface ProviderParts {
 }
 
 function providerParts(
-  config: Readonly<SidecarConfig>,
+  config: Readonly<SidecarConfig> & { app: string },
   c: { nc: NatsConnection; instance: string; logger: Logger; observe: RequestObserver; policies: SidecarPolicies; metrics: SidecarMetrics; quota: QuotaGate },
-): ProviderParts | undefined {
-  if (!config.app) return undefined;
+): ProviderParts {
   const pool = new Pool(config.app, { connections: Defaults.appConnections, keepAliveTimeout: 30_000 });
   const inbound = new InboundAdapter({
     nc: c.nc,
@@ -114,7 +122,7 @@ function callerParts(config: Readonly<SidecarConfig>, c: { nc: NatsConnection; p
   });
   return new OutboundProxy({
     caller: config.service,
-    ...hostPort(config.listen),
+    ...listenAddress(config.listen),
     maxPayload: () => c.nc.info?.max_payload ?? 1024 * 1024,
     headersTimeoutMs: config.headersTimeoutMs,
     bodyIdleTimeoutMs: config.bodyIdleTimeoutMs,
@@ -126,15 +134,17 @@ function callerParts(config: Readonly<SidecarConfig>, c: { nc: NatsConnection; p
 
 /** Starts a sidecar from a validated config; resolves once it has read policy, listens and has joined its queue groups. */
 export async function startSidecar(config: Readonly<SidecarConfig>, deps: SidecarDeps = {}): Promise<Sidecar> {
-  const instance = config.instance ?? `${hostname().split(".")[0]}-${randomBytes(3).toString("hex")}`;
+  const instance = config.instance ?? instanceName();
   const logger = (deps.logger ?? pino({ level: config.logLevel })).child({ service: config.service, instance });
+  // Declared before the connection: its reconnect handler re-reads policy.
+  let policies: SidecarPolicies | undefined;
   const { nc, connected } = await connectNats({
     servers: config.nats,
     name: `mesh-sidecar/${config.service}/${instance}`,
     creds: config.creds,
     inboxPrefix: clientInboxPrefix(config.service),
     logger,
-    onReconnect: () => policies.resync(),
+    onReconnect: () => policies?.resync(),
   });
   // Metrics, telemetry to control, access logs to JetStream, spans to OTLP: all fed by one record per request.
   const observability = createObservability({
@@ -148,24 +158,24 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
   });
   const metrics = observability.metrics;
   const observe = fanOut([...observability.observers, ...(deps.observers ?? [])], (err) => logger.warn({ err }, "request observer failed"));
-  const quota = config.app
-    ? createQuotaGate({ nc, service: config.service, logger, onDecision: (caller, d) => metrics.quota(config.service, caller, d) })
-    : undefined;
-  const policies = new SidecarPolicies({
+  // With an application to serve it is a provider; without, it only calls out.
+  const app = config.app;
+  const quota = app ? createQuotaGate({ nc, service: config.service, logger, onDecision: (caller, d) => metrics.quota(config.service, caller, d) }) : undefined;
+  policies = new SidecarPolicies({
     nc,
     logger,
     registry: metrics.registry,
     service: config.service,
-    provider: config.app !== undefined,
+    provider: app !== undefined,
     onQuota: (policy) => quota?.setPolicy(policy),
   });
-  const provider = quota && providerParts(config, { nc, instance, logger, observe, policies, metrics, quota });
+  const provider = app && quota ? providerParts({ ...config, app }, { nc, instance, logger, observe, policies, metrics, quota }) : undefined;
   const outbound = callerParts(config, { nc, policies, metrics, logger, observe });
 
   const state: { draining?: Promise<void> } = {};
   const readiness = () => readinessOf(config, { state, connected, policies, provider });
   const admin = await startAdmin({
-    ...hostPort(config.admin),
+    ...listenAddress(config.admin),
     registry: metrics.registry,
     readiness,
     routes: {
@@ -240,18 +250,17 @@ async function drainAll(timeoutMs: number, logger: Logger, steps: () => Promise<
   else logger.info("drained");
 }
 
-/** Drains the connection (flushing what is buffered) if NATS is there, within a bound; then it is closed regardless. */
-async function closeNats(nc: NatsConnection, connected: boolean): Promise<void> {
-  if (connected) {
-    const bounded = new Promise<void>((resolve) => setTimeout(resolve, NATS_DRAIN_LIMIT_MS).unref());
-    await Promise.race([nc.drain().catch(() => undefined), bounded]);
-  }
-  if (!nc.isClosed()) await nc.close().catch(() => undefined);
-}
-
-const NATS_DRAIN_LIMIT_MS = 5_000;
-
-function closeServer(server: Server): Promise<void> {
-  server.closeAllConnections();
-  return new Promise((resolve) => server.close(() => resolve()));
+/**
+ * `mesh sidecar`: starts from a validated config, runs until SIGTERM or
+ * SIGINT, then drains and exits. Returns the exit code.
+ */
+export async function runSidecar(config: Readonly<SidecarConfig>): Promise<number> {
+  const instance = config.instance ?? instanceName();
+  // startSidecar adds service and instance to every line.
+  const logger = processLogger(config.logLevel, { component: "sidecar" });
+  const sidecar = await startSidecar({ ...config, instance }, { logger });
+  await untilSignalled(logger);
+  await sidecar.drain();
+  exitWhenStopped(logger);
+  return 0;
 }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { validatePolicy, type AuthzPolicy } from "../schemas/index.ts";
-import { compileAuthz, type AuthzDecider } from "../sidecar/authz.ts";
+import { compileAuthz, type AuthzDecider } from "../sidecar/policy/authz.ts";
 
 /** Through the real entry point, so defaults are applied as in the sidecar. */
 function decider(doc: Record<string, unknown>): AuthzDecider {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { before, describe, test } from "node:test";
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
-import { controlRequest } from "../control/client.ts";
+import { controlRequest } from "../cli/client.ts";
 import { Wire, rpcSubject } from "../schemas/index.ts";
 import { startApp, type TestApp } from "./helpers/apps.ts";
 import { startTestControl } from "./helpers/control.ts";

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { before, describe, test } from "node:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
-import { controlRequest, CliError } from "../control/client.ts";
+import { controlRequest, CliError } from "../cli/client.ts";
 import { POLICY_BUCKETS } from "../schemas/index.ts";
 import { startApp } from "./helpers/apps.ts";
 import { onFileEnd } from "./helpers/cleanup.ts";

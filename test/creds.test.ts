@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { before, describe, test } from "node:test";
 import { connect, nkeys, type ConnectionOptions } from "@nats-io/transport-node";
-import { seedFile, writeCreds } from "../control/creds.ts";
+import { seedFile, writeCreds } from "../local/creds.ts";
 import {
   adminPermissions,
   controlPermissions,
@@ -16,10 +16,10 @@ import {
   permissionsFor,
   renderAuthConf,
   sidecarPermissions,
-} from "../control/creds-permissions.ts";
-import { controlRequest } from "../control/client.ts";
-import { ensureNatsServer } from "../control/nats-binary.ts";
-import { authenticatorFromFile } from "../schemas/index.ts";
+} from "../local/creds-permissions.ts";
+import { controlRequest } from "../cli/client.ts";
+import { ensureNatsServer } from "../local/nats-binary.ts";
+import { authenticatorFromFile } from "../runtime/index.ts";
 import { onFileEnd } from "./helpers/cleanup.ts";
 import { startTestControl } from "./helpers/control.ts";
 import { meshRequest, runMesh } from "./helpers/mesh.ts";

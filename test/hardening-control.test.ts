@@ -4,7 +4,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import { counterKey } from "../control/quota.ts";
 import { QUOTA_COUNTER_BUCKETS, quotaLeaseSubject, quotaWindow } from "../schemas/index.ts";
-import { controlRequest } from "../control/client.ts";
+import { controlRequest } from "../cli/client.ts";
 import { DISPATCH_LIMITS } from "../control/dispatch.ts";
 import { startApp } from "./helpers/apps.ts";
 import { startTestControl, type TestControl } from "./helpers/control.ts";

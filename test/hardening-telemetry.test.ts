@@ -4,7 +4,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { TELEMETRY_LIMITS } from "../control/telemetry-limits.ts";
 import { DURATION_BUCKETS_SECONDS, telemetrySubject, type NamedRow, type RequestRow, type TelemetryReport } from "../schemas/index.ts";
 import { Pool } from "undici";
-import { LABEL_LIMITS, OVERFLOW_LABEL } from "../sidecar/labels.ts";
+import { LABEL_LIMITS, OVERFLOW_LABEL } from "../sidecar/observability/labels.ts";
 import { startTestControl, type TestControl } from "./helpers/control.ts";
 import { eventually, startTestSidecar } from "./helpers/mesh.ts";
 import { connectClient, startNats, type NatsCluster } from "./helpers/nats.ts";

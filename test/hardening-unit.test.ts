@@ -3,8 +3,8 @@ import { lstat, mkdtemp, readdir, rm, stat, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { writeCreds } from "../control/creds.ts";
-import { compileAuthz } from "../sidecar/authz.ts";
+import { writeCreds } from "../local/creds.ts";
+import { compileAuthz } from "../sidecar/policy/authz.ts";
 import {
   HEADER_REGEX_MAX_INPUT,
   HEADER_REGEX_MAX_PATTERN,
@@ -13,7 +13,7 @@ import {
   type PolicyProblem,
   type RoutePolicy,
 } from "../schemas/index.ts";
-import { compileRoute } from "../sidecar/routing.ts";
+import { compileRoute } from "../sidecar/policy/routing.ts";
 import { FairDispatcher } from "../control/dispatch.ts";
 import { dispatchKey } from "../control/service.ts";
 import { parseSidecarConfig } from "../schemas/index.ts";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { before, describe, test } from "node:test";
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
-import { controlRequest } from "../control/client.ts";
+import { controlRequest } from "../cli/client.ts";
 import { startApp } from "./helpers/apps.ts";
 import { startTestControl } from "./helpers/control.ts";
 import { call, eventually, meshRequest, startTestSidecar } from "./helpers/mesh.ts";
@@ -10,7 +10,7 @@ import { metricSum, samples } from "./helpers/observability.ts";
 import { RawConnection } from "./helpers/raw-http.ts";
 import { RawNatsClient } from "./helpers/raw-nats.ts";
 import { captureLogs } from "./helpers/logs.ts";
-import { LABEL_LIMITS, OVERFLOW_LABEL } from "../sidecar/labels.ts";
+import { LABEL_LIMITS, OVERFLOW_LABEL } from "../sidecar/observability/labels.ts";
 
 /** Hostile input at the data plane: one NATS server with JetStream, control, a caller sidecar, providers as tests need them. */
 let nats: NatsCluster;

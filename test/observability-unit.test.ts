@@ -3,12 +3,12 @@ import { describe, test } from "node:test";
 import { DURATION_BUCKETS_SECONDS, accessFilter, accessSubject, parseTelemetryReport, type TelemetryReport } from "../schemas/index.ts";
 import { quantile, rebinner } from "../control/merged-metrics.ts";
 import { RecentTraffic, isFailure } from "../control/recent-traffic.ts";
-import { formatAccessRecord } from "../control/logs-command.ts";
-import { renderTop } from "../control/top-command.ts";
-import { toAccessRecord } from "../sidecar/access-log.ts";
-import { bucketIndex } from "../sidecar/telemetry.ts";
-import { exportRequest, toOtlpSpan, tracesUrl } from "../sidecar/tracing.ts";
-import type { RequestRecord } from "../sidecar/request-record.ts";
+import { formatAccessRecord } from "../cli/commands/logs.ts";
+import { renderTop } from "../cli/commands/top.ts";
+import { toAccessRecord } from "../sidecar/observability/access-log.ts";
+import { bucketIndex } from "../sidecar/observability/telemetry.ts";
+import { exportRequest, toOtlpSpan, tracesUrl } from "../sidecar/observability/tracing.ts";
+import type { RequestRecord } from "../sidecar/observability/request-record.ts";
 import { requestRecord } from "./helpers/observability.ts";
 
 const TRACE = "4bf92f3577b34da6a3ce929d0e0e4736";

@@ -6,7 +6,7 @@ import { before, describe, test } from "node:test";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { controlRequest } from "../control/client.ts";
+import { controlRequest } from "../cli/client.ts";
 import { POLICY_BUCKETS, kvStream } from "../schemas/index.ts";
 import { startApp } from "./helpers/apps.ts";
 import { startTestControl } from "./helpers/control.ts";

@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { changeCounter, counterKey, leaseSize } from "../control/quota.ts";
 import { quotaWindow, quotaWindowEnd, validatePolicy, type QuotaPolicy } from "../schemas/index.ts";
-import { LocalCounter, compileQuota, headersOf } from "../sidecar/quota-plan.ts";
-import { rateLimitHeaders } from "../sidecar/quota.ts";
+import { LocalCounter, compileQuota, headersOf } from "../sidecar/inbound/quota-plan.ts";
+import { rateLimitHeaders } from "../sidecar/inbound/quota-gate.ts";
 
 function quota(doc: Record<string, unknown>): QuotaPolicy {
   const result = validatePolicy({ kind: "Quota", service: "orders", ...doc });

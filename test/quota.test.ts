@@ -5,7 +5,7 @@ import { Kvm } from "@nats-io/kv";
 import pino from "pino";
 import { counterKey } from "../control/quota.ts";
 import { QUOTA_COUNTER_BUCKETS, QUOTA_WINDOW_MS, quotaLeaseSubject, quotaWindow, validatePolicy, type QuotaPolicy } from "../schemas/index.ts";
-import { createQuotaGate, type AdmitDecision, type QuotaGate, type QuotaOutcome } from "../sidecar/quota.ts";
+import { createQuotaGate, type AdmitDecision, type QuotaGate, type QuotaOutcome } from "../sidecar/inbound/quota-gate.ts";
 import { onFileEnd } from "./helpers/cleanup.ts";
 import { startTestControl, type TestControl } from "./helpers/control.ts";
 import { eventually } from "./helpers/mesh.ts";

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { before, test } from "node:test";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
-import { controlRequest } from "../control/client.ts";
+import { controlRequest } from "../cli/client.ts";
 import { HEARTBEAT_INTERVAL_MS, REGISTRY_BUCKET, REGISTRY_TTL_MS, type RegistryEntry } from "../schemas/index.ts";
 import { startApp, type TestApp } from "./helpers/apps.ts";
 import { startTestControl } from "./helpers/control.ts";

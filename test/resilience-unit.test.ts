@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { P2cEwmaBalancer } from "../sidecar/balancer.ts";
-import { BREAKER_STATE_VALUE, CircuitBreaker, isBreakerFailure } from "../sidecar/circuit-breaker.ts";
-import { IDEMPOTENT_METHODS, RetryBudget, backoffMs, mayRetry, retryCondition, type MayRetryArgs } from "../sidecar/retry.ts";
+import { P2cEwmaBalancer } from "../sidecar/resilience/balancer.ts";
+import { BREAKER_STATE_VALUE, CircuitBreaker, isBreakerFailure } from "../sidecar/resilience/circuit-breaker.ts";
+import { IDEMPOTENT_METHODS, RetryBudget, backoffMs, mayRetry, retryCondition, type MayRetryArgs } from "../sidecar/resilience/retry.ts";
 
 /** A clock tests move by hand. */
 function fakeClock(start = 0) {

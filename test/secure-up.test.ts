@@ -23,10 +23,21 @@ let root: string | undefined;
 after(async () => {
   if (child?.exitCode === null && child.signalCode === null) {
     const exited = new Promise((r) => child!.once("exit", r));
-    process.kill(-child.pid!, "SIGKILL"); // its own process group: mesh up and everything it started
+    process.kill(-child.pid!, "SIGKILL"); // its own process group: mesh up and the processes it spawned
     await exited;
   }
-  if (root) await rm(root, { recursive: true, force: true, maxRetries: 5 });
+  // NATS nodes run in process groups of their own (a Ctrl-C must not reach them first): pids.json names them.
+  if (root) {
+    const pids = await readFile(join(root, "data", "pids.json"), "utf8").then((t) => Object.values((JSON.parse(t) as { processes: Record<string, number> }).processes), () => []);
+    for (const pid of pids) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        /* gone already */
+      }
+    }
+    await rm(root, { recursive: true, force: true, maxRetries: 5 });
+  }
 });
 
 test("mesh up --secure: the demo answers, the CLI needs the admin key, nothing trips a permission", { timeout: 120_000 }, async () => {

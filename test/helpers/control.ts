@@ -2,7 +2,8 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import pino, { type Logger } from "pino";
 import { Registry } from "prom-client";
 import { startControl, type ControlService } from "../../control/service.ts";
-import { authenticatorFromFile, inboxPrefixFor } from "../../schemas/index.ts";
+import { inboxPrefixFor } from "../../schemas/index.ts";
+import { authenticatorFromFile } from "../../runtime/index.ts";
 import { onFileEnd } from "./cleanup.ts";
 
 export interface TestControl extends ControlService {

@@ -3,10 +3,10 @@
 import type { TestContext } from "node:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { onFileEnd } from "./cleanup.ts";
-import { ensureNatsServer } from "../../control/nats-binary.ts";
-import { type NatsCluster, type StartNatsClusterOptions, startNatsCluster } from "../../control/nats-cluster.ts";
+import { ensureNatsServer } from "../../local/nats-binary.ts";
+import { type NatsCluster, type StartNatsClusterOptions, startNatsCluster } from "../../local/nats-cluster.ts";
 
-export type { NatsCluster, NatsNode } from "../../control/nats-cluster.ts";
+export type { NatsCluster, NatsNode } from "../../local/nats-cluster.ts";
 
 export type NatsTestOptions = Partial<Omit<StartNatsClusterOptions, "config" | "bin">>;
 

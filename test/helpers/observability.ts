@@ -2,8 +2,8 @@ import { randomUUID } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
-import { childTraceparent } from "../../sidecar/trace.ts";
-import type { RequestRecord } from "../../sidecar/request-record.ts";
+import { childTraceparent } from "../../sidecar/observability/trace.ts";
+import type { RequestRecord } from "../../sidecar/observability/request-record.ts";
 import { onFileEnd } from "./cleanup.ts";
 
 /** A RequestRecord as a sidecar makes one: a 200 from frontend to pricing unless told otherwise. */

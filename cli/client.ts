@@ -1,0 +1,64 @@
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { Defaults, inboxPrefixFor, type ControlReplies, type ControlRequests, type ControlVerb } from "../schemas/index.ts";
+import { ControlRefusedError, ControlUnreachableError, requestControl } from "../control/index.ts";
+import { authenticatorFromFile } from "../runtime/index.ts";
+
+/** Exit codes of every CLI command (DESIGN §2). */
+export const Exit = { ok: 0, rejected: 1, usage: 2, unreachable: 3 } as const;
+
+/** A CLI failure that knows its exit code and its one-line message. */
+export class CliError extends Error {
+  readonly exitCode: number;
+  readonly problems: string[];
+  constructor(exitCode: number, message: string, problems: string[] = []) {
+    super(message);
+    this.exitCode = exitCode;
+    this.problems = problems;
+  }
+}
+
+export interface NatsFlags {
+  nats?: string;
+  creds?: string;
+}
+
+export function natsServers(flags: NatsFlags): string[] {
+  return (flags.nats ?? process.env.NATS_URL ?? Defaults.natsUrl).split(",").map((s) => s.trim()).filter(Boolean);
+}
+
+/** A short-lived connection for one CLI command: fails fast instead of retrying. */
+export async function connectCli(flags: NatsFlags): Promise<NatsConnection> {
+  const servers = natsServers(flags);
+  const creds = flags.creds ?? process.env.NATS_CREDS;
+  try {
+    return await connect({
+      servers,
+      name: "mesh-cli",
+      // The CLI's own inboxes: in secure mode the admin identity may read no others.
+      inboxPrefix: inboxPrefixFor("admin"),
+      noAsyncTraces: true,
+      timeout: 3_000,
+      maxReconnectAttempts: 0,
+      ...(creds ? { authenticator: await authenticatorFromFile(creds) } : {}),
+    });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT" || /neither NATS creds/.test((err as Error).message)) {
+      throw new CliError(Exit.usage, `--creds: ${(err as Error).message}`);
+    }
+    throw new CliError(Exit.unreachable, `cannot reach NATS at ${servers.join(",")}: ${(err as Error).message}`);
+  }
+}
+
+/** One control request; control's own rejections become exit 1, silence exit 3. */
+export async function controlRequest<V extends ControlVerb>(nc: NatsConnection, verb: V, body: ControlRequests[V], timeoutMs?: number): Promise<ControlReplies[V]> {
+  try {
+    return await requestControl(nc, verb, body, timeoutMs);
+  } catch (err) {
+    if (err instanceof ControlRefusedError) {
+      const rejected = err.code === "rejected" || err.code === "not_found" || err.code === "conflict";
+      throw new CliError(rejected ? Exit.rejected : Exit.unreachable, err.message, err.problems);
+    }
+    if (err instanceof ControlUnreachableError) throw new CliError(Exit.unreachable, err.message);
+    throw err;
+  }
+}

@@ -1,0 +1,78 @@
+import { Defaults, parseSidecarConfig, ValidationError } from "../../schemas/index.ts";
+import { runSidecar } from "../../sidecar/index.ts";
+import { NATS_FLAGS, stringValue, type Parsed } from "../args.ts";
+import { CliError, Exit } from "../client.ts";
+import type { Command } from "../command.ts";
+
+/** Flags of `mesh sidecar` and the config field each sets; numbers are converted, the schema checks the rest. */
+const FIELDS: ReadonlyArray<[flag: string, field: string, number?: true]> = [
+  ["service", "service"],
+  ["version", "version"],
+  ["app", "app"],
+  ["listen", "listen"],
+  ["admin", "admin"],
+  ["creds", "creds"],
+  ["instance", "instance"],
+  ["timeout-ms", "requestTimeoutMs", true],
+  ["max-concurrent", "maxConcurrent", true],
+  ["max-deadline-ms", "maxDeadlineMs", true],
+  ["headers-timeout-ms", "headersTimeoutMs", true],
+  ["body-idle-timeout-ms", "bodyIdleTimeoutMs", true],
+  ["log-level", "logLevel"],
+  ["otlp", "otlp"],
+];
+
+/** The config input from flags (and their environment variables); absent ones are left to the schema's defaults. */
+export function sidecarConfigInput(p: Parsed): Record<string, unknown> {
+  const input: Record<string, unknown> = {
+    nats: (stringValue(p, "nats") ?? Defaults.natsUrl).split(",").map((s) => s.trim()).filter(Boolean),
+  };
+  for (const [flag, field, isNumber] of FIELDS) {
+    const v = stringValue(p, flag);
+    if (v !== undefined) input[field] = isNumber ? Number(v) : v;
+  }
+  return input;
+}
+
+async function sidecar(p: Parsed): Promise<number> {
+  let config;
+  try {
+    config = parseSidecarConfig(sidecarConfigInput(p));
+  } catch (err) {
+    if (!(err instanceof ValidationError)) throw err;
+    throw new CliError(Exit.usage, "invalid sidecar options", err.problems.map((x) => `${flagOf(x.path)}: ${x.message}`));
+  }
+  return runSidecar(config);
+}
+
+/** `requestTimeoutMs` -> `--timeout-ms`, for messages in the user's words. */
+function flagOf(path: string): string {
+  const field = path.split(/[.[]/)[0];
+  const row = FIELDS.find(([, f]) => f === field);
+  return row ? `--${row[0]}` : path === "nats" || path.startsWith("nats[") ? "--nats" : path;
+}
+
+export const SIDECAR_COMMAND: Command = {
+  synopsis: "sidecar --service NAME [--version v1] [--app http://127.0.0.1:PORT] [--listen ADDR] [--admin ADDR] [--nats URLS] [--creds FILE]",
+  summary: "one sidecar; without --app it only calls out",
+  details: "Runs until SIGTERM or SIGINT, then drains: it leaves its queue groups, answers what it holds and exits.",
+  args: {
+    flags: {
+      service: { type: "string", env: "MESH_SERVICE", value: "NAME", help: "this instance's service (required)" },
+      version: { type: "string", env: "MESH_VERSION", value: "v1", help: "the version it serves" },
+      app: { type: "string", env: "MESH_APP", value: "URL", help: "the local application; absent: only calls out" },
+      listen: { type: "string", env: "MESH_LISTEN", value: "127.0.0.1:15001", help: "outbound listener (HTTP proxy and Host addressing)" },
+      admin: { type: "string", env: "MESH_ADMIN", value: "127.0.0.1:15090", help: "admin listener: /healthz /readyz /metrics /config" },
+      ...NATS_FLAGS,
+      instance: { type: "string", env: "MESH_INSTANCE", value: "ID", help: "instance name (default: host and random suffix)" },
+      "timeout-ms": { type: "string", env: "MESH_TIMEOUT_MS", value: "N", help: "deadline of a call whose route sets none (default 30000)" },
+      "max-concurrent": { type: "string", env: "MESH_MAX_CONCURRENT", value: "N", help: "requests served at once; more are answered overloaded (default 1000, 0 = no limit)" },
+      "max-deadline-ms": { type: "string", env: "MESH_MAX_DEADLINE_MS", value: "N", help: "cap on a caller's deadline (default 300000)" },
+      "headers-timeout-ms": { type: "string", env: "MESH_HEADERS_TIMEOUT_MS", value: "N", help: "an application's request headers must arrive within this (default 10000)" },
+      "body-idle-timeout-ms": { type: "string", env: "MESH_BODY_IDLE_TIMEOUT_MS", value: "N", help: "a request body may pause this long (default 10000)" },
+      "log-level": { type: "string", env: "LOG_LEVEL", value: "info", help: "fatal, error, warn, info, debug, trace or silent" },
+      otlp: { type: "string", env: "OTEL_EXPORTER_OTLP_ENDPOINT", value: "URL", help: "export a span per request by OTLP/HTTP JSON to URL/v1/traces" },
+    },
+  },
+  run: sidecar,
+};

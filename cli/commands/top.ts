@@ -1,0 +1,69 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import type { MeshStats, PairStats } from "../../schemas/index.ts";
+import { NATS_FLAGS, OUTPUT_FLAG, durationArg, formatTable, jsonOutput, serviceArg, type Parsed } from "../args.ts";
+import { Exit, connectCli, controlRequest, type NatsFlags } from "../client.ts";
+import type { Command } from "../command.ts";
+
+/**
+ * `mesh top`: request rate, success rate and latency per service pair, from
+ * control's merged telemetry (the `stats` verb), redrawn every interval
+ * until Ctrl-C; `--once` prints one frame and exits.
+ */
+async function top(p: Parsed): Promise<number> {
+  const { values, positionals } = p;
+  const service = serviceArg("SERVICE", positionals[0]);
+  const windowMs = durationArg("window", values.window, "30s");
+  const intervalMs = durationArg("interval", values.interval, "2s");
+  const json = jsonOutput(p);
+  const live = values.once !== true;
+  const nc = await connectCli(values as NatsFlags);
+  const stopped = new AbortController();
+  const stop = () => stopped.abort();
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+  try {
+    do {
+      const stats = await controlRequest(nc, "stats", { windowSeconds: windowMs / 1000, ...(service ? { service } : {}) });
+      const frame = json ? JSON.stringify(stats) : renderTop(stats, new Date());
+      // Redraw in place on a terminal; elsewhere append frames.
+      process.stdout.write(live && !json && process.stdout.isTTY ? `\x1b[H\x1b[2J${frame}\n` : `${frame}\n`);
+      if (live) await sleep(intervalMs, undefined, { signal: stopped.signal }).catch(() => undefined);
+    } while (live && !stopped.signal.aborted);
+  } finally {
+    process.off("SIGINT", stop);
+    process.off("SIGTERM", stop);
+    await nc.close().catch(() => undefined);
+  }
+  return Exit.ok;
+}
+
+const percent = (v: number | null) => (v === null ? "-" : `${(v * 100).toFixed(2)}%`);
+const millis = (v: number | null) => (v === null ? "-" : v >= 100 ? `${Math.round(v)}ms` : `${v.toFixed(1)}ms`);
+
+export function topRow(p: PairStats): string[] {
+  return [p.source, p.destination, p.rps.toFixed(1), percent(p.successRate), millis(p.p50Ms), millis(p.p99Ms), String(p.requests)];
+}
+
+/** One frame: a title line, then a row per service pair (or a note that there is no traffic). */
+export function renderTop(stats: MeshStats, at: Date): string {
+  const title = `mesh top  ${at.toISOString()}  last ${stats.windowSeconds}s, from the callers' sidecars`;
+  if (stats.pairs.length === 0) return `${title}\n(no requests in the window)`;
+  const rows = [["SOURCE", "DESTINATION", "RPS", "SUCCESS", "P50", "P99", "REQUESTS"], ...stats.pairs.map(topRow)];
+  return `${title}\n${formatTable(rows)}`;
+}
+
+export const TOP_COMMAND: Command = {
+  synopsis: "top [SERVICE] [--window 30s] [--interval 2s] [--once] [-o json]",
+  summary: "live request rate, success rate and p50/p99 per service pair, from control",
+  args: {
+    flags: {
+      window: { type: "string", value: "30s", help: "the figures cover this much past traffic (at most 60s)" },
+      interval: { type: "string", value: "2s", help: "redraw this often" },
+      once: { type: "boolean", help: "print one frame and exit" },
+      ...OUTPUT_FLAG,
+      ...NATS_FLAGS,
+    },
+    positionals: { min: 0, max: 1, names: "SERVICE" },
+  },
+  run: top,
+};

@@ -1,0 +1,41 @@
+import { inboxPrefixFor } from "../schemas/index.ts";
+import { closeNats, closeServer, connectNats, exitWhenStopped, hostPort, instanceName, processLogger, startAdmin, untilSignalled } from "../runtime/index.ts";
+import { startControl } from "./service.ts";
+
+export interface ControlOptions {
+  nats: string[];
+  creds?: string;
+  /** `host:port` of the admin listener (metrics, readiness) */
+  admin: string;
+  logLevel: string;
+}
+
+/** `mesh control`: serves until SIGTERM or SIGINT, then stops and exits. Returns the exit code. */
+export async function runControl(opts: ControlOptions): Promise<number> {
+  const listen = hostPort(opts.admin);
+  if (!listen) throw new RangeError(`--admin must be host:port, got '${opts.admin}'`);
+  const instance = instanceName();
+  const logger = processLogger(opts.logLevel, { component: "control", service: "mesh-control", instance });
+  const { nc, connected } = await connectNats({
+    servers: opts.nats,
+    name: "mesh-control",
+    // Its own inboxes: in secure mode control may read no others.
+    inboxPrefix: inboxPrefixFor("control"),
+    creds: opts.creds,
+    logger,
+  });
+  const control = await startControl(nc, logger, undefined, instance);
+  const server = await startAdmin({
+    ...listen,
+    registry: control.registry,
+    readiness: async () => (connected() ? { ready: true, reasons: [] } : { ready: false, reasons: ["nats disconnected"] }),
+  });
+  logger.info({ admin: server.address }, "control started");
+  await untilSignalled(logger);
+  await control.stop().catch((err) => logger.warn({ err }, "control did not drain"));
+  await closeNats(nc, connected());
+  await closeServer(server.server);
+  logger.info("control stopped");
+  exitWhenStopped(logger);
+  return 0;
+}

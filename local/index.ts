@@ -1,0 +1,9 @@
+// The local mesh: `mesh up` (a NATS cluster from nats.conf, control, the demo
+// services and their sidecars), the nats-server launcher, and `mesh creds`.
+// The only part of the repository that imports services/ (the demo).
+export { up } from "./up.ts";
+export { UP_DEFAULTS, MAX_NODES, checkUpOptions, type UpOptions } from "./up-plan.ts";
+export { demoServices } from "../services/manifest.ts";
+export { CredsError, seedFile, writeCreds, type CredsResult } from "./creds.ts";
+export { ensureNatsServer, natsServerVersion, NatsServerError } from "./nats-binary.ts";
+export { startNatsCluster, stopAll, type NatsCluster, type NatsNode } from "./nats-cluster.ts";

@@ -1,0 +1,67 @@
+import { randomBytes } from "node:crypto";
+import type { Server } from "node:http";
+import { hostname } from "node:os";
+import type { NatsConnection } from "@nats-io/transport-node";
+import pino, { type Logger } from "pino";
+
+/**
+ * What every long-running mesh process (sidecar, control) does the same way:
+ * its logger, its instance name, waiting for a signal, closing NATS within a
+ * bound, and exiting once it has stopped.
+ */
+
+/** A drained connection is closed after this long even if the server never confirms. */
+export const NATS_DRAIN_LIMIT_MS = 5_000;
+
+/** `<host>-<6 hex>`: one subject token, unique enough within a service. */
+export function instanceName(): string {
+  return `${hostname().split(".")[0]!.replace(/[^A-Za-z0-9_-]/g, "-")}-${randomBytes(3).toString("hex")}`;
+}
+
+/**
+ * The process logger: JSON lines on stdout, asynchronously, with the fields
+ * every mesh process logs with (`component`, `service`, `instance`).
+ */
+export function processLogger(level: string, base: { component: string; service?: string; instance?: string }): Logger {
+  return pino({ level, base }, pino.destination({ sync: false }));
+}
+
+/** Resolves with the first SIGTERM or SIGINT, logged. */
+export function untilSignalled(logger: Logger): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const stop = (signal: NodeJS.Signals) => {
+      logger.info({ signal }, "stopping");
+      resolve(signal);
+    };
+    process.once("SIGTERM", stop);
+    process.once("SIGINT", stop);
+  });
+}
+
+/** Flushes the logger and exits: stopped means nothing of ours is left to finish, so a lingering handle must not keep the process alive. */
+export function exitWhenStopped(logger: Logger, code = 0): void {
+  logger.flush();
+  setTimeout(() => process.exit(code), 100).unref();
+}
+
+/** Drains the connection (flushing what is buffered) if NATS is there, within a bound; then it is closed regardless. */
+export async function closeNats(nc: NatsConnection, connected: boolean): Promise<void> {
+  if (connected) {
+    const bounded = new Promise<void>((resolve) => setTimeout(resolve, NATS_DRAIN_LIMIT_MS).unref());
+    await Promise.race([nc.drain().catch(() => undefined), bounded]);
+  }
+  if (!nc.isClosed()) await nc.close().catch(() => undefined);
+}
+
+/** Closes an HTTP server, its keep-alive connections included. */
+export function closeServer(server: Server): Promise<void> {
+  server.closeAllConnections();
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+/** `host:port` split; undefined when it is not one. */
+export function hostPort(listen: string): { host: string; port: number } | undefined {
+  const i = listen.lastIndexOf(":");
+  const port = Number(listen.slice(i + 1));
+  return i > 0 && Number.isInteger(port) && port >= 0 && port <= 65535 ? { host: listen.slice(0, i), port } : undefined;
+}

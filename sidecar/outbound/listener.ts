@@ -1,0 +1,202 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { randomUUID } from "node:crypto";
+import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
+import type { Msg } from "@nats-io/transport-node";
+import type { Logger } from "pino";
+import { HttpHeader, Wire, isMeshErrorCode, isVersionName } from "../../schemas/index.ts";
+import { ClientGoneError, readBody } from "./body.ts";
+import type { CallResult, MeshCaller } from "./caller.ts";
+import { MeshError, payloadTooLarge } from "../errors.ts";
+import { requestHeadersToNats } from "../http-wire.ts";
+import { InflightTracker } from "../inflight.ts";
+import type { RequestObserver, RequestRecord } from "../observability/request-record.ts";
+import { frameReply } from "./reply.ts";
+import { writeMeshError } from "./respond.ts";
+import { resolveTarget } from "./target.ts";
+import { childSpan } from "../observability/trace.ts";
+
+export interface OutboundOptions {
+  /** this sidecar's service: the caller token of every request subject */
+  caller: string;
+  host: string;
+  port: number;
+  /** the largest message the cluster takes (bytes), read from the server */
+  maxPayload: () => number;
+  /** time to receive a request's complete headers (ms); then 408 request_timeout */
+  headersTimeoutMs: number;
+  /** time between bytes of a request body (ms); then 408 request_timeout */
+  bodyIdleTimeoutMs: number;
+  mesh: MeshCaller;
+  observe: RequestObserver;
+  logger: Logger;
+}
+
+/**
+ * The outbound listener: the application's HTTP requests to other services
+ * become mesh calls; their answers, or the mesh's errors, go back as HTTP.
+ */
+export class OutboundProxy {
+  readonly server: Server;
+  readonly inflight = new InflightTracker();
+  readonly #opts: OutboundOptions;
+
+  constructor(opts: OutboundOptions) {
+    this.#opts = opts;
+    this.server = createServer(
+      {
+        keepAliveTimeout: 65_000,
+        headersTimeout: opts.headersTimeoutMs,
+        // How often Node checks for expired header timeouts: often enough for the timeout to mean what it says.
+        connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(opts.headersTimeoutMs / 4))),
+      },
+      (req, res) => {
+        this.inflight.track(this.#handle(req, res));
+      },
+    );
+    // `Expect: 100-continue` is answered here, never passed on: 100 when the body may fit, else 413 unread.
+    this.server.on("checkContinue", (req: IncomingMessage, res: ServerResponse) => {
+      const declared = Number(req.headers["content-length"]);
+      const limit = this.#opts.maxPayload();
+      if (Number.isFinite(declared) && declared > limit) {
+        writeMeshError(res, payloadTooLarge(declared, limit), true);
+        return;
+      }
+      res.writeContinue();
+      this.inflight.track(this.#handle(req, res));
+    });
+    this.server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => answerClientError(err, socket, opts.headersTimeoutMs));
+  }
+
+  async listen(): Promise<AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen(this.#opts.port, this.#opts.host, () => resolve());
+    });
+    return this.server.address() as AddressInfo;
+  }
+
+  /** Stops accepting connections, lets requests in flight finish. */
+  async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    await this.inflight.idle();
+    this.server.closeAllConnections();
+    await closed;
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const startedAt = Date.now();
+    const method = req.method ?? "GET";
+    const target = resolveTarget(req.url ?? "/", req.headers.host);
+    const service = target instanceof MeshError ? "unknown" : target.service;
+    const path = target instanceof MeshError ? req.url ?? "" : target.path;
+    const requestId = randomUUID();
+    const { traceparent, parentSpanId } = childSpan(single(req.headers.traceparent));
+    let result: CallResult = { version: "_", attempts: 0 };
+    let status = 0;
+    try {
+      if (target instanceof MeshError) throw target;
+      const body = await readBody(req, this.#opts.maxPayload(), this.#opts.bodyIdleTimeoutMs);
+      const headers = requestHeadersToNats(req.rawHeaders);
+      headers.set(Wire.method, method);
+      headers.set(Wire.path, path);
+      headers.set(Wire.requestId, requestId);
+      headers.set(Wire.traceparent, traceparent);
+      const header = (name: string) => single(req.headers[name]);
+      result = await this.#opts.mesh.call({ service, method, path, header, headers, body, startedAt, askedTimeoutMs: askedTimeoutMs(req) });
+      if (result.error) throw result.error;
+      status = writeReply(res, result.reply!, method, service);
+    } catch (err) {
+      if (err instanceof ClientGoneError) status = 0;
+      else {
+        const meshErr = err instanceof MeshError ? err : new MeshError("unavailable", `request to '${service}' failed: ${(err as Error).message}`);
+        if (!(err instanceof MeshError)) this.#opts.logger.error({ err, service }, "outbound request failed unexpectedly");
+        // The rest of an unread body would be taken for the next request: such a connection ends here.
+        writeMeshError(res, meshErr, meshErr.code === "payload_too_large" || meshErr.code === "request_timeout");
+        result.error = meshErr;
+        status = meshErr.status;
+      }
+    }
+    this.#opts.observe(this.#record(result, { service, method, path, status, startedAt, requestId, traceparent, parentSpanId }));
+  }
+
+  #record(
+    result: CallResult,
+    r: { service: string; method: string; path: string; status: number; startedAt: number; requestId: string; traceparent: string; parentSpanId: string | undefined },
+  ): RequestRecord {
+    // A provider's @error is a mesh error code or it is not believed: anything else counts as one fixed value.
+    const rawError = result.reply?.headers?.get(Wire.error) || undefined;
+    const replyError = rawError === undefined || isMeshErrorCode(rawError) ? rawError : "unknown_error";
+    const meshError = result.error?.code ?? replyError;
+    return {
+      direction: "outbound",
+      source: this.#opts.caller,
+      destination: r.service,
+      version: result.version,
+      instance: result.instance,
+      method: r.method,
+      path: r.path,
+      status: r.status,
+      code: meshError ?? (r.status === 0 ? "client_closed" : String(r.status)),
+      meshError,
+      startedAt: r.startedAt,
+      durationMs: Date.now() - r.startedAt,
+      attempts: result.attempts,
+      requestId: r.requestId,
+      traceparent: r.traceparent,
+      parentSpanId: r.parentSpanId,
+    };
+  }
+
+}
+
+/**
+ * What the listener answers a connection Node could not read a request from
+ * (a listener for `clientError` replaces Node's own answer): 408
+ * request_timeout as a mesh error when the headers took too long, else what
+ * Node would answer.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, headersTimeoutMs: number): void {
+  if (!socket.writable || err.code === "ECONNRESET") {
+    socket.destroy();
+    return;
+  }
+  let head = "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n";
+  if (err.code === "ERR_HTTP_REQUEST_TIMEOUT") {
+    const body = new MeshError("request_timeout", `request headers not received within ${headersTimeoutMs} ms`).body();
+    head = `HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${HttpHeader.meshError}: request_timeout\r\nConnection: close\r\n\r\n${body}`;
+  } else if (err.code === "HPE_HEADER_OVERFLOW") {
+    head = "HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n";
+  }
+  socket.end(head);
+}
+
+/** The application's own limit for this call: the smaller of x-mesh-timeout-ms and x-mesh-deadline-ms. */
+function askedTimeoutMs(req: IncomingMessage): number | undefined {
+  let asked: number | undefined;
+  for (const name of [HttpHeader.timeoutMs, HttpHeader.deadlineMs]) {
+    const value = Number(req.headers[name]);
+    if (value > 0 && (asked === undefined || value < asked)) asked = value;
+  }
+  return asked;
+}
+
+/** Writes a provider's reply to the application, framed by what is written; returns the status. */
+function writeReply(res: ServerResponse, reply: Msg, method: string, service: string): number {
+  const framed = frameReply(reply, method, service);
+  if (framed instanceof MeshError) throw framed;
+  const meshError = reply.headers?.get(Wire.error);
+  if (meshError && isMeshErrorCode(meshError)) framed.headers.push(HttpHeader.meshError, meshError);
+  const version = reply.headers?.get(Wire.version);
+  if (version && isVersionName(version)) framed.headers.push(HttpHeader.servedBy, version);
+  // A body that disagrees with content-length is an error Node raises, never bytes that desync the connection.
+  res.strictContentLength = true;
+  res.writeHead(framed.status, framed.headers);
+  res.end(framed.body);
+  return framed.status;
+}
+
+function single(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}

@@ -1,0 +1,87 @@
+import { validateHeaderName, validateHeaderValue } from "node:http";
+import type { Msg } from "@nats-io/transport-node";
+import { HOP_BY_HOP, HttpHeader, Wire } from "../../schemas/index.ts";
+import { MeshError } from "../errors.ts";
+
+/**
+ * A provider's reply as the caller's application will get it. The provider
+ * may be anything that can answer on the request's inbox, so nothing it says
+ * about framing is believed: the length is the length of the bytes written,
+ * framing and hop-by-hop headers are dropped whatever their case, and a
+ * status or header Node could not write (or that would change the
+ * connection, like 101) makes the whole reply a `bad_response`. Pure, so
+ * unit-tested without sockets.
+ */
+export interface FramedReply {
+  status: number;
+  /** `[name, value, ...]` for writeHead, `content-length` included where a body may be */
+  headers: string[];
+  body: Uint8Array;
+}
+
+/** Statuses a provider may answer with: 1xx (101 above all) would change what the connection carries. */
+const MIN_STATUS = 200;
+const MAX_STATUS = 599;
+
+/** Set by the caller's sidecar from the mesh fields, never copied from a provider's headers. */
+const SIDECAR_OWNED = new Set<string>(["content-length", HttpHeader.meshError, HttpHeader.servedBy]);
+
+function dropped(name: string, connectionTokens: ReadonlySet<string>): boolean {
+  return HOP_BY_HOP.has(name) || SIDECAR_OWNED.has(name) || name.startsWith("proxy-") || connectionTokens.has(name);
+}
+
+/** `@status` as an HTTP status the application may see, or undefined when it is not one. */
+export function replyStatus(raw: string | undefined): number | undefined {
+  if (raw === undefined || !/^[0-9]{3}$/.test(raw)) return undefined;
+  const status = Number(raw);
+  return status >= MIN_STATUS && status <= MAX_STATUS ? status : undefined;
+}
+
+/** The reply as HTTP, or a `bad_response` MeshError when it cannot be written faithfully. */
+export function frameReply(reply: Msg, method: string, service: string): FramedReply | MeshError {
+  const h = reply.headers;
+  const status = replyStatus(h?.get(Wire.status));
+  if (status === undefined) return badResponse(service, `status ${JSON.stringify(h?.get(Wire.status) ?? null)}`);
+  const headers: string[] = [];
+  if (h) {
+    const tokens = new Set<string>();
+    for (const name of h.keys()) {
+      if (name.toLowerCase() !== "connection") continue;
+      for (const v of h.values(name)) for (const t of v.split(",")) tokens.add(t.trim().toLowerCase());
+    }
+    for (const name of h.keys()) {
+      if (name.charCodeAt(0) === 64 /* @ */) continue;
+      const lower = name.toLowerCase();
+      if (dropped(lower, tokens)) continue;
+      for (const value of h.values(name)) {
+        const problem = headerProblem(lower, value);
+        if (problem) return badResponse(service, problem);
+        headers.push(lower, value);
+      }
+    }
+  }
+  const bodyless = method === "HEAD" || status === 204 || status === 304;
+  if (!bodyless) headers.push("content-length", String(reply.data.length));
+  else if (method === "HEAD" && status !== 204 && status !== 304) {
+    // A HEAD answer has no body to frame: its length says what a GET would get, so one plain number may pass.
+    const declared = h?.values("content-length") ?? [];
+    if (declared.length === 1 && /^[0-9]{1,15}$/.test(declared[0]!)) headers.push("content-length", declared[0]!);
+  }
+  return { status, headers, body: bodyless ? EMPTY : reply.data };
+}
+
+const EMPTY = new Uint8Array(0);
+
+function headerProblem(name: string, value: string): string | undefined {
+  try {
+    validateHeaderName(name);
+    validateHeaderValue(name, value);
+    return undefined;
+  } catch {
+    return `header ${JSON.stringify(name.slice(0, 64))}`;
+  }
+}
+
+function badResponse(service: string, what: string): MeshError {
+  return new MeshError("bad_response", `'${service}' answered with an invalid ${what}`);
+}

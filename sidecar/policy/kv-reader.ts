@@ -1,0 +1,152 @@
+import { RequestError, type Msg, type NatsConnection } from "@nats-io/transport-node";
+import { JS_API, MESH_JS_API, kvStream } from "../../schemas/index.ts";
+
+/** One stored revision of a KV key, as a direct get returns it. */
+export interface KvValue {
+  key: string;
+  /** the stream sequence: the bucket-wide revision */
+  revision: number;
+  operation: "PUT" | "DEL" | "PURGE";
+  value: Uint8Array;
+  /** when the server stored it */
+  created: Date;
+}
+
+/** The bucket's stream does not exist (control has not created it): no keys, not an error. */
+export class BucketMissingError extends Error {
+  constructor(bucket: string) {
+    super(`bucket '${bucket}' does not exist`);
+    this.name = "BucketMissingError";
+  }
+}
+
+const DEFAULT_TIMEOUT_MS = 2_000;
+/** stream info pages subjects this many at a time (the server's own page size) */
+const SUBJECTS_PAGE = 100_000;
+
+/**
+ * Reads KV buckets through the two JetStream calls that never make the server
+ * publish anywhere but the caller's own inbox: direct get (`DIRECT.GET`) and
+ * `STREAM.INFO`. No consumer is ever created, so a sidecar needs no right to
+ * create one (a consumer's deliver subject is a write path; docs/security.md).
+ *
+ * In secure mode the sidecar's account has no JetStream of its own and
+ * reaches control's through imports under `$JS.mesh.API`; elsewhere the
+ * buckets are in its own account under `$JS.API`. Which one answers is
+ * found once, on first use.
+ */
+export class KvReader {
+  readonly #nc: NatsConnection;
+  readonly #timeoutMs: number;
+  #api: Promise<string> | undefined;
+
+  constructor(nc: NatsConnection, timeoutMs = DEFAULT_TIMEOUT_MS) {
+    this.#nc = nc;
+    this.#timeoutMs = timeoutMs;
+  }
+
+  /** Keys of `bucket` under `filter` (`>` = all) that have a stored message (deleted ones included). */
+  async keys(bucket: string, filter = ">"): Promise<string[]> {
+    const prefix = `$KV.${bucket}.`;
+    const keys: string[] = [];
+    for (let offset = 0; ; offset += SUBJECTS_PAGE) {
+      const info = await this.#info(bucket, { subjects_filter: `${prefix}${filter}`, offset });
+      const subjects = Object.keys(info.state?.subjects ?? {});
+      for (const s of subjects) keys.push(s.slice(prefix.length));
+      if (subjects.length < SUBJECTS_PAGE || offset + subjects.length >= (info.total ?? 0)) return keys;
+    }
+  }
+
+  /** The bucket's last stream sequence: it moved if anything was written since. */
+  async lastSequence(bucket: string): Promise<number> {
+    return (await this.#info(bucket, {})).state?.last_seq ?? 0;
+  }
+
+  /** The newest revision of `key`, or undefined when it has none. */
+  async last(bucket: string, key: string): Promise<KvValue | undefined> {
+    return this.#get(bucket, { last_by_subj: `$KV.${bucket}.${key}` });
+  }
+
+  /** The message at stream sequence `revision`, whatever its key; undefined when it is gone. */
+  async at(bucket: string, revision: number): Promise<KvValue | undefined> {
+    return this.#get(bucket, { seq: revision });
+  }
+
+  /** Every stored revision of `key`, oldest first (at most the bucket's history). */
+  async history(bucket: string, key: string): Promise<KvValue[]> {
+    const out: KvValue[] = [];
+    for (let seq = 1; ; ) {
+      const v = await this.#get(bucket, { seq, next_by_subj: `$KV.${bucket}.${key}` });
+      if (!v) return out;
+      out.push(v);
+      seq = v.revision + 1;
+    }
+  }
+
+  async #get(bucket: string, body: Record<string, unknown>): Promise<KvValue | undefined> {
+    const api = await this.#apiPrefix();
+    const msg = await this.#request(`${api}.DIRECT.GET.${kvStream(bucket)}`, body, bucket);
+    const code = msg.headers?.code ?? 0;
+    if (code === 404) return undefined;
+    if (code >= 300) throw new Error(`direct get from '${bucket}' failed: ${code} ${msg.headers?.description ?? ""}`);
+    return valueOf(bucket, msg);
+  }
+
+  async #info(bucket: string, body: Record<string, unknown>): Promise<StreamInfoReply> {
+    const api = await this.#apiPrefix();
+    const reply = (await this.#request(`${api}.STREAM.INFO.${kvStream(bucket)}`, body, bucket)).json<StreamInfoReply>();
+    if (reply.error?.err_code === STREAM_NOT_FOUND) throw new BucketMissingError(bucket);
+    if (reply.error) throw new Error(`stream info of '${bucket}' failed: ${reply.error.description}`);
+    return reply;
+  }
+
+  async #request(subject: string, body: Record<string, unknown>, bucket: string): Promise<Msg> {
+    try {
+      return await this.#nc.request(subject, JSON.stringify(body), { timeout: this.#timeoutMs });
+    } catch (err) {
+      // Nobody serves the JetStream API at all: this account has no JetStream, so no bucket either.
+      // (A direct get nobody answers is another matter: the stream may be offline for now.)
+      if (err instanceof RequestError && err.isNoResponders() && subject.includes(".STREAM.INFO.")) throw new BucketMissingError(bucket);
+      throw err;
+    }
+  }
+
+  /**
+   * `$JS.mesh.API` when this account imports control's read API (secure
+   * mode: it answers, even if only "no such stream"), else `$JS.API`.
+   */
+  #apiPrefix(): Promise<string> {
+    this.#api ??= this.#nc
+      .request(`${MESH_JS_API}.STREAM.INFO.${kvStream("mesh_routes")}`, "{}", { timeout: this.#timeoutMs })
+      .then(
+        () => MESH_JS_API,
+        (err) => {
+          if (err instanceof RequestError && err.isNoResponders()) return JS_API;
+          this.#api = undefined; // unreachable for now: find out again next time
+          throw err;
+        },
+      );
+    return this.#api;
+  }
+}
+
+const STREAM_NOT_FOUND = 10059;
+
+interface StreamInfoReply {
+  error?: { code: number; err_code: number; description: string };
+  total?: number;
+  state?: { last_seq: number; subjects?: Record<string, number> };
+}
+
+function valueOf(bucket: string, msg: Msg): KvValue {
+  const h = msg.headers!;
+  const subject = h.get("Nats-Subject");
+  const op = h.get("KV-Operation");
+  return {
+    key: subject.slice(`$KV.${bucket}.`.length),
+    revision: Number(h.get("Nats-Sequence")),
+    operation: op === "DEL" || op === "PURGE" ? op : "PUT",
+    value: msg.data,
+    created: new Date(h.get("Nats-Time-Stamp")),
+  };
+}

@@ -1,0 +1,71 @@
+import type { CircuitBreakerPolicy } from "../../schemas/index.ts";
+import { P2cEwmaBalancer } from "./balancer.ts";
+import { CircuitBreaker, type BreakerState } from "./circuit-breaker.ts";
+import type { InstanceView } from "../policy/instances.ts";
+import { RetryBudget } from "./retry.ts";
+
+export interface DestinationHooks {
+  onBreakerChange(service: string, version: string, to: BreakerState): void;
+}
+
+/**
+ * Per-destination resilience state of a caller sidecar: retry budgets per
+ * service, circuit breakers and latency balancers per service and version.
+ * Created lazily on first use and rebuilt when the route's settings change.
+ */
+export class Destinations {
+  readonly #budgets = new Map<string, { percent: number; budget: RetryBudget }>();
+  readonly #breakers = new Map<string, { policy: CircuitBreakerPolicy; breaker: CircuitBreaker }>();
+  readonly #balancers = new Map<string, { balancer: P2cEwmaBalancer; ids: readonly string[] }>();
+  readonly #now: () => number;
+  readonly #random: () => number;
+  readonly #hooks: DestinationHooks;
+  readonly #instances: InstanceView;
+
+  constructor(opts: { now: () => number; random: () => number; hooks: DestinationHooks; instances: InstanceView }) {
+    this.#now = opts.now;
+    this.#random = opts.random;
+    this.#hooks = opts.hooks;
+    this.#instances = opts.instances;
+  }
+
+  budget(service: string, percent: number): RetryBudget {
+    const current = this.#budgets.get(service);
+    if (current?.percent === percent) return current.budget;
+    const budget = new RetryBudget({ percent, now: this.#now });
+    this.#budgets.set(service, { percent, budget });
+    return budget;
+  }
+
+  breaker(service: string, version: string, policy: CircuitBreakerPolicy): CircuitBreaker {
+    const key = `${service}/${version}`;
+    const current = this.#breakers.get(key);
+    if (current?.policy === policy) return current.breaker;
+    const breaker = new CircuitBreaker({
+      consecutiveFailures: policy.consecutiveFailures,
+      openMs: policy.openMs,
+      now: this.#now,
+      onChange: (_from, to) => this.#hooks.onBreakerChange(service, version, to),
+    });
+    this.#breakers.set(key, { policy, breaker });
+    return breaker;
+  }
+
+  /** The p2c-ewma balancer over the ready instances of service/version; undefined when none is known. */
+  balancer(service: string, version: string): P2cEwmaBalancer | undefined {
+    const ids = this.#instances.ready(service, version);
+    if (ids.length === 0) return undefined;
+    const key = `${service}/${version}`;
+    let entry = this.#balancers.get(key);
+    if (!entry) {
+      entry = { balancer: new P2cEwmaBalancer({ now: this.#now, random: this.#random }), ids: [] };
+      this.#balancers.set(key, entry);
+    }
+    // The view hands out the same list until something changed: comparing references is enough.
+    if (entry.ids !== ids) {
+      entry.balancer.setInstances(ids);
+      entry.ids = ids;
+    }
+    return entry.balancer;
+  }
+}
