@@ -66,3 +66,50 @@ export const HOP_BY_HOP = new Set([
   "transfer-encoding",
   "upgrade",
 ]);
+
+/**
+ * Fields of streamed bodies (docs/architecture.md §15). A head (a request,
+ * or a provider's answer) with `@stream` says its body follows as numbered
+ * chunks on the stream's inboxes instead of in the payload.
+ */
+export const StreamWire = {
+  /**
+   * head: the body follows as chunks. On a request its value is `1`; on an
+   * answer (and on a provider's `@continue`) it is the provider's inbox for
+   * this stream, `_INBOX.<provider>.<token>`, where the caller sends
+   * credits, its own chunks and aborts (signed, as any inbox message).
+   */
+  stream: "@stream",
+  /** head: bytes the sender of the head lets its peer send before the first credit */
+  credit: "@credit",
+  /** head: total body bytes, when known */
+  length: "@length",
+  /**
+   * answer of a provider to a request whose body streams, before its
+   * application answers: send the body now (carries `@stream` and `@credit`).
+   */
+  continue: "@continue",
+  /** chunk: its number in this direction, from 1 */
+  seq: "@seq",
+  /** chunk: the last one of this direction (may carry data) */
+  end: "@end",
+  /** the stream failed; its value is a StreamAbortReason; the other side tears down too */
+  abort: "@abort",
+  /** keepalive while nothing else is said */
+  ping: "@ping",
+  /** request head: an HTTP upgrade (WebSocket); the answer is 101 and both directions stream */
+  upgrade: "@upgrade",
+} as const;
+
+/** Why a stream ended before completing, as both sides record it. */
+export type StreamAbortReason =
+  | "client_closed"
+  | "app_failed"
+  | "source_failed"
+  | "out_of_order"
+  | "credit_exceeded"
+  | "protocol_error"
+  | "too_large"
+  | "idle_timeout"
+  | "peer_gone"
+  | "draining";
