@@ -18,7 +18,7 @@ def not_found(path):
     return 404, {"error": "not_found", "message": f"no route for '{path}'"}
 
 
-def make_handler(name, route):
+def make_handler(name, route, streams):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive; every response has Content-Length
         disable_nagle_algorithm = True  # headers and body are two writes
@@ -26,6 +26,8 @@ def make_handler(name, route):
 
         def do_GET(self):
             path = self.path.split("?", 1)[0]
+            if path in streams:
+                return self.stream(streams[path])
             status, body = (200, {"status": "ok"}) if path == "/healthz" else route(path)
             data = json.dumps(body).encode()
             self.send_response(status)
@@ -33,6 +35,23 @@ def make_handler(name, route):
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+
+        def stream(self, events):
+            """Server-sent events from `events(query)`, each flushed as it comes, chunked."""
+            query = dict(p.split("=", 1) for p in self.path.split("?", 1)[1].split("&") if "=" in p) if "?" in self.path else {}
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            try:
+                for event in events(query):
+                    data = event.encode()
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                    self.wfile.flush()
+                self.wfile.write(b"0\r\n\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
 
         def log_request(self, code="-", size="-"):
             if LOG_REQUESTS:
@@ -53,10 +72,11 @@ class Server(ThreadingHTTPServer):
         self.server_name, self.server_port = self.server_address[:2]
 
 
-def serve(name, route, default_port):
-    """Serves `route(path) -> (status, body)` on 127.0.0.1:$PORT until SIGTERM or SIGINT."""
+def serve(name, route, default_port, streams=None):
+    """Serves `route(path) -> (status, body)` on 127.0.0.1:$PORT until SIGTERM or SIGINT.
+    `streams` maps paths to generators of server-sent events (given the query as a dict)."""
     port = int(os.environ.get("PORT", str(default_port)))
-    server = Server(("127.0.0.1", port), make_handler(name, route))
+    server = Server(("127.0.0.1", port), make_handler(name, route, streams or {}))
 
     def stop(signum, frame):
         raise SystemExit(0)

@@ -2,9 +2,10 @@
 // the local sidecar ($MESH_OUTBOUND), addressing each by Host header.
 //   GET /          -> what this is, and links
 //   GET /products  -> catalog items, each priced by pricing (calls in parallel)
+//   GET /ticks     -> live prices: pricing's server-sent events, relayed as they come
 //   GET /healthz   -> 200
 import { randomUUID } from "node:crypto";
-import type { IncomingHttpHeaders } from "node:http";
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import { Pool } from "undici";
 import { pathOf, sendJson, serve } from "../http-app.ts";
 
@@ -98,6 +99,27 @@ async function products(inbound: IncomingHttpHeaders, requestId: string) {
   };
 }
 
+/** Relays pricing's event stream as it comes; leaving (either end) ends the other. */
+async function ticks(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+  const abort = new AbortController();
+  res.on("close", () => abort.abort());
+  const query = req.url?.includes("?") ? req.url.slice(req.url.indexOf("?")) : "";
+  let upstream;
+  try {
+    upstream = await pool.request({ method: "GET", path: `/ticks${query}`, headers: { ...outboundHeaders(req.headers, requestId)(), host: "pricing" }, signal: abort.signal, bodyTimeout: 0 });
+  } catch (err) {
+    if (!res.headersSent) sendJson(res, 502, { error: "dependency_failed", dependency: "pricing", message: String(err), requestId });
+    return;
+  }
+  res.writeHead(upstream.statusCode, { "content-type": first(upstream.headers["content-type"]) ?? "text/event-stream", "cache-control": "no-cache" });
+  try {
+    for await (const chunk of upstream.body) res.write(chunk);
+    res.end();
+  } catch {
+    res.destroy(); // the stream broke: the client must not take a cut stream for a whole one
+  }
+}
+
 serve("frontend", 8080, async (req, res) => {
   const path = pathOf(req);
   const requestId = first(req.headers["x-request-id"]) ?? randomUUID();
@@ -106,9 +128,10 @@ serve("frontend", 8080, async (req, res) => {
     return sendJson(res, 200, {
       service: "frontend",
       description: "demo shop: lists catalog products priced by pricing, all calls through the mesh",
-      links: { products: "/products", health: "/healthz" },
+      links: { products: "/products", ticks: "/ticks", health: "/healthz" },
     });
   }
+  if (path === "/ticks") return ticks(req, res, requestId);
   if (path !== "/products") return sendJson(res, 404, { error: "not_found", message: `no route for '${path}'` });
   try {
     sendJson(res, 200, await products(req.headers, requestId));
