@@ -1,12 +1,11 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
-import { ANY_VERSION, Wire, instanceSubject, isVersionName, rpcSubject, type RoutePolicy } from "../../schemas/index.ts";
-import { isBreakerFailure } from "../resilience/circuit-breaker.ts";
+import { ANY_VERSION, Wire, classify, instanceSubject, isVersionName, rpcSubject, type Outcome, type RoutePolicy } from "../../schemas/index.ts";
 import type { Destinations } from "../resilience/destinations.ts";
 import { MeshError, timeout } from "../errors.ts";
 import { meshErrorFromNats } from "./nats-errors.ts";
 import { Requester } from "./requester.ts";
-import { backoffMs, mayRetry, type AttemptOutcome } from "../resilience/retry.ts";
+import { backoffMs, mayRetry } from "../resilience/retry.ts";
 import { pathOnly, type CompiledRoute, type CompiledRule, type HeaderLookup } from "../policy/routing.ts";
 
 /** Instance names as sidecar-config.schema.json allows them. */
@@ -38,6 +37,8 @@ interface Call extends OutboundCall {
 export interface CallResult {
   reply?: Msg;
   error?: MeshError;
+  /** how the call ended (the last attempt), classified once: retries, breaker, balancer, metrics and access records read it */
+  outcome: Outcome;
   version: string;
   instance?: string;
   attempts: number;
@@ -84,7 +85,7 @@ export class MeshCaller {
     const timeoutMs = outbound.askedTimeoutMs !== undefined && outbound.askedTimeoutMs < limit ? outbound.askedTimeoutMs : limit;
     const c = Object.assign(outbound, { deadlineAt: outbound.startedAt + timeoutMs, pathOnly: pathOnly(outbound.path) }) as Call;
     const refused = this.#o.authorize?.(c.service, c.method, c.pathOnly);
-    if (refused) return { error: refused, version: ANY_VERSION, attempts: 0 };
+    if (refused) return failed(refused, ANY_VERSION, 0);
     const rule = route?.select(c.method, c.pathOnly, c.header);
     const fault = rule?.source.fault;
     if (fault?.delay && this.#random() * 100 < fault.delay.percent) {
@@ -92,7 +93,7 @@ export class MeshCaller {
     }
     if (fault?.abort && this.#random() * 100 < fault.abort.percent) {
       const error = new MeshError("fault_injected", `fault injected by the route of '${c.service}'`, { status: fault.abort.status });
-      return { error, version: ANY_VERSION, attempts: 0 };
+      return failed(error, ANY_VERSION, 0);
     }
     const mirror = rule?.source.mirror;
     if (mirror && this.#random() * 100 < mirror.percent) this.#mirror(c, mirror.version);
@@ -104,12 +105,10 @@ export class MeshCaller {
     const maxAttempts = 1 + (retries?.attempts ?? 0);
     const budget = retries ? this.#o.destinations.budget(c.service, retries.budgetPercent) : undefined;
     budget?.recordRequest();
-    let result: CallResult = { version: ANY_VERSION, attempts: 0 };
     for (let attempt = 1; ; attempt++) {
-      result = await this.#attempt(c, route, rule?.pickVersion(this.#random()) ?? ANY_VERSION, attempt);
-      const outcome = outcomeOf(result);
-      if (!retries || outcome === undefined) return result;
-      const allowed = mayRetry({ method: c.method, retryNonIdempotent: retries.retryNonIdempotent, on: retries.on, outcome, attempt, maxAttempts });
+      const result = await this.#attempt(c, route, rule?.pickVersion(this.#random()) ?? ANY_VERSION, attempt);
+      if (!retries) return result;
+      const allowed = mayRetry({ method: c.method, retryNonIdempotent: retries.retryNonIdempotent, on: retries.on, outcome: result.outcome, attempt, maxAttempts });
       if (!allowed) return result;
       const wait = backoffMs(attempt, this.#random);
       // Never retry after the deadline: a retry that cannot finish in time only adds load.
@@ -121,12 +120,12 @@ export class MeshCaller {
 
   async #attempt(c: Call, route: RoutePolicy | undefined, version: string, attempt: number): Promise<CallResult> {
     const left = c.deadlineAt - this.#now();
-    if (left <= 0) return { error: timeout(c.service, c.deadlineAt - c.startedAt), version, attempts: attempt - 1 };
+    if (left <= 0) return failed(timeout(c.service, c.deadlineAt - c.startedAt), version, attempt - 1);
     const perTry = Math.min(route?.retries?.perTryTimeoutMs ?? left, left);
     const breaker = route?.circuitBreaker ? this.#o.destinations.breaker(c.service, version, route.circuitBreaker) : undefined;
     if (breaker && !breaker.tryAcquire()) {
       const which = version === ANY_VERSION ? "" : ` (version '${version}')`;
-      return { error: new MeshError("circuit_open", `circuit to '${c.service}'${which} is open`), version, attempts: attempt - 1 };
+      return failed(new MeshError("circuit_open", `circuit to '${c.service}'${which} is open`), version, attempt - 1);
     }
     const balancer = route?.loadBalancer === "p2c-ewma" ? this.#o.destinations.balancer(c.service, version) : undefined;
     const instance = balancer?.pick();
@@ -135,9 +134,9 @@ export class MeshCaller {
     const started = this.#now();
     if (instance) balancer!.start(instance);
     const result = await this.#send(c, subject, perTry, version, attempt);
-    const outcome = outcomeOf(result) ?? { status: 200 };
-    if (instance) balancer!.finish(instance, this.#now() - started, isBreakerFailure(outcome));
-    if (breaker) isBreakerFailure(outcome) ? breaker.onFailure() : breaker.onSuccess();
+    const { breakerFailure } = result.outcome;
+    if (instance) balancer!.finish(instance, this.#now() - started, breakerFailure);
+    if (breaker) breakerFailure ? breaker.onFailure() : breaker.onSuccess();
     return result;
   }
 
@@ -150,12 +149,13 @@ export class MeshCaller {
       const instance = h?.get(Wire.instance);
       return {
         reply,
+        outcome: classify({ reply: h }),
         version: answeredBy && isVersionName(answeredBy) ? answeredBy : version,
         instance: instance && INSTANCE_NAME.test(instance) ? instance : undefined,
         attempts: attempt,
       };
     } catch (err) {
-      return { error: meshErrorFromNats(err, c.service, version, perTryMs), version, attempts: attempt };
+      return failed(meshErrorFromNats(err, c.service, version, perTryMs), version, attempt);
     }
   }
 
@@ -170,12 +170,7 @@ export class MeshCaller {
   }
 }
 
-/** How an attempt ended, for retry and breaker decisions; undefined for a 2xx-4xx answer of the app. */
-function outcomeOf(r: CallResult): AttemptOutcome | undefined {
-  if (r.error) return { status: r.error.status, meshError: r.error.code };
-  const h = r.reply?.headers;
-  const status = Number(h?.get(Wire.status)) || 502;
-  const meshError = h?.get(Wire.error) || undefined;
-  if (!meshError && status < 500) return undefined;
-  return meshError ? { status, meshError } : { status };
+/** A call that ended in a mesh error after `attempts` attempts. */
+function failed(error: MeshError, version: string, attempts: number): CallResult {
+  return { error, outcome: classify({ meshError: error }), version, attempts };
 }
