@@ -2,6 +2,7 @@ export * from "./names.ts";
 export * from "./subjects.ts";
 export * from "./wire.ts";
 export * from "./mesh-errors.ts";
+export * from "./outcome.ts";
 export * from "./defaults.ts";
 export * from "./validate.ts";
 export * from "./sidecar-config.ts";

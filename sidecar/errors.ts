@@ -1,14 +1,14 @@
-import { MESH_ERRORS, type MeshErrorCode } from "../schemas/index.ts";
+import { ANY_VERSION, MESH_ERRORS, type MeshErrorCode } from "../schemas/index.ts";
 
 /**
  * An error the mesh answers with instead of an application's response.
- * `code` is stable (tests and callers branch on it); `retryable` tells the
- * resilience layer whether another attempt may succeed.
+ * `code` is stable (tests and callers branch on it). Whether it may be retried
+ * or counts against a circuit breaker is its class in the MESH_ERRORS table,
+ * read through schemas/outcome.ts `classify`.
  */
 export class MeshError extends Error {
   readonly code: MeshErrorCode;
   readonly status: number;
-  readonly retryable: boolean;
   /** headers the answer carries besides `mesh-error`, e.g. Retry-After and RateLimit-* */
   readonly extraHeaders: ReadonlyArray<readonly [string, string]> | undefined;
 
@@ -22,7 +22,6 @@ export class MeshError extends Error {
     this.code = code;
     this.status = options?.status ?? MESH_ERRORS[code].status;
     this.extraHeaders = options?.extraHeaders;
-    this.retryable = MESH_ERRORS[code].retryable;
   }
 
   /** The JSON body every mesh error carries. */
@@ -40,7 +39,7 @@ export function payloadTooLarge(size: number, limit: number): MeshError {
 }
 
 export function unavailable(service: string, version: string, cause?: unknown): MeshError {
-  const which = version === "_" ? "" : ` (version '${version}')`;
+  const which = version === ANY_VERSION ? "" : ` (version '${version}')`;
   return new MeshError("unavailable", `no instance of '${service}'${which}`, { cause });
 }
 

@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { P2cEwmaBalancer } from "../sidecar/resilience/balancer.ts";
-import { BREAKER_STATE_VALUE, CircuitBreaker, isBreakerFailure } from "../sidecar/resilience/circuit-breaker.ts";
-import { IDEMPOTENT_METHODS, RetryBudget, backoffMs, mayRetry, retryCondition, type MayRetryArgs } from "../sidecar/resilience/retry.ts";
+import { Wire, classify } from "../schemas/index.ts";
+import { BREAKER_STATE_VALUE, CircuitBreaker } from "../sidecar/resilience/circuit-breaker.ts";
+import { IDEMPOTENT_METHODS, RetryBudget, backoffMs, mayRetry, type MayRetryArgs } from "../sidecar/resilience/retry.ts";
 
 /** A clock tests move by hand. */
 function fakeClock(start = 0) {
@@ -21,9 +22,12 @@ function seeded(seed: number): () => number {
   };
 }
 
-const mesh = (meshError: string, status = 503) => ({ status, meshError });
+/** The outcome of a provider's reply with this `@status` (and `@error`), classified as the caller does. */
+const answer = (o: { status: number; meshError?: string }) => classify({ reply: { get: (name) => (name === Wire.status ? String(o.status) : name === Wire.error ? o.meshError ?? "" : "") } });
+const mesh = (meshError: string, status = 503) => answer({ status, meshError });
+const app = (status: number) => answer({ status });
 const FINAL = [mesh("circuit_open"), mesh("forbidden", 403), mesh("quota_exceeded", 429), mesh("payload_too_large", 413), mesh("bad_target", 400), mesh("response_too_large", 502), mesh("fault_injected", 500), mesh("new_code")];
-const FINE = [{ status: 200 }, { status: 302 }, { status: 404 }, { status: 429 }];
+const FINE = [app(200), app(302), app(404), app(429)];
 
 describe("retry eligibility", () => {
   const base: MayRetryArgs = { method: "GET", retryNonIdempotent: false, on: ["unavailable", "timeout", "5xx", "app_unreachable"], outcome: mesh("unavailable"), attempt: 1, maxAttempts: 3 };
@@ -38,8 +42,8 @@ describe("retry eligibility", () => {
   });
 
   test("outcomes map to conditions; final ones to none", () => {
-    const cases = [[mesh("unavailable"), "unavailable"], [mesh("overloaded"), "unavailable"], [mesh("timeout", 504), "timeout"], [mesh("app_unreachable", 502), "app_unreachable"], ...[500, 502, 503, 504, 599].map((status) => [{ status }, "5xx"] as const), ...[...FINAL, ...FINE].map((o) => [o, undefined] as const)] as const;
-    for (const [outcome, want] of cases) assert.equal(retryCondition(outcome), want, JSON.stringify(outcome));
+    const cases = [[mesh("unavailable"), "unavailable"], [mesh("overloaded"), "unavailable"], [mesh("timeout", 504), "timeout"], [mesh("app_unreachable", 502), "app_unreachable"], ...[500, 502, 503, 504, 599].map((status) => [app(status), "5xx"] as const), ...[...FINAL, ...FINE].map((o) => [o, null] as const)] as const;
+    for (const [outcome, want] of cases) assert.equal(outcome.retryOn, want, JSON.stringify(outcome));
     for (const outcome of [...FINAL, ...FINE]) assert.equal(mayRetry({ ...base, retryNonIdempotent: true, outcome }), false, JSON.stringify(outcome));
   });
 
@@ -48,7 +52,7 @@ describe("retry eligibility", () => {
     assert.equal(mayRetry({ ...base, on, outcome: mesh("overloaded") }), true);
     assert.equal(mayRetry({ ...base, on, outcome: mesh("app_unreachable", 502) }), true);
     assert.equal(mayRetry({ ...base, on, outcome: mesh("timeout", 504) }), false);
-    assert.equal(mayRetry({ ...base, on, outcome: { status: 500 } }), false);
+    assert.equal(mayRetry({ ...base, on, outcome: app(500) }), false);
     assert.equal(mayRetry({ ...base, on: [] }), false);
   });
 
@@ -187,8 +191,8 @@ describe("circuit breaker", () => {
   });
 
   test("5xx, unavailable, overloaded, timeout, app_unreachable are failures; the rest are not", () => {
-    for (const o of [{ status: 500 }, { status: 503 }, { status: 599 }, mesh("unavailable"), mesh("overloaded"), mesh("timeout", 504), mesh("app_unreachable", 502)]) assert.equal(isBreakerFailure(o), true, JSON.stringify(o));
-    for (const o of [...FINAL, ...FINE]) assert.equal(isBreakerFailure(o), false, JSON.stringify(o));
+    for (const o of [app(500), app(503), app(599), mesh("unavailable"), mesh("overloaded"), mesh("timeout", 504), mesh("app_unreachable", 502)]) assert.equal(o.breakerFailure, true, JSON.stringify(o));
+    for (const o of [...FINAL, ...FINE]) assert.equal(o.breakerFailure, false, JSON.stringify(o));
   });
 });
 

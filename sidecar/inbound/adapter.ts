@@ -4,11 +4,13 @@ import type { Dispatcher, Pool } from "undici";
 import {
   HttpHeader,
   Wire,
+  classify,
   instanceSubscription,
   isReplyOf,
   parseRpcSubject,
   providerSubscriptions,
   signedSubject,
+  type Outcome,
 } from "../../schemas/index.ts";
 import { MeshError, appUnreachable } from "../errors.ts";
 import { NOT_FOR_THE_APP, natsHeadersToFlat, responseHeadersToNats } from "../http-wire.ts";
@@ -143,24 +145,24 @@ export class InboundAdapter {
     const requestId = h?.get(Wire.requestId) || crypto.randomUUID();
     // The server span: a child of the caller's span, and the parent of whatever the app does.
     const { traceparent, parentSpanId } = childSpan(h?.get(Wire.traceparent) || undefined);
-    let status: number;
-    let meshError: string | undefined;
+    let outcome: Outcome;
     try {
       if (overloaded) {
         const { service, instance, maxConcurrent } = this.#opts;
         throw new MeshError("overloaded", `'${service}' instance ${instance} is at its limit of ${maxConcurrent} requests`);
       }
-      status = await this.#forward(msg, { caller, method, path, requestId, traceparent, deadlineAt: this.#deadlineOf(h, startedAt) });
+      const appStatus = await this.#forward(msg, { caller, method, path, requestId, traceparent, deadlineAt: this.#deadlineOf(h, startedAt) });
+      outcome = classify({ appStatus });
     } catch (err) {
       const e = err instanceof MeshError ? err : appUnreachable(this.#opts.app, err);
       this.#respondError(msg, e);
-      status = e.status;
-      meshError = e.code;
+      outcome = classify({ meshError: e });
     }
     const { service, version, instance } = this.#opts;
+    const { status, code, meshError } = outcome;
     this.#opts.observe({
       direction: "inbound", source: caller, destination: service, version, instance, method, path, status,
-      code: meshError ?? String(status), meshError, startedAt, durationMs: Date.now() - startedAt, attempts: 1, requestId, traceparent, parentSpanId,
+      code, meshError, startedAt, durationMs: Date.now() - startedAt, attempts: 1, requestId, traceparent, parentSpanId,
     });
   }
 

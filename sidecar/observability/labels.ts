@@ -1,5 +1,5 @@
 import { Counter, type Registry } from "prom-client";
-import { isMeshErrorCode } from "../../schemas/index.ts";
+import { isOutcomeCode } from "../../schemas/index.ts";
 import type { RequestRecord } from "./request-record.ts";
 
 /**
@@ -23,10 +23,6 @@ export const LABEL_LIMITS = {
 
 /** What a value past its cap is counted as. */
 export const OVERFLOW_LABEL = "_other";
-
-/** `code` values that are not a status or a mesh error code (e.g. a provider's made-up `@error`). */
-const STATUS_CODE = /^[1-9][0-9]{2}$/;
-const OTHER_CODES = new Set(["client_closed", "unknown_error"]);
 
 type LabelName = "destination" | "version" | "source" | "code";
 
@@ -70,7 +66,7 @@ export class RecordLabels {
     const destination = outbound ? this.#destination(r.destination, r.instance !== undefined) : r.destination;
     const source = outbound ? r.source : this.#callers.admit(r.source) ? r.source : this.#over("source");
     const version = this.#version(destination, r.version);
-    const code = STATUS_CODE.test(r.code) || isMeshErrorCode(r.code) || OTHER_CODES.has(r.code) ? r.code : this.#over("code");
+    const code = isOutcomeCode(r.code) ? r.code : this.#over("code");
     if (destination === r.destination && source === r.source && version === r.version && code === r.code) return r;
     return { ...r, destination, source, version, code };
   }

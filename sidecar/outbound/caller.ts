@@ -1,13 +1,13 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
-import { ANY_VERSION, Wire, instanceSubject, isVersionName, rpcSubject, type RoutePolicy } from "../../schemas/index.ts";
-import { isBreakerFailure } from "../resilience/circuit-breaker.ts";
+import { ANY_VERSION, Wire, classify, instanceSubject, isVersionName, rpcSubject, type Outcome, type RoutePolicy } from "../../schemas/index.ts";
 import type { Destinations } from "../resilience/destinations.ts";
+import { backoffMs, mayRetry } from "../resilience/retry.ts";
+import type { CompiledRoute, HeaderLookup } from "../policy/routing.ts";
 import { MeshError, timeout } from "../errors.ts";
+import { planCall, type CallPlan } from "./call-plan.ts";
 import { meshErrorFromNats } from "./nats-errors.ts";
 import { Requester } from "./requester.ts";
-import { backoffMs, mayRetry, type AttemptOutcome } from "../resilience/retry.ts";
-import { pathOnly, type CompiledRoute, type CompiledRule, type HeaderLookup } from "../policy/routing.ts";
 
 /** Instance names as sidecar-config.schema.json allows them. */
 const INSTANCE_NAME = /^[A-Za-z0-9_-]{1,64}$/;
@@ -28,16 +28,16 @@ export interface OutboundCall {
   askedTimeoutMs: number | undefined;
 }
 
-/** A call with its deadline settled and its path without the query, worked out once. */
+/** A call with its plan, worked out once. */
 interface Call extends OutboundCall {
-  /** epoch ms */
-  deadlineAt: number;
-  pathOnly: string;
+  plan: CallPlan;
 }
 
 export interface CallResult {
   reply?: Msg;
   error?: MeshError;
+  /** how the call ended (the last attempt), classified once: retries, breaker, balancer, metrics and access records read it */
+  outcome: Outcome;
   version: string;
   instance?: string;
   attempts: number;
@@ -61,8 +61,9 @@ export interface CallerOptions {
 
 /**
  * Everything between "the app called service X" and "here is the answer":
- * route rules, fault injection, mirroring, retries within a budget, circuit
- * breakers, latency-aware instance choice and the deadline over all of it.
+ * executes the call's plan (call-plan.ts: deadline, rule, fault, mirror) with
+ * retries within a budget, circuit breakers and latency-aware instance
+ * choice, all within the deadline.
  */
 export class MeshCaller {
   readonly #o: CallerOptions;
@@ -79,54 +80,46 @@ export class MeshCaller {
 
   async call(outbound: OutboundCall): Promise<CallResult> {
     const route = this.#o.routes.get(outbound.service);
-    // The route's deadline (else the sidecar's); the application may ask for less, never more.
-    const limit = route?.timeoutMs ?? this.#o.defaultTimeoutMs;
-    const timeoutMs = outbound.askedTimeoutMs !== undefined && outbound.askedTimeoutMs < limit ? outbound.askedTimeoutMs : limit;
-    const c = Object.assign(outbound, { deadlineAt: outbound.startedAt + timeoutMs, pathOnly: pathOnly(outbound.path) }) as Call;
-    const refused = this.#o.authorize?.(c.service, c.method, c.pathOnly);
-    if (refused) return { error: refused, version: ANY_VERSION, attempts: 0 };
-    const rule = route?.select(c.method, c.pathOnly, c.header);
-    const fault = rule?.source.fault;
-    if (fault?.delay && this.#random() * 100 < fault.delay.percent) {
-      await sleep(Math.min(fault.delay.ms, Math.max(0, c.deadlineAt - this.#now())));
+    const plan = planCall(route, outbound, this.#now, this.#random, this.#o.defaultTimeoutMs);
+    const c: Call = Object.assign(outbound, { plan });
+    const refused = this.#o.authorize?.(c.service, c.method, plan.pathOnly);
+    if (refused) return failed(refused, ANY_VERSION, 0);
+    if (plan.delayMs > 0) await sleep(plan.delayMs);
+    if (plan.abortStatus !== undefined) {
+      const error = new MeshError("fault_injected", `fault injected by the route of '${c.service}'`, { status: plan.abortStatus });
+      return failed(error, ANY_VERSION, 0);
     }
-    if (fault?.abort && this.#random() * 100 < fault.abort.percent) {
-      const error = new MeshError("fault_injected", `fault injected by the route of '${c.service}'`, { status: fault.abort.status });
-      return { error, version: ANY_VERSION, attempts: 0 };
-    }
-    const mirror = rule?.source.mirror;
-    if (mirror && this.#random() * 100 < mirror.percent) this.#mirror(c, mirror.version);
-    return this.#attempts(c, route?.source, rule);
+    if (plan.mirrorVersion !== undefined) this.#mirror(c, plan.mirrorVersion);
+    return this.#attempts(c, route?.source);
   }
 
-  async #attempts(c: Call, route: RoutePolicy | undefined, rule: CompiledRule | undefined): Promise<CallResult> {
+  async #attempts(c: Call, route: RoutePolicy | undefined): Promise<CallResult> {
     const retries = route?.retries;
     const maxAttempts = 1 + (retries?.attempts ?? 0);
     const budget = retries ? this.#o.destinations.budget(c.service, retries.budgetPercent) : undefined;
     budget?.recordRequest();
-    let result: CallResult = { version: ANY_VERSION, attempts: 0 };
     for (let attempt = 1; ; attempt++) {
-      result = await this.#attempt(c, route, rule?.pickVersion(this.#random()) ?? ANY_VERSION, attempt);
-      const outcome = outcomeOf(result);
-      if (!retries || outcome === undefined) return result;
-      const allowed = mayRetry({ method: c.method, retryNonIdempotent: retries.retryNonIdempotent, on: retries.on, outcome, attempt, maxAttempts });
+      const result = await this.#attempt(c, route, c.plan.pickVersion(), attempt);
+      if (!retries) return result;
+      const allowed = mayRetry({ method: c.method, retryNonIdempotent: retries.retryNonIdempotent, on: retries.on, outcome: result.outcome, attempt, maxAttempts });
       if (!allowed) return result;
       const wait = backoffMs(attempt, this.#random);
       // Never retry after the deadline: a retry that cannot finish in time only adds load.
-      if (this.#now() + wait >= c.deadlineAt || !budget!.tryRetry()) return result;
+      if (this.#now() + wait >= c.plan.deadlineAt || !budget!.tryRetry()) return result;
       this.#o.onRetry(c.service);
       if (wait > 0) await sleep(wait);
     }
   }
 
   async #attempt(c: Call, route: RoutePolicy | undefined, version: string, attempt: number): Promise<CallResult> {
-    const left = c.deadlineAt - this.#now();
-    if (left <= 0) return { error: timeout(c.service, c.deadlineAt - c.startedAt), version, attempts: attempt - 1 };
+    const { deadlineAt } = c.plan;
+    const left = deadlineAt - this.#now();
+    if (left <= 0) return failed(timeout(c.service, deadlineAt - c.startedAt), version, attempt - 1);
     const perTry = Math.min(route?.retries?.perTryTimeoutMs ?? left, left);
     const breaker = route?.circuitBreaker ? this.#o.destinations.breaker(c.service, version, route.circuitBreaker) : undefined;
     if (breaker && !breaker.tryAcquire()) {
       const which = version === ANY_VERSION ? "" : ` (version '${version}')`;
-      return { error: new MeshError("circuit_open", `circuit to '${c.service}'${which} is open`), version, attempts: attempt - 1 };
+      return failed(new MeshError("circuit_open", `circuit to '${c.service}'${which} is open`), version, attempt - 1);
     }
     const balancer = route?.loadBalancer === "p2c-ewma" ? this.#o.destinations.balancer(c.service, version) : undefined;
     const instance = balancer?.pick();
@@ -135,9 +128,9 @@ export class MeshCaller {
     const started = this.#now();
     if (instance) balancer!.start(instance);
     const result = await this.#send(c, subject, perTry, version, attempt);
-    const outcome = outcomeOf(result) ?? { status: 200 };
-    if (instance) balancer!.finish(instance, this.#now() - started, isBreakerFailure(outcome));
-    if (breaker) isBreakerFailure(outcome) ? breaker.onFailure() : breaker.onSuccess();
+    const { breakerFailure } = result.outcome;
+    if (instance) balancer!.finish(instance, this.#now() - started, breakerFailure);
+    if (breaker) breakerFailure ? breaker.onFailure() : breaker.onSuccess();
     return result;
   }
 
@@ -150,12 +143,13 @@ export class MeshCaller {
       const instance = h?.get(Wire.instance);
       return {
         reply,
+        outcome: classify({ reply: h }),
         version: answeredBy && isVersionName(answeredBy) ? answeredBy : version,
         instance: instance && INSTANCE_NAME.test(instance) ? instance : undefined,
         attempts: attempt,
       };
     } catch (err) {
-      return { error: meshErrorFromNats(err, c.service, version, perTryMs), version, attempts: attempt };
+      return failed(meshErrorFromNats(err, c.service, version, perTryMs), version, attempt);
     }
   }
 
@@ -164,18 +158,13 @@ export class MeshCaller {
     const h = natsHeaders();
     for (const k of c.headers.keys()) for (const v of c.headers.values(k)) h.append(k, v);
     h.set(Wire.mirror, "true");
-    const left = Math.max(1, c.deadlineAt - this.#now());
+    const left = Math.max(1, c.plan.deadlineAt - this.#now());
     h.set(Wire.deadline, String(this.#now() + left));
     this.#requester.request(rpcSubject(c.service, version, this.#o.caller), c.body, h, left, c.service).catch(() => undefined);
   }
 }
 
-/** How an attempt ended, for retry and breaker decisions; undefined for a 2xx-4xx answer of the app. */
-function outcomeOf(r: CallResult): AttemptOutcome | undefined {
-  if (r.error) return { status: r.error.status, meshError: r.error.code };
-  const h = r.reply?.headers;
-  const status = Number(h?.get(Wire.status)) || 502;
-  const meshError = h?.get(Wire.error) || undefined;
-  if (!meshError && status < 500) return undefined;
-  return meshError ? { status, meshError } : { status };
+/** A call that ended in a mesh error after `attempts` attempts. */
+function failed(error: MeshError, version: string, attempts: number): CallResult {
+  return { error, outcome: classify({ meshError: error }), version, attempts };
 }

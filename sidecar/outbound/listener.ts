@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Msg } from "@nats-io/transport-node";
 import type { Logger } from "pino";
-import { HttpHeader, Wire, isMeshErrorCode, isVersionName } from "../../schemas/index.ts";
+import { ANY_VERSION, HttpHeader, Wire, classify, isMeshErrorCode, isVersionName, type Outcome } from "../../schemas/index.ts";
 import { ClientGoneError, readBody } from "./body.ts";
 import type { CallResult, MeshCaller } from "./caller.ts";
 import { MeshError, payloadTooLarge } from "../errors.ts";
@@ -93,8 +93,8 @@ export class OutboundProxy {
     const path = target instanceof MeshError ? req.url ?? "" : target.path;
     const requestId = randomUUID();
     const { traceparent, parentSpanId } = childSpan(single(req.headers.traceparent));
-    let result: CallResult = { version: "_", attempts: 0 };
-    let status = 0;
+    let result: CallResult | undefined;
+    let outcome: Outcome;
     try {
       if (target instanceof MeshError) throw target;
       const body = await readBody(req, this.#opts.maxPayload(), this.#opts.bodyIdleTimeoutMs);
@@ -106,49 +106,45 @@ export class OutboundProxy {
       const header = (name: string) => single(req.headers[name]);
       result = await this.#opts.mesh.call({ service, method, path, header, headers, body, startedAt, askedTimeoutMs: askedTimeoutMs(req) });
       if (result.error) throw result.error;
-      status = writeReply(res, result.reply!, method, service);
+      writeReply(res, result.reply!, result.outcome, method, service);
+      outcome = result.outcome;
     } catch (err) {
-      if (err instanceof ClientGoneError) status = 0;
+      if (err instanceof ClientGoneError) outcome = classify({ clientClosed: true });
       else {
         const meshErr = err instanceof MeshError ? err : new MeshError("unavailable", `request to '${service}' failed: ${(err as Error).message}`);
         if (!(err instanceof MeshError)) this.#opts.logger.error({ err, service }, "outbound request failed unexpectedly");
         // The rest of an unread body would be taken for the next request: such a connection ends here.
         writeMeshError(res, meshErr, meshErr.code === "payload_too_large" || meshErr.code === "request_timeout");
-        result.error = meshErr;
-        status = meshErr.status;
+        outcome = classify({ meshError: meshErr });
       }
     }
-    this.#opts.observe(this.#record(result, { service, method, path, status, startedAt, requestId, traceparent, parentSpanId }));
+    this.#opts.observe(this.#record(result, outcome, { service, method, path, startedAt, requestId, traceparent, parentSpanId }));
   }
 
   #record(
-    result: CallResult,
-    r: { service: string; method: string; path: string; status: number; startedAt: number; requestId: string; traceparent: string; parentSpanId: string | undefined },
+    result: CallResult | undefined,
+    outcome: Outcome,
+    r: { service: string; method: string; path: string; startedAt: number; requestId: string; traceparent: string; parentSpanId: string | undefined },
   ): RequestRecord {
-    // A provider's @error is a mesh error code or it is not believed: anything else counts as one fixed value.
-    const rawError = result.reply?.headers?.get(Wire.error) || undefined;
-    const replyError = rawError === undefined || isMeshErrorCode(rawError) ? rawError : "unknown_error";
-    const meshError = result.error?.code ?? replyError;
     return {
       direction: "outbound",
       source: this.#opts.caller,
       destination: r.service,
-      version: result.version,
-      instance: result.instance,
+      version: result?.version ?? ANY_VERSION,
+      instance: result?.instance,
       method: r.method,
       path: r.path,
-      status: r.status,
-      code: meshError ?? (r.status === 0 ? "client_closed" : String(r.status)),
-      meshError,
+      status: outcome.status,
+      code: outcome.code,
+      meshError: outcome.meshError,
       startedAt: r.startedAt,
       durationMs: Date.now() - r.startedAt,
-      attempts: result.attempts,
+      attempts: result?.attempts ?? 0,
       requestId: r.requestId,
       traceparent: r.traceparent,
       parentSpanId: r.parentSpanId,
     };
   }
-
 }
 
 /**
@@ -182,19 +178,18 @@ function askedTimeoutMs(req: IncomingMessage): number | undefined {
   return asked;
 }
 
-/** Writes a provider's reply to the application, framed by what is written; returns the status. */
-function writeReply(res: ServerResponse, reply: Msg, method: string, service: string): number {
+/** Writes a provider's reply to the application, framed by what is written (its outcome names the mesh error, if any). */
+function writeReply(res: ServerResponse, reply: Msg, outcome: Outcome, method: string, service: string): void {
   const framed = frameReply(reply, method, service);
   if (framed instanceof MeshError) throw framed;
-  const meshError = reply.headers?.get(Wire.error);
-  if (meshError && isMeshErrorCode(meshError)) framed.headers.push(HttpHeader.meshError, meshError);
+  // An @error outside the table (unknown_error) is counted, never passed on as a mesh-error header.
+  if (outcome.meshError && isMeshErrorCode(outcome.meshError)) framed.headers.push(HttpHeader.meshError, outcome.meshError);
   const version = reply.headers?.get(Wire.version);
   if (version && isVersionName(version)) framed.headers.push(HttpHeader.servedBy, version);
   // A body that disagrees with content-length is an error Node raises, never bytes that desync the connection.
   res.strictContentLength = true;
   res.writeHead(framed.status, framed.headers);
   res.end(framed.body);
-  return framed.status;
 }
 
 function single(value: string | string[] | undefined): string | undefined {

@@ -1,6 +1,6 @@
 import { validateHeaderName, validateHeaderValue } from "node:http";
 import type { Msg } from "@nats-io/transport-node";
-import { HOP_BY_HOP, HttpHeader, Wire } from "../../schemas/index.ts";
+import { HOP_BY_HOP, HttpHeader, Wire, replyStatus } from "../../schemas/index.ts";
 import { MeshError } from "../errors.ts";
 
 /**
@@ -9,7 +9,8 @@ import { MeshError } from "../errors.ts";
  * about framing is believed: the length is the length of the bytes written,
  * framing and hop-by-hop headers are dropped whatever their case, and a
  * status or header Node could not write (or that would change the
- * connection, like 101) makes the whole reply a `bad_response`. Pure, so
+ * connection, like 101) makes the whole reply a `bad_response`. The status is
+ * read by schemas/outcome.ts `replyStatus`, the same parse `classify` makes. Pure, so
  * unit-tested without sockets.
  */
 export interface FramedReply {
@@ -19,22 +20,11 @@ export interface FramedReply {
   body: Uint8Array;
 }
 
-/** Statuses a provider may answer with: 1xx (101 above all) would change what the connection carries. */
-const MIN_STATUS = 200;
-const MAX_STATUS = 599;
-
 /** Set by the caller's sidecar from the mesh fields, never copied from a provider's headers. */
 const SIDECAR_OWNED = new Set<string>(["content-length", HttpHeader.meshError, HttpHeader.servedBy]);
 
 function dropped(name: string, connectionTokens: ReadonlySet<string>): boolean {
   return HOP_BY_HOP.has(name) || SIDECAR_OWNED.has(name) || name.startsWith("proxy-") || connectionTokens.has(name);
-}
-
-/** `@status` as an HTTP status the application may see, or undefined when it is not one. */
-export function replyStatus(raw: string | undefined): number | undefined {
-  if (raw === undefined || !/^[0-9]{3}$/.test(raw)) return undefined;
-  const status = Number(raw);
-  return status >= MIN_STATUS && status <= MAX_STATUS ? status : undefined;
 }
 
 /** The reply as HTTP, or a `bad_response` MeshError when it cannot be written faithfully. */

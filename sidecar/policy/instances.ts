@@ -1,4 +1,4 @@
-import { REGISTRY_TTL_MS, type RegistryEntry } from "../../schemas/index.ts";
+import { ANY_VERSION, REGISTRY_TTL_MS, type RegistryEntry } from "../../schemas/index.ts";
 
 /**
  * A caller's view of the registry, for balancers that address instances
@@ -53,7 +53,7 @@ export class InstanceView {
     const out: string[] = [];
     for (const e of this.#entries.values()) {
       if (e.service !== service || e.state !== "ready" || e.seenAt < oldest) continue;
-      if (version !== "_" && e.version !== version) continue;
+      if (version !== ANY_VERSION && e.version !== version) continue;
       out.push(e.instance);
     }
     return out.sort();

@@ -15,29 +15,6 @@ export const BREAKER_STATE_VALUE: Readonly<Record<BreakerState, number>> = Objec
   half_open: 2,
 });
 
-/** Mesh errors that say the destination is unhealthy. */
-const FAILURE_MESH_ERRORS: ReadonlySet<string> = new Set([
-  "unavailable",
-  // Load shedding by the provider is a sign of trouble the breaker should relieve, like no-responders.
-  "overloaded",
-  "timeout",
-  "app_unreachable",
-]);
-
-/**
- * Whether an outcome counts against the destination: the failures the Route
- * schema names (unavailable, timeout, app_unreachable, the application's 5xx),
- * plus overloaded. Outcomes about the request or the caller (4xx,
- * forbidden, quota_exceeded, payload_too_large, bad_target,
- * response_too_large, fault_injected) say nothing about the destination's health;
- * circuit_open is the breaker's own refusal and must not be fed back, or an
- * open circuit would keep itself open.
- */
-export function isBreakerFailure(o: { status: number; meshError?: string }): boolean {
-  if (o.meshError !== undefined) return FAILURE_MESH_ERRORS.has(o.meshError);
-  return o.status >= 500 && o.status <= 599;
-}
-
 export interface CircuitBreakerOptions {
   /** failed calls in a row that open the circuit (>= 1) */
   consecutiveFailures: number;
@@ -51,7 +28,9 @@ export interface CircuitBreakerOptions {
 
 /**
  * Usage: `if (!breaker.tryAcquire()) answer circuit_open; ...call...;
- * isBreakerFailure(outcome) ? breaker.onFailure() : breaker.onSuccess()`.
+ * outcome.breakerFailure ? breaker.onFailure() : breaker.onSuccess()`, the
+ * outcome classified by schemas/outcome.ts (which outcomes count is decided
+ * in the MESH_ERRORS table, not here).
  *
  * Outcomes carry no token, so in half_open the first outcome reported decides,
  * even one from a call admitted before the circuit opened: it is just as

@@ -1,9 +1,11 @@
-import type { RetryPolicy } from "../../schemas/index.ts";
+import type { Outcome, RetryCondition } from "../../schemas/index.ts";
 
 /**
- * Retry decisions for the calling sidecar: which outcomes may be tried again,
- * how long to wait, and how many retries a destination may absorb. Pure: time
- * and randomness are injected, so every decision is unit-tested without I/O.
+ * Retry decisions for the calling sidecar: whether an attempt may be tried
+ * again (which outcomes are retryable is the outcome's class, from
+ * schemas/outcome.ts), how long to wait, and how many retries a destination
+ * may absorb. Pure: time and randomness are injected, so every decision is
+ * unit-tested without I/O.
  */
 
 /** Defaults; units are in the names. */
@@ -22,45 +24,14 @@ const BUDGET_BUCKETS = 10;
  */
 export const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
 
-/** Outcome classes a Route's `retries.on` may name (derived from the schema). */
-export type RetryCondition = RetryPolicy["on"][number];
-
-/** How one attempt ended, as the caller's sidecar saw it. */
-export interface AttemptOutcome {
-  /** HTTP status answered by the application, or the mesh error's status */
-  status: number;
-  /** mesh error code (`mesh-error` header); absent when the application answered */
-  meshError?: string;
-}
-
-/** Mesh errors that may be retried, by the condition that names them. Any other code is final. */
-const MESH_ERROR_CONDITIONS: ReadonlyMap<string, RetryCondition> = new Map([
-  ["unavailable", "unavailable"],
-  // The provider shed the request before its application saw it: as safe to retry as no-responders.
-  ["overloaded", "unavailable"],
-  ["timeout", "timeout"],
-  ["app_unreachable", "app_unreachable"],
-]);
-
-/**
- * The retry condition an outcome falls under; undefined = never retried.
- * circuit_open, forbidden, quota_exceeded, payload_too_large, bad_target,
- * response_too_large, fault_injected and any unknown code are final: another
- * try gets the same answer or makes things worse.
- */
-export function retryCondition(o: AttemptOutcome): RetryCondition | undefined {
-  if (o.meshError !== undefined) return MESH_ERROR_CONDITIONS.get(o.meshError);
-  // The application's own 5xx, including a 502/503/504 from a proxy in front of it.
-  return o.status >= 500 && o.status <= 599 ? "5xx" : undefined;
-}
-
 export interface MayRetryArgs {
   method: string;
   /** the route's `retries.retryNonIdempotent` */
   retryNonIdempotent: boolean;
   /** the route's `retries.on` */
   on: readonly RetryCondition[];
-  outcome: AttemptOutcome;
+  /** how the attempt ended (schemas/outcome.ts classify) */
+  outcome: Pick<Outcome, "retryOn">;
   /** attempts made so far, the first try included (1-based) */
   attempt: number;
   /** attempts allowed in all: 1 + the route's `retries.attempts` */
@@ -74,8 +45,8 @@ export interface MayRetryArgs {
 export function mayRetry(a: MayRetryArgs): boolean {
   if (a.attempt >= a.maxAttempts) return false;
   if (!a.retryNonIdempotent && !IDEMPOTENT_METHODS.has(a.method)) return false;
-  const condition = retryCondition(a.outcome);
-  return condition !== undefined && a.on.includes(condition);
+  const condition = a.outcome.retryOn;
+  return condition !== null && a.on.includes(condition);
 }
 
 /**
