@@ -101,7 +101,11 @@ export const StreamWire = {
   upgrade: "@upgrade",
 } as const;
 
-/** Why a stream ended before completing, as both sides record it. */
+/**
+ * Why a stream ended before completing, as both sides record it. `answered`:
+ * the application answered before reading the whole request body, and the
+ * rest is not wanted.
+ */
 export type StreamAbortReason =
   | "client_closed"
   | "app_failed"
@@ -112,4 +116,16 @@ export type StreamAbortReason =
   | "too_large"
   | "idle_timeout"
   | "peer_gone"
+  | "timeout"
+  | "answered"
   | "draining";
+
+/** What both ends of a stream agree on without saying it (docs/architecture.md §15). */
+export const StreamProtocol = {
+  /** bytes a provider may send of a streamed answer before the caller's first credit */
+  initialWindowBytes: 1024 * 1024,
+  /** each side says something (a ping) after this long without sending anything */
+  keepaliveMs: 5_000,
+  /** a peer that said nothing for this long is gone (three keepalives) */
+  peerGoneMs: 15_000,
+} as const;

@@ -19,6 +19,8 @@ import {
 import { createAdmission, forbidden } from "./inbound/admission.ts";
 import { AppHealth } from "./inbound/app-health.ts";
 import { MeshCaller } from "./outbound/caller.ts";
+import { Inbox } from "./inbox.ts";
+import { DEFAULT_MAX_BODY_BYTES, DEFAULT_STREAM_SETTINGS } from "./streaming/exchange.ts";
 import { Destinations } from "./resilience/destinations.ts";
 import { InboundAdapter } from "./inbound/adapter.ts";
 import { createMalformedReporter } from "./inbound/malformed.ts";
@@ -64,11 +66,14 @@ interface ProviderParts {
 
 function providerParts(
   config: Readonly<SidecarConfig> & { app: string },
-  c: { nc: NatsConnection; instance: string; logger: Logger; observe: RequestObserver; policies: SidecarPolicies; metrics: SidecarMetrics; quota: QuotaGate },
+  c: { nc: NatsConnection; inbox: Inbox; instance: string; logger: Logger; observe: RequestObserver; policies: SidecarPolicies; metrics: SidecarMetrics; quota: QuotaGate },
 ): ProviderParts {
   const pool = new Pool(config.app, { connections: Defaults.appConnections, keepAliveTimeout: 30_000 });
   const inbound = new InboundAdapter({
     nc: c.nc,
+    inbox: c.inbox,
+    streams: DEFAULT_STREAM_SETTINGS,
+    maxBodyBytes: DEFAULT_MAX_BODY_BYTES,
     instance: c.instance,
     logger: c.logger,
     observe: c.observe,
@@ -98,7 +103,7 @@ function providerParts(
   return { pool, quota: c.quota, inbound, health, heartbeat };
 }
 
-function callerParts(config: Readonly<SidecarConfig>, c: { nc: NatsConnection; policies: SidecarPolicies; metrics: SidecarMetrics; logger: Logger; observe: RequestObserver }) {
+function callerParts(config: Readonly<SidecarConfig>, c: { nc: NatsConnection; inbox: Inbox; policies: SidecarPolicies; metrics: SidecarMetrics; logger: Logger; observe: RequestObserver }) {
   const destinations = new Destinations({
     now: Date.now,
     random: Math.random,
@@ -111,7 +116,8 @@ function callerParts(config: Readonly<SidecarConfig>, c: { nc: NatsConnection; p
     routes: c.policies.routes,
     destinations,
     onRetry: (service) => c.metrics.retry(config.service, service),
-    onForgedReply: (sender, expected) => c.logger.warn({ sender, expected }, "ignored an answer from another service than the one called"),
+    inbox: c.inbox,
+    streams: DEFAULT_STREAM_SETTINGS,
     defaultTimeoutMs: config.requestTimeoutMs,
     // Fail fast on what the provider would refuse anyway; its own check is the one that counts.
     authorize: (service, method, path) => {
@@ -124,6 +130,8 @@ function callerParts(config: Readonly<SidecarConfig>, c: { nc: NatsConnection; p
     caller: config.service,
     ...listenAddress(config.listen),
     maxPayload: () => c.nc.info?.max_payload ?? 1024 * 1024,
+    streams: DEFAULT_STREAM_SETTINGS,
+    maxBodyBytes: () => DEFAULT_MAX_BODY_BYTES,
     headersTimeoutMs: config.headersTimeoutMs,
     bodyIdleTimeoutMs: config.bodyIdleTimeoutMs,
     mesh,
@@ -158,6 +166,8 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
   });
   const metrics = observability.metrics;
   const observe = fanOut([...observability.observers, ...(deps.observers ?? [])], (err) => logger.warn({ err }, "request observer failed"));
+  // Every answer and stream this sidecar takes part in comes back to one inbox.
+  const inbox = new Inbox(nc, config.service, (sender, expected) => logger.warn({ sender, expected }, "ignored a message from another service than expected"));
   // With an application to serve it is a provider; without, it only calls out.
   const app = config.app;
   const quota = app ? createQuotaGate({ nc, service: config.service, logger, onDecision: (caller, d) => metrics.quota(config.service, caller, d) }) : undefined;
@@ -169,8 +179,8 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
     provider: app !== undefined,
     onQuota: (policy) => quota?.setPolicy(policy),
   });
-  const provider = app && quota ? providerParts({ ...config, app }, { nc, instance, logger, observe, policies, metrics, quota }) : undefined;
-  const outbound = callerParts(config, { nc, policies, metrics, logger, observe });
+  const provider = app && quota ? providerParts({ ...config, app }, { nc, inbox, instance, logger, observe, policies, metrics, quota }) : undefined;
+  const outbound = callerParts(config, { nc, inbox, policies, metrics, logger, observe });
 
   const state: { draining?: Promise<void> } = {};
   const readiness = () => readinessOf(config, { state, connected, policies, provider });

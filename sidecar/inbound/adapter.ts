@@ -1,8 +1,11 @@
+import { PassThrough, type Readable } from "node:stream";
 import { headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { Dispatcher, Pool } from "undici";
 import {
   HttpHeader,
+  StreamProtocol,
+  StreamWire,
   Wire,
   classify,
   instanceSubscription,
@@ -14,8 +17,11 @@ import {
 } from "../../schemas/index.ts";
 import { MeshError, appUnreachable } from "../errors.ts";
 import { NOT_FOR_THE_APP, natsHeadersToFlat, responseHeadersToNats } from "../http-wire.ts";
+import type { Channel, Inbox } from "../inbox.ts";
 import { InflightTracker } from "../inflight.ts";
-import type { RequestObserver } from "../observability/request-record.ts";
+import type { RequestObserver, StreamRecord } from "../observability/request-record.ts";
+import { joinStream, type StreamSettings } from "../streaming/exchange.ts";
+import type { StreamOutcome, StreamSession } from "../streaming/session.ts";
 import { pathOnly } from "../policy/routing.ts";
 import { childSpan } from "../observability/trace.ts";
 
@@ -32,6 +38,11 @@ export type InboundGate = (
 
 export interface InboundOptions {
   nc: NatsConnection;
+  /** this sidecar's inbox: where callers send the bodies and credits of streams */
+  inbox: Inbox;
+  streams: StreamSettings;
+  /** bytes a request body may have in all; more ends its stream with too_large */
+  maxBodyBytes: number;
   service: string;
   version: string;
   instance: string;
@@ -146,23 +157,32 @@ export class InboundAdapter {
     // The server span: a child of the caller's span, and the parent of whatever the app does.
     const { traceparent, parentSpanId } = childSpan(h?.get(Wire.traceparent) || undefined);
     let outcome: Outcome;
+    const exchange: Exchange = { caller, abort: new AbortController() };
     try {
       if (overloaded) {
         const { service, instance, maxConcurrent } = this.#opts;
         throw new MeshError("overloaded", `'${service}' instance ${instance} is at its limit of ${maxConcurrent} requests`);
       }
-      const appStatus = await this.#forward(msg, { caller, method, path, requestId, traceparent, deadlineAt: this.#deadlineOf(h, startedAt) });
+      const appStatus = await this.#forward(msg, exchange, { caller, method, path, requestId, traceparent, deadlineAt: this.#deadlineOf(h, startedAt) });
       outcome = classify({ appStatus });
     } catch (err) {
       const e = err instanceof MeshError ? err : appUnreachable(this.#opts.app, err);
-      this.#respondError(msg, e);
+      // Once a head has gone, the stream's abort says it; otherwise the error is the answer,
+      // and a body still coming in is not wanted.
+      if (exchange.headSent) exchange.session?.abort("source_failed");
+      else {
+        this.#respondError(msg, e);
+        exchange.session?.abort("answered");
+      }
       outcome = classify({ meshError: e });
     }
+    const streamed = exchange.session ? await exchange.closed : undefined;
     const { service, version, instance } = this.#opts;
     const { status, code, meshError } = outcome;
     this.#opts.observe({
       direction: "inbound", source: caller, destination: service, version, instance, method, path, status,
       code, meshError, startedAt, durationMs: Date.now() - startedAt, attempts: 1, requestId, traceparent, parentSpanId,
+      ...(streamed ? { stream: streamRecordOf(streamed) } : {}),
     });
   }
 
@@ -174,12 +194,17 @@ export class InboundAdapter {
 
   async #forward(
     msg: Msg,
+    exchange: Exchange,
     r: { caller: string; method: string; path: string; requestId: string; traceparent: string; deadlineAt: number },
   ): Promise<number> {
     const budgetMs = r.deadlineAt - Date.now();
     if (budgetMs <= 0) throw new MeshError("timeout", `deadline passed before '${this.#opts.service}' could be called`);
     const admitted = await this.#opts.gate?.(r.caller, r.method, pathOnly(r.path));
     if (admitted?.error) throw admitted.error;
+    // A body that streams is asked for only now, once the request is admitted (docs/architecture.md §15).
+    const uploading = msg.headers?.has(StreamWire.stream) ?? false;
+    let body: Uint8Array | Readable | null = msg.data.length > 0 ? msg.data : null;
+    if (uploading) body = this.#askForBody(msg, exchange);
     const headers = natsHeadersToFlat(msg.headers, [], NOT_FOR_THE_APP);
     headers.push(
       HttpHeader.caller, r.caller,
@@ -188,36 +213,124 @@ export class InboundAdapter {
       HttpHeader.deadlineMs, String(budgetMs),
     );
     if (msg.headers?.has(Wire.mirror)) headers.push(HttpHeader.mirror, "true");
+    // While a body streams in, the caller's sidecar keeps the time (it counts from the body's end).
     const response = await this.#opts.pool
-      .request({ method: r.method as Dispatcher.HttpMethod, path: r.path, headers, body: msg.data.length > 0 ? msg.data : null, headersTimeout: budgetMs, bodyTimeout: budgetMs })
+      .request({
+        method: r.method as Dispatcher.HttpMethod,
+        path: r.path,
+        headers,
+        body,
+        signal: exchange.abort.signal,
+        headersTimeout: uploading ? 0 : budgetMs,
+        bodyTimeout: 0,
+      })
       .catch((err) => {
         throw this.#appError(err, budgetMs);
       });
-    const body = await this.#readResponse(response, budgetMs);
     const reply = this.#replyHeaders(response.statusCode);
     responseHeadersToNats(reply, response.headers);
     for (const [k, v] of admitted?.extraHeaders ?? []) reply.set(k, v);
-    this.#respond(msg, body, reply);
+    const whole = await this.#wholeBody(r.method, response, budgetMs);
+    if (whole) {
+      this.#respond(msg, whole, reply);
+      exchange.headSent = true;
+      this.#release(exchange);
+      return response.statusCode;
+    }
+    this.#streamAnswer(msg, exchange, reply, response);
+    this.#release(exchange);
     return response.statusCode;
   }
 
-  async #readResponse(response: Dispatcher.ResponseData, budgetMs: number): Promise<Uint8Array> {
-    const limit = this.#opts.nc.info?.max_payload ?? 1024 * 1024;
-    const chunks: Buffer[] = [];
-    let size = 0;
+  /** The answer has gone (or its body is on its way): a body still coming in is not wanted any more. */
+  #release(exchange: Exchange): void {
+    if (!exchange.held) return;
+    exchange.held = false;
+    const session = exchange.session!;
+    if (!session.receiving) session.release();
+    else session.abort("answered");
+  }
+
+  /**
+   * A body that streams from the caller: a channel for it on this sidecar's
+   * inbox, `@continue` to the caller, and the bytes into what the application
+   * reads (the caller is given credit as the application reads).
+   */
+  #askForBody(msg: Msg, exchange: Exchange): Readable {
+    const sink = new PassThrough();
+    const session = this.#session(msg, exchange);
+    const go = this.#replyHeaders(100);
+    go.delete(Wire.status);
+    go.set(StreamWire.continue, "1");
+    go.set(StreamWire.stream, exchange.channel!.subject);
+    this.#respond(msg, EMPTY, go);
+    // Open until the application's answer has gone: it may stream back on this session.
+    session.hold();
+    exchange.held = true;
+    session.receive(sink);
+    return sink;
+  }
+
+  /** The session of this exchange, made once: a channel on the inbox for messages from the caller. */
+  #session(msg: Msg, exchange: Exchange): StreamSession {
+    if (exchange.session) return exchange.session;
+    const channel = this.#opts.inbox.open(exchange.caller);
+    let closed!: (o: StreamOutcome) => void;
+    exchange.closed = new Promise((r) => (closed = r));
+    // The caller's inbox is the request's reply subject: the session answers there, signed.
+    const session = joinStream({
+      nc: this.#opts.nc,
+      channel,
+      self: this.#opts.service,
+      peer: exchange.caller,
+      peerInbox: msg.reply,
+      settings: this.#opts.streams,
+      maxReceiveBytes: this.#opts.maxBodyBytes,
+      onClose: (outcome) => {
+        if (!outcome.completed) exchange.abort.abort();
+        closed(outcome);
+      },
+    })!;
+    channel.attach((m) => session.onMessage(m));
+    exchange.channel = channel;
+    exchange.session = session;
+    return session;
+  }
+
+  /**
+   * The whole answer body when it is small and at hand (a declared length up
+   * to the fast path's limit, or a chunked body that came whole with its
+   * head); undefined when it streams: an event stream, a large or unknown
+   * length. What was read of a streaming body stays in it.
+   */
+  async #wholeBody(method: string, response: Dispatcher.ResponseData, budgetMs: number): Promise<Uint8Array | undefined> {
+    const { statusCode, headers } = response;
+    if (method === "HEAD" || statusCode === 204 || statusCode === 304) {
+      await response.body.dump();
+      return EMPTY;
+    }
+    const type = String(headers["content-type"] ?? "");
+    if (type.startsWith("text/event-stream")) return undefined;
+    const limit = Math.min(this.#opts.streams.fastPathMaxBytes, (this.#opts.nc.info?.max_payload ?? 1024 * 1024) - HEADERS_ROOM_BYTES);
+    const declared = headers["content-length"] === undefined ? undefined : Number(headers["content-length"]);
+    if (declared !== undefined && declared > limit) return undefined;
     try {
-      for await (const chunk of response.body as AsyncIterable<Buffer>) {
-        size += chunk.length;
-        if (size > limit) {
-          response.body.destroy();
-          throw new MeshError("response_too_large", `application response exceeds the mesh limit of ${limit} bytes`);
-        }
-        chunks.push(chunk);
-      }
+      if (declared !== undefined) return await withinBudget(readAll(response.body), response.body, budgetMs);
+      return await readIfAtHand(response.body, limit);
     } catch (err) {
       throw err instanceof MeshError ? err : this.#appError(err, budgetMs);
     }
-    return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+  }
+
+  /** Sends the answer's head, then its body as the caller's credit allows. */
+  #streamAnswer(msg: Msg, exchange: Exchange, reply: MsgHdrs, response: Dispatcher.ResponseData): void {
+    const session = this.#session(msg, exchange);
+    reply.set(StreamWire.stream, exchange.channel!.subject);
+    const length = response.headers["content-length"];
+    if (typeof length === "string" && /^[0-9]{1,15}$/.test(length)) reply.set(StreamWire.length, length);
+    this.#respond(msg, EMPTY, reply);
+    exchange.headSent = true;
+    session.send(response.body, StreamProtocol.initialWindowBytes);
   }
 
   #appError(err: unknown, budgetMs: number): MeshError {
@@ -247,4 +360,81 @@ export class InboundAdapter {
       this.#opts.logger.warn({ err: respondErr }, "could not send error reply");
     }
   }
+}
+
+const EMPTY = new Uint8Array(0);
+/** Room for an answer's headers in one message beside its body (bytes). */
+const HEADERS_ROOM_BYTES = 64 * 1024;
+
+/** One request's exchange with its caller: set as it goes. */
+interface Exchange {
+  caller: string;
+  /** aborts the request to the application (the caller gave up, or the stream broke) */
+  abort: AbortController;
+  channel?: Channel;
+  session?: StreamSession;
+  closed?: Promise<StreamOutcome>;
+  /** an answer's head (or the whole answer) has gone: errors now end the stream instead */
+  headSent?: boolean;
+  /** the session is held open for the answer (see StreamSession.hold) */
+  held?: boolean;
+}
+
+function streamRecordOf(o: StreamOutcome): StreamRecord {
+  return { bytesIn: o.bytesIn, bytesOut: o.bytesOut, ...(o.completed ? {} : { aborted: o.reason ?? "protocol_error" }) };
+}
+
+/** `work` (reading `body`), or a timeout once `ms` pass: then the body is dropped. */
+function withinBudget<T>(work: Promise<T>, body: Readable, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      body.destroy();
+      reject(new MeshError("timeout", `application did not send its answer within ${ms} ms`));
+    }, ms);
+  });
+  return Promise.race([work, expired]).finally(() => clearTimeout(timer));
+}
+
+async function readAll(body: Readable): Promise<Uint8Array> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of body as AsyncIterable<Buffer>) chunks.push(chunk);
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+}
+
+/**
+ * The whole body if it ends within `limit` bytes and one turn of the event
+ * loop (what came with the head); else undefined, with what was read put back.
+ */
+function readIfAtHand(body: Readable, limit: number): Promise<Uint8Array | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    const finish = (whole: boolean) => {
+      if (done) return;
+      done = true;
+      body.off("data", onData);
+      body.off("end", onEnd);
+      body.off("error", onError);
+      body.pause();
+      if (whole) return resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+      for (let i = chunks.length - 1; i >= 0; i--) body.unshift(chunks[i]!);
+      resolve(undefined);
+    };
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      size += chunk.length;
+      if (size > limit) finish(false);
+    };
+    const onEnd = () => finish(true);
+    const onError = (err: Error) => {
+      done = true;
+      reject(err);
+    };
+    body.on("data", onData);
+    body.once("end", onEnd);
+    body.once("error", onError);
+    setImmediate(() => finish(body.readableEnded));
+  });
 }

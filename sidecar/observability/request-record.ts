@@ -34,6 +34,17 @@ export interface RequestRecord {
   traceparent: string;
   /** span id of the incoming traceparent this span is a child of; undefined when the sidecar started the trace */
   parentSpanId: string | undefined;
+  /** when a body streamed either way (durationMs then covers the whole stream) */
+  stream?: StreamRecord;
+}
+
+export interface StreamRecord {
+  /** body bytes this sidecar received from the other sidecar (an answer's, at the caller; a request's, at the provider) */
+  bytesIn: number;
+  /** body bytes it sent to the other sidecar */
+  bytesOut: number;
+  /** why the stream ended before completing; absent when it completed */
+  aborted?: string;
 }
 
 export type RequestObserver = (record: RequestRecord) => void;

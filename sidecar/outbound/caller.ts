@@ -1,13 +1,27 @@
+import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
-import { ANY_VERSION, Wire, classify, instanceSubject, isVersionName, rpcSubject, type Outcome, type RoutePolicy } from "../../schemas/index.ts";
+import {
+  ANY_VERSION,
+  StreamProtocol,
+  StreamWire,
+  Wire,
+  classify,
+  instanceSubject,
+  isVersionName,
+  rpcSubject,
+  type Outcome,
+  type RoutePolicy,
+} from "../../schemas/index.ts";
 import type { Destinations } from "../resilience/destinations.ts";
 import { backoffMs, mayRetry } from "../resilience/retry.ts";
 import type { CompiledRoute, HeaderLookup } from "../policy/routing.ts";
 import { MeshError, timeout } from "../errors.ts";
+import type { Inbox } from "../inbox.ts";
+import { joinStream, refuseStream, type StreamSettings } from "../streaming/exchange.ts";
+import type { StreamOutcome, StreamSession } from "../streaming/session.ts";
 import { planCall, type CallPlan } from "./call-plan.ts";
-import { meshErrorFromNats } from "./nats-errors.ts";
-import { Requester } from "./requester.ts";
+import { meshErrorFromNats, meshErrorFromStream } from "./nats-errors.ts";
 
 /** Instance names as sidecar-config.schema.json allows them. */
 const INSTANCE_NAME = /^[A-Za-z0-9_-]{1,64}$/;
@@ -21,11 +35,30 @@ export interface OutboundCall {
   header: HeaderLookup;
   /** HTTP headers plus the mesh fields; `@deadline` is set per attempt here */
   headers: MsgHdrs;
-  body: Uint8Array;
+  /** the whole body (fast path), or one that streams */
+  body: Uint8Array | UploadBody;
   /** epoch ms when the application's request arrived: the deadline counts from here */
   startedAt: number;
   /** the application's own limit (x-mesh-timeout-ms, x-mesh-deadline-ms), which may only shorten the deadline */
   askedTimeoutMs: number | undefined;
+}
+
+/** A request body that streams: too large for one message, or of unknown length. */
+export interface UploadBody {
+  source: Readable;
+  /** bytes in all, when the application said */
+  length: number | undefined;
+  /** bytes it may have in all; more fails the call with payload_too_large */
+  maxBytes: number;
+}
+
+/** The stream of an exchange whose request or answer body streams. */
+export interface CallStream {
+  session: StreamSession;
+  /** the answer's body streams: give the session a sink with `receive` */
+  answerStreams: boolean;
+  /** how the stream ended, both directions */
+  closed: Promise<StreamOutcome>;
 }
 
 /** A call with its plan, worked out once. */
@@ -41,16 +74,21 @@ export interface CallResult {
   version: string;
   instance?: string;
   attempts: number;
+  /** set when a body streams either way */
+  stream?: CallStream;
+  /** part of the request body has gone: the call cannot be repeated */
+  bodyStarted?: boolean;
 }
 
 export interface CallerOptions {
   nc: NatsConnection;
+  /** this sidecar's inbox: every answer and stream comes back there */
+  inbox: Inbox;
+  streams: StreamSettings;
   caller: string;
   routes: ReadonlyMap<string, CompiledRoute<RoutePolicy>>;
   destinations: Destinations;
   onRetry: (service: string) => void;
-  /** an answer came from another service than the one called (and was ignored) */
-  onForgedReply?: (sender: string, expected: string) => void;
   /** deadline of a call whose route sets none */
   defaultTimeoutMs: number;
   /** a MeshError when the destination's policy refuses this caller (checked before anything is sent) */
@@ -69,11 +107,9 @@ export class MeshCaller {
   readonly #o: CallerOptions;
   readonly #now: () => number;
   readonly #random: () => number;
-  readonly #requester: Requester;
 
   constructor(opts: CallerOptions) {
     this.#o = opts;
-    this.#requester = new Requester(opts.nc, opts.caller, opts.onForgedReply);
     this.#now = opts.now ?? Date.now;
     this.#random = opts.random ?? Math.random;
   }
@@ -89,7 +125,8 @@ export class MeshCaller {
       const error = new MeshError("fault_injected", `fault injected by the route of '${c.service}'`, { status: plan.abortStatus });
       return failed(error, ANY_VERSION, 0);
     }
-    if (plan.mirrorVersion !== undefined) this.#mirror(c, plan.mirrorVersion);
+    // A streamed body cannot be read twice: it is not mirrored.
+    if (plan.mirrorVersion !== undefined && c.body instanceof Uint8Array) this.#mirror(c, plan.mirrorVersion, c.body);
     return this.#attempts(c, route?.source);
   }
 
@@ -100,7 +137,8 @@ export class MeshCaller {
     budget?.recordRequest();
     for (let attempt = 1; ; attempt++) {
       const result = await this.#attempt(c, route, c.plan.pickVersion(), attempt);
-      if (!retries) return result;
+      // Once part of a streamed body has gone, nothing can send it again.
+      if (!retries || result.bodyStarted) return result;
       const allowed = mayRetry({ method: c.method, retryNonIdempotent: retries.retryNonIdempotent, on: retries.on, outcome: result.outcome, attempt, maxAttempts });
       if (!allowed) return result;
       const wait = backoffMs(attempt, this.#random);
@@ -135,33 +173,127 @@ export class MeshCaller {
   }
 
   async #send(c: Call, subject: string, perTryMs: number, version: string, attempt: number): Promise<CallResult> {
+    const upload = c.body instanceof Uint8Array ? undefined : c.body;
+    if (upload) {
+      c.headers.set(StreamWire.stream, "1");
+      if (upload.length !== undefined) c.headers.set(StreamWire.length, String(upload.length));
+    }
+    let first: Msg;
     try {
-      const reply = await this.#requester.request(subject, c.body, c.headers, perTryMs, c.service);
-      const h = reply.headers;
-      // Whatever answers may write anything here: only well-formed names are believed.
-      const answeredBy = h?.get(Wire.version);
-      const instance = h?.get(Wire.instance);
-      return {
-        reply,
-        outcome: classify({ reply: h }),
-        version: answeredBy && isVersionName(answeredBy) ? answeredBy : version,
-        instance: instance && INSTANCE_NAME.test(instance) ? instance : undefined,
-        attempts: attempt,
-      };
+      first = await this.#o.inbox.request(subject, upload ? EMPTY : (c.body as Uint8Array), c.headers, perTryMs, c.service);
     } catch (err) {
       return failed(meshErrorFromNats(err, c.service, version, perTryMs), version, attempt);
     }
+    // The provider took the request and asks for its body (docs/architecture.md §15).
+    if (upload && first.headers?.has(StreamWire.continue)) return this.#upload(c, first, upload, perTryMs, version, attempt);
+    return this.#answered(c, first, undefined, version, attempt);
+  }
+
+  /** Sends a streamed body to the provider that asked for it, and waits for its answer's head. */
+  async #upload(c: Call, go: Msg, upload: UploadBody, perTryMs: number, version: string, attempt: number): Promise<CallResult> {
+    const channel = this.#o.inbox.channelOf(go);
+    let settle!: { resolve: (m: Msg) => void; reject: (e: MeshError) => void };
+    const head = new Promise<Msg>((resolve, reject) => (settle = { resolve, reject }));
+    let closed!: (o: StreamOutcome) => void;
+    const ended = new Promise<StreamOutcome>((r) => (closed = r));
+    let headTimer: NodeJS.Timeout | undefined;
+    let answered = false;
+    const session = channel && joinStream({
+      nc: this.#o.nc,
+      channel,
+      self: this.#o.caller,
+      peer: c.service,
+      peerInbox: go.headers?.get(StreamWire.stream),
+      settings: this.#o.streams,
+      maxSendBytes: upload.maxBytes,
+      // The deadline bounds the wait for the answer's head once the whole body has gone.
+      onSent: () => {
+        if (answered) return;
+        headTimer = setTimeout(() => session!.abort("timeout"), perTryMs);
+        headTimer.unref();
+      },
+      onClose: (outcome) => {
+        clearTimeout(headTimer);
+        closed(outcome);
+        if (!answered) settle.reject(meshErrorFromStream(outcome, c.service, perTryMs));
+      },
+    });
+    if (!session) return { ...failed(badStream(c.service), version, attempt), bodyStarted: true };
+    // Open until the answer's head: its body may stream back on this session.
+    session.hold();
+    channel!.attach((m) => {
+      if (!answered && m.headers?.has(Wire.status)) {
+        answered = true;
+        clearTimeout(headTimer);
+        settle.resolve(m);
+      } else session.onMessage(m);
+    });
+    session.send(upload.source, 0);
+    try {
+      const reply = await head;
+      const result = { ...this.#answered(c, reply, { session, closed: ended }, version, attempt), bodyStarted: true };
+      session.release();
+      return result;
+    } catch (err) {
+      return { ...failed(err as MeshError, version, attempt), bodyStarted: true };
+    }
+  }
+
+  /** The result of an answer (its head, when its body streams). */
+  #answered(c: Call, reply: Msg, upload: { session: StreamSession; closed: Promise<StreamOutcome> } | undefined, version: string, attempt: number): CallResult {
+    const h = reply.headers;
+    // Whatever answers may write anything here: only well-formed names are believed.
+    const answeredBy = h?.get(Wire.version);
+    const instance = h?.get(Wire.instance);
+    const result: CallResult = {
+      reply,
+      outcome: classify({ reply: h }),
+      version: answeredBy && isVersionName(answeredBy) ? answeredBy : version,
+      instance: instance && INSTANCE_NAME.test(instance) ? instance : undefined,
+      attempts: attempt,
+    };
+    if (!h?.has(StreamWire.stream)) {
+      if (upload) result.stream = { ...upload, answerStreams: false };
+      return result;
+    }
+    let stream = upload;
+    if (!stream) {
+      const channel = this.#o.inbox.channelOf(reply);
+      let closed!: (o: StreamOutcome) => void;
+      const ended = new Promise<StreamOutcome>((r) => (closed = r));
+      const session = channel && joinStream({ nc: this.#o.nc, channel, self: this.#o.caller, peer: c.service, peerInbox: h.get(StreamWire.stream), settings: this.#o.streams, onClose: closed });
+      if (!session) return failed(badStream(c.service), version, attempt);
+      session.expectData(StreamProtocol.initialWindowBytes);
+      channel!.attach((m) => session.onMessage(m));
+      stream = { session, closed: ended };
+    } else stream.session.expectData(StreamProtocol.initialWindowBytes);
+    result.stream = { ...stream, answerStreams: true };
+    return result;
   }
 
   /** A copy to `version`, fire and forget: its answer, slowness or failure never reach the caller. */
-  #mirror(c: Call, version: string): void {
+  #mirror(c: Call, version: string, body: Uint8Array): void {
     const h = natsHeaders();
     for (const k of c.headers.keys()) for (const v of c.headers.values(k)) h.append(k, v);
     h.set(Wire.mirror, "true");
     const left = Math.max(1, c.plan.deadlineAt - this.#now());
     h.set(Wire.deadline, String(this.#now() + left));
-    this.#requester.request(rpcSubject(c.service, version, this.#o.caller), c.body, h, left, c.service).catch(() => undefined);
+    this.#o.inbox.request(rpcSubject(c.service, version, this.#o.caller), body, h, left, c.service).then(
+      // A mirrored answer that streams is not wanted either.
+      (answer) => {
+        const channel = this.#o.inbox.channelOf(answer);
+        if (channel) refuseStream(this.#o.nc, channel, this.#o.caller, c.service, answer.headers?.get(StreamWire.stream), "client_closed");
+      },
+      () => undefined,
+    );
   }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** A provider named a stream inbox that is not its own. */
+function badStream(service: string): MeshError {
+  return new MeshError("bad_response", `'${service}' named a stream inbox that is not its own`);
 }
 
 /** A call that ended in a mesh error after `attempts` attempts. */

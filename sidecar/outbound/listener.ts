@@ -5,13 +5,15 @@ import type { Duplex } from "node:stream";
 import type { Msg } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { ANY_VERSION, HttpHeader, Wire, classify, isMeshErrorCode, isVersionName, type Outcome } from "../../schemas/index.ts";
-import { ClientGoneError, readBody } from "./body.ts";
-import type { CallResult, MeshCaller } from "./caller.ts";
+import { ClientGoneError, readRequestBody } from "./body.ts";
+import type { CallResult, CallStream, MeshCaller } from "./caller.ts";
 import { MeshError, payloadTooLarge } from "../errors.ts";
 import { requestHeadersToNats } from "../http-wire.ts";
 import { InflightTracker } from "../inflight.ts";
 import type { RequestObserver, RequestRecord } from "../observability/request-record.ts";
-import { frameReply } from "./reply.ts";
+import { frameHead, frameReply } from "./reply.ts";
+import type { StreamSettings } from "../streaming/exchange.ts";
+import type { StreamOutcome } from "../streaming/session.ts";
 import { writeMeshError } from "./respond.ts";
 import { resolveTarget } from "./target.ts";
 import { childSpan } from "../observability/trace.ts";
@@ -27,6 +29,9 @@ export interface OutboundOptions {
   headersTimeoutMs: number;
   /** time between bytes of a request body (ms); then 408 request_timeout */
   bodyIdleTimeoutMs: number;
+  streams: StreamSettings;
+  /** bytes a request body to `service` may have (its route's maxBodyBytes, else the sidecar's) */
+  maxBodyBytes: (service: string) => number;
   mesh: MeshCaller;
   observe: RequestObserver;
   logger: Logger;
@@ -57,7 +62,8 @@ export class OutboundProxy {
     // `Expect: 100-continue` is answered here, never passed on: 100 when the body may fit, else 413 unread.
     this.server.on("checkContinue", (req: IncomingMessage, res: ServerResponse) => {
       const declared = Number(req.headers["content-length"]);
-      const limit = this.#opts.maxPayload();
+      const target = resolveTarget(req.url ?? "/", req.headers.host);
+      const limit = this.#opts.maxBodyBytes(target instanceof MeshError ? "" : target.service);
       if (Number.isFinite(declared) && declared > limit) {
         writeMeshError(res, payloadTooLarge(declared, limit), true);
         return;
@@ -95,9 +101,15 @@ export class OutboundProxy {
     const { traceparent, parentSpanId } = childSpan(single(req.headers.traceparent));
     let result: CallResult | undefined;
     let outcome: Outcome;
+    let streamed: StreamOutcome | undefined;
     try {
       if (target instanceof MeshError) throw target;
-      const body = await readBody(req, this.#opts.maxPayload(), this.#opts.bodyIdleTimeoutMs);
+      const body = await readRequestBody(req, {
+        // One message must hold the body and its headers.
+        fastPathMaxBytes: Math.min(this.#opts.streams.fastPathMaxBytes, this.#opts.maxPayload() - HEADERS_ROOM_BYTES),
+        maxBodyBytes: this.#opts.maxBodyBytes(service),
+        idleMs: this.#opts.bodyIdleTimeoutMs,
+      });
       const headers = requestHeadersToNats(req.rawHeaders);
       headers.set(Wire.method, method);
       headers.set(Wire.path, path);
@@ -105,9 +117,19 @@ export class OutboundProxy {
       headers.set(Wire.traceparent, traceparent);
       const header = (name: string) => single(req.headers[name]);
       result = await this.#opts.mesh.call({ service, method, path, header, headers, body, startedAt, askedTimeoutMs: askedTimeoutMs(req) });
-      if (result.error) throw result.error;
-      writeReply(res, result.reply!, result.outcome, method, service);
+      if (result.error) {
+        if (req.destroyed && !req.complete) throw new ClientGoneError();
+        throw result.error;
+      }
       outcome = result.outcome;
+      const stream = result.stream;
+      if (stream?.answerStreams) streamed = await streamAnswer(res, result.reply!, stream, outcome, method, service);
+      else {
+        writeReply(res, result.reply!, outcome, method, service);
+        // The answer may come before the last of a streamed request body has gone.
+        if (stream) streamed = await stream.closed;
+      }
+      if (streamed && !streamed.completed && streamed.reason === "client_closed" && !streamed.byPeer) outcome = classify({ clientClosed: true });
     } catch (err) {
       if (err instanceof ClientGoneError) outcome = classify({ clientClosed: true });
       else {
@@ -118,12 +140,13 @@ export class OutboundProxy {
         outcome = classify({ meshError: meshErr });
       }
     }
-    this.#opts.observe(this.#record(result, outcome, { service, method, path, startedAt, requestId, traceparent, parentSpanId }));
+    this.#opts.observe(this.#record(result, outcome, streamed, { service, method, path, startedAt, requestId, traceparent, parentSpanId }));
   }
 
   #record(
     result: CallResult | undefined,
     outcome: Outcome,
+    streamed: StreamOutcome | undefined,
     r: { service: string; method: string; path: string; startedAt: number; requestId: string; traceparent: string; parentSpanId: string | undefined },
   ): RequestRecord {
     return {
@@ -143,8 +166,44 @@ export class OutboundProxy {
       requestId: r.requestId,
       traceparent: r.traceparent,
       parentSpanId: r.parentSpanId,
+      ...(streamed ? { stream: streamRecord(streamed) } : {}),
     };
   }
+}
+
+/** Room for a request's headers in one message beside its body (bytes). */
+const HEADERS_ROOM_BYTES = 64 * 1024;
+
+/** What a record says of a stream: bytes each way, and why it did not complete. */
+function streamRecord(o: StreamOutcome): NonNullable<RequestRecord["stream"]> {
+  return { bytesIn: o.bytesIn, bytesOut: o.bytesOut, ...(o.completed ? {} : { aborted: o.reason ?? "protocol_error" }) };
+}
+
+/**
+ * Writes an answer whose body streams: its head now, its bytes as they come
+ * (the session slows the provider down when the application reads slowly).
+ * The application leaving ends the stream at the provider; a stream that
+ * breaks resets the connection, so a cut body never passes for a whole one.
+ */
+async function streamAnswer(res: ServerResponse, head: Msg, stream: CallStream, outcome: Outcome, method: string, service: string): Promise<StreamOutcome> {
+  const framed = frameHead(head, method, service);
+  if (framed instanceof MeshError) {
+    stream.session.abort("protocol_error");
+    throw framed;
+  }
+  if (outcome.meshError && isMeshErrorCode(outcome.meshError)) framed.headers.push(HttpHeader.meshError, outcome.meshError);
+  const version = head.headers?.get(Wire.version);
+  if (version && isVersionName(version)) framed.headers.push(HttpHeader.servedBy, version);
+  res.strictContentLength = true;
+  res.writeHead(framed.status, framed.headers);
+  res.flushHeaders();
+  res.once("close", () => {
+    if (!res.writableFinished) stream.session.abort("client_closed");
+  });
+  stream.session.receive(res);
+  const ended = await stream.closed;
+  if (!ended.completed) res.destroy();
+  return ended;
 }
 
 /**

@@ -7,6 +7,7 @@ import {
   TimeoutError,
 } from "@nats-io/transport-node";
 import { MeshError, timeout, unavailable } from "../errors.ts";
+import type { StreamOutcome } from "../streaming/session.ts";
 
 /** Turns a failed NATS request into the mesh error the caller's application sees. */
 export function meshErrorFromNats(err: unknown, service: string, version: string, deadlineMs: number): MeshError {
@@ -27,4 +28,22 @@ export function meshErrorFromNats(err: unknown, service: string, version: string
   return new MeshError("unavailable", `request to '${service}' failed: ${String((err as Error)?.message ?? err)}`, {
     cause: err,
   });
+}
+
+/** Turns a request body's stream that ended before the provider answered into the mesh error the caller's application sees. */
+export function meshErrorFromStream(o: StreamOutcome, service: string, perTryMs: number): MeshError {
+  switch (o.reason) {
+    case "too_large":
+      return new MeshError("payload_too_large", `request body to '${service}' exceeds the mesh limit`);
+    case "timeout":
+      return timeout(service, perTryMs);
+    case "idle_timeout":
+      return new MeshError("timeout", `the body stream to '${service}' moved no data for too long`);
+    case "app_failed":
+      return new MeshError("app_unreachable", `the application of '${service}' failed while reading the body`);
+    case "client_closed":
+      return new MeshError("request_timeout", "the client went away while sending its body");
+    default:
+      return new MeshError("unavailable", `the body stream to '${service}' failed: ${o.reason ?? "unknown"}`);
+  }
 }

@@ -1,6 +1,6 @@
 import { validateHeaderName, validateHeaderValue } from "node:http";
 import type { Msg } from "@nats-io/transport-node";
-import { HOP_BY_HOP, HttpHeader, Wire, replyStatus } from "../../schemas/index.ts";
+import { HOP_BY_HOP, HttpHeader, StreamWire, Wire, replyStatus } from "../../schemas/index.ts";
 import { MeshError } from "../errors.ts";
 
 /**
@@ -29,6 +29,36 @@ function dropped(name: string, connectionTokens: ReadonlySet<string>): boolean {
 
 /** The reply as HTTP, or a `bad_response` MeshError when it cannot be written faithfully. */
 export function frameReply(reply: Msg, method: string, service: string): FramedReply | MeshError {
+  const head = frameStatusAndHeaders(reply, service);
+  if (head instanceof MeshError) return head;
+  const { status, headers } = head;
+  const h = reply.headers;
+  const bodyless = method === "HEAD" || status === 204 || status === 304;
+  if (!bodyless) headers.push("content-length", String(reply.data.length));
+  else if (method === "HEAD" && status !== 204 && status !== 304) {
+    // A HEAD answer has no body to frame: its length says what a GET would get, so one plain number may pass.
+    const declared = h?.values("content-length") ?? [];
+    if (declared.length === 1 && /^[0-9]{1,15}$/.test(declared[0]!)) headers.push("content-length", declared[0]!);
+  }
+  return { status, headers, body: bodyless ? EMPTY : reply.data };
+}
+
+/**
+ * The head of an answer whose body streams. Its length is what the provider's
+ * sidecar says in `@length` when its application declared one; then Node
+ * checks that exactly so many bytes are written. Otherwise the body goes
+ * chunked, its end marked by the stream's end.
+ */
+export function frameHead(head: Msg, method: string, service: string): { status: number; headers: string[] } | MeshError {
+  const framed = frameStatusAndHeaders(head, service);
+  if (framed instanceof MeshError) return framed;
+  const length = head.headers?.get(StreamWire.length);
+  if (length && /^[0-9]{1,15}$/.test(length) && method !== "HEAD") framed.headers.push("content-length", length);
+  return framed;
+}
+
+/** Status and headers a provider's answer may carry to the application, framing headers left out. */
+function frameStatusAndHeaders(reply: Msg, service: string): { status: number; headers: string[] } | MeshError {
   const h = reply.headers;
   const status = replyStatus(h?.get(Wire.status));
   if (status === undefined) return badResponse(service, `status ${JSON.stringify(h?.get(Wire.status) ?? null)}`);
@@ -50,14 +80,7 @@ export function frameReply(reply: Msg, method: string, service: string): FramedR
       }
     }
   }
-  const bodyless = method === "HEAD" || status === 204 || status === 304;
-  if (!bodyless) headers.push("content-length", String(reply.data.length));
-  else if (method === "HEAD" && status !== 204 && status !== 304) {
-    // A HEAD answer has no body to frame: its length says what a GET would get, so one plain number may pass.
-    const declared = h?.values("content-length") ?? [];
-    if (declared.length === 1 && /^[0-9]{1,15}$/.test(declared[0]!)) headers.push("content-length", declared[0]!);
-  }
-  return { status, headers, body: bodyless ? EMPTY : reply.data };
+  return { status, headers };
 }
 
 const EMPTY = new Uint8Array(0);

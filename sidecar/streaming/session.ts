@@ -35,6 +35,8 @@ export interface StreamSessionOptions extends StreamTiming {
   maxSendBytes?: number;
   /** told once, when the session ends either way */
   onClose(outcome: StreamOutcome): void;
+  /** told once this side has sent its last byte (its end), before the session may still be receiving */
+  onSent?(): void;
   now?: () => number;
 }
 
@@ -79,6 +81,11 @@ export class StreamSession {
   #granted = 0;
   #receiveDone = true;
   #waitingForDrain = false;
+  /** bytes that came before `receive` gave them a sink, and whether the last chunk was among them */
+  #queue: Uint8Array[] | undefined;
+  #queuedEnd = false;
+  /** while held, a session whose directions are done stays open (an answer that may stream is still to come) */
+  #holds = 0;
 
   constructor(opts: StreamSessionOptions) {
     this.#o = opts;
@@ -91,6 +98,21 @@ export class StreamSession {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** The peer's bytes are still coming (the receiving direction is open). */
+  get receiving(): boolean {
+    return !this.#closed && !this.#receiveDone;
+  }
+
+  /** Keeps the session open, even with both directions done, until `release` (an answer is still to come). */
+  hold(): void {
+    this.#holds++;
+  }
+
+  release(): void {
+    this.#holds--;
+    this.#maybeDone();
   }
 
   /** Sends `source` to the peer, which lets this side send `credit` bytes until it grants more. */
@@ -107,10 +129,26 @@ export class StreamSession {
     this.#pump();
   }
 
-  /** Receives the peer's bytes into `sink`, granting the first window now. */
+  /**
+   * This side will receive the peer's bytes, which the peer may send up to
+   * `initialWindow` of before any credit (an answer's body follows its head at
+   * once); until `receive` gives them a sink they wait here.
+   */
+  expectData(initialWindow: number): void {
+    if (this.#sink || this.#queue) return;
+    this.#receiveDone = false;
+    this.#queue = [];
+    this.#granted = Math.max(this.#granted, initialWindow);
+  }
+
+  /** Receives the peer's bytes into `sink` (first those that came already), granting a window now. */
   receive(sink: StreamSink): void {
     this.#sink = sink;
     this.#receiveDone = false;
+    const queued = this.#queue ?? [];
+    this.#queue = undefined;
+    for (const chunk of queued) this.#write(chunk);
+    if (this.#queuedEnd) return this.#endReceiving();
     this.#grant(true);
   }
 
@@ -144,31 +182,42 @@ export class StreamSession {
   }
 
   #onData(seq: number, data: Uint8Array, last: boolean): void {
-    if (!this.#sink || this.#receiveDone) return this.abort("protocol_error");
+    if (this.#receiveDone || (!this.#sink && !this.#queue)) return this.abort("protocol_error");
     if (seq !== this.#receiveSeq + 1) return this.abort("out_of_order");
     this.#receiveSeq = seq;
     this.#received += data.length;
     if (this.#received > this.#granted) return this.abort("credit_exceeded");
     if (this.#o.maxReceiveBytes !== undefined && this.#received > this.#o.maxReceiveBytes) return this.abort("too_large");
-    if (data.length > 0) {
-      this.#lastData = this.#now();
-      if (this.#sink.write(data)) this.#consumed = this.#received;
-      else if (!this.#waitingForDrain) {
-        this.#waitingForDrain = true;
-        this.#sink.once("drain", () => {
-          this.#waitingForDrain = false;
-          this.#consumed = this.#received;
-          this.#grant(false);
-        });
-      }
-    }
-    if (last) {
-      this.#receiveDone = true;
-      this.#sink.end();
-      this.#maybeDone();
+    if (data.length > 0) this.#lastData = this.#now();
+    if (!this.#sink) {
+      // No sink yet: the bytes wait (at most the window the peer was given).
+      if (data.length > 0) this.#queue!.push(data);
+      this.#queuedEnd = last;
       return;
     }
+    if (data.length > 0) this.#write(data);
+    if (last) return this.#endReceiving();
     this.#grant(false);
+  }
+
+  #write(data: Uint8Array): void {
+    const sink = this.#sink!;
+    if (sink.write(data)) {
+      if (!this.#waitingForDrain) this.#consumed = this.#received;
+    } else if (!this.#waitingForDrain) {
+      this.#waitingForDrain = true;
+      sink.once("drain", () => {
+        this.#waitingForDrain = false;
+        this.#consumed = this.#received;
+        this.#grant(false);
+      });
+    }
+  }
+
+  #endReceiving(): void {
+    this.#receiveDone = true;
+    this.#sink!.end();
+    this.#maybeDone();
   }
 
   /** Lets the peer send a window beyond what the sink took; said again once a quarter window was taken. */
@@ -202,6 +251,7 @@ export class StreamSession {
     if (this.#sourceEnded && !this.#pending) {
       this.#sendData(new Uint8Array(0), true);
       this.#sendDone = true;
+      this.#o.onSent?.();
       this.#maybeDone();
     }
   }
@@ -236,7 +286,7 @@ export class StreamSession {
   }
 
   #maybeDone(): void {
-    if (this.#sendDone && this.#receiveDone) this.#close({});
+    if (this.#sendDone && this.#receiveDone && this.#holds === 0) this.#close({});
   }
 
   #close(how: { reason?: StreamAbortReason; byPeer?: boolean }): void {
@@ -259,6 +309,8 @@ const REASONS: ReadonlySet<string> = new Set<StreamAbortReason>([
   "too_large",
   "idle_timeout",
   "peer_gone",
+  "timeout",
+  "answered",
   "draining",
 ]);
 

@@ -1,0 +1,86 @@
+import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
+import { StreamProtocol, StreamWire, isReplyOf, signedSubject, type StreamAbortReason } from "../../schemas/index.ts";
+import type { Channel } from "../inbox.ts";
+import { StreamSession, type StreamOutcome } from "./session.ts";
+
+/** How this sidecar streams bodies (its config, docs/architecture.md §15). */
+export interface StreamSettings {
+  /** a body up to this many bytes crosses in one message; a larger or unknown-length one streams */
+  fastPathMaxBytes: number;
+  /** largest chunk of a streamed body */
+  chunkBytes: number;
+  /** bytes a receiver lets its peer send beyond what it has consumed */
+  windowBytes: number;
+  /** a stream that moves no data byte for this long ends */
+  idleTimeoutMs: number;
+}
+
+/** Until the sidecar config carries it: what a request body may have in all. */
+export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024 * 1024;
+
+/** Until the sidecar config carries them. */
+export const DEFAULT_STREAM_SETTINGS: Readonly<StreamSettings> = Object.freeze({
+  fastPathMaxBytes: 256 * 1024,
+  chunkBytes: 64 * 1024,
+  windowBytes: 1024 * 1024,
+  idleTimeoutMs: 300_000,
+});
+
+/**
+ * Says no to a stream an answer opened (a mirrored copy's, an answer nobody
+ * waits for any more): the channel closes and the peer hears `@abort` at once
+ * instead of finding out when its keepalives go unanswered.
+ */
+export function refuseStream(nc: NatsConnection, channel: Channel | undefined, self: string, peer: string, peerInbox: string | undefined, reason: StreamAbortReason): void {
+  channel?.close();
+  if (!isReplyOf(peerInbox, peer)) return;
+  const h = natsHeaders();
+  h.set(StreamWire.abort, reason);
+  try {
+    nc.publish(signedSubject(peerInbox, self), undefined, { headers: h });
+  } catch {
+    /* a closed connection: the peer gives up on its own */
+  }
+}
+
+/**
+ * A stream session between this sidecar (`self`) and the one at
+ * `peerInbox`, carried by `channel` (this side's inbox for it). The peer's
+ * inbox must be its own (`_INBOX.<peer>.<token>`): a peer cannot make this
+ * sidecar send a body into a third party's inbox. Returns undefined when it
+ * is not.
+ */
+export function joinStream(o: {
+  nc: NatsConnection;
+  channel: Channel;
+  self: string;
+  peer: string;
+  peerInbox: string | undefined;
+  settings: StreamSettings;
+  maxReceiveBytes?: number;
+  maxSendBytes?: number;
+  onSent?: () => void;
+  onClose: (outcome: StreamOutcome) => void;
+}): StreamSession | undefined {
+  if (!isReplyOf(o.peerInbox, o.peer)) {
+    o.channel.close();
+    return undefined;
+  }
+  const to = signedSubject(o.peerInbox, o.self);
+  const session: StreamSession = new StreamSession({
+    publish: (headers, data) => o.nc.publish(to, data, { headers }),
+    chunkBytes: o.settings.chunkBytes,
+    windowBytes: o.settings.windowBytes,
+    idleTimeoutMs: o.settings.idleTimeoutMs,
+    keepaliveMs: StreamProtocol.keepaliveMs,
+    peerGoneMs: StreamProtocol.peerGoneMs,
+    ...(o.maxReceiveBytes !== undefined ? { maxReceiveBytes: o.maxReceiveBytes } : {}),
+    ...(o.maxSendBytes !== undefined ? { maxSendBytes: o.maxSendBytes } : {}),
+    ...(o.onSent ? { onSent: o.onSent } : {}),
+    onClose: (outcome) => {
+      o.channel.close();
+      o.onClose(outcome);
+    },
+  });
+  return session;
+}
