@@ -49,14 +49,22 @@ export async function connectCli(flags: NatsFlags): Promise<NatsConnection> {
   }
 }
 
-/** One control request; control's own rejections become exit 1, silence exit 3. */
+/** Refusals that are about the input (exit 1); the others (internal, overloaded) are control's trouble (exit 3). */
+const INPUT_REFUSALS: ReadonlySet<string> = new Set(["rejected", "bad_request", "not_found", "conflict"]);
+
+/**
+ * One control request; control's rejections of the input become exit 1,
+ * silence, trouble on control's side and replies that do not fit the verb's
+ * schema exit 3.
+ */
 export async function controlRequest<V extends ControlVerb>(nc: NatsConnection, verb: V, body: ControlRequests[V], timeoutMs?: number): Promise<ControlReplies[V]> {
   try {
     return await requestControl(nc, verb, body, timeoutMs);
   } catch (err) {
     if (err instanceof ControlRefusedError) {
-      const rejected = err.code === "rejected" || err.code === "not_found" || err.code === "conflict";
-      throw new CliError(rejected ? Exit.rejected : Exit.unreachable, err.message, err.problems);
+      // A bad_request's message already lists its problems with their paths.
+      const problems = err.code === "bad_request" ? [] : err.problems;
+      throw new CliError(INPUT_REFUSALS.has(err.code) ? Exit.rejected : Exit.unreachable, err.message, problems);
     }
     if (err instanceof ControlUnreachableError) throw new CliError(Exit.unreachable, err.message);
     throw err;

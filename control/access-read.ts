@@ -1,7 +1,7 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstream, type Consumer } from "@nats-io/jetstream";
 import { Counter, type Registry } from "prom-client";
-import { ACCESS_STREAM, accessFilter, accessRecordsOf, isServiceName, type ControlReplies, type ControlRequests } from "../schemas/index.ts";
+import { ACCESS_STREAM, accessFilter, accessRecordsOf, type ControlReplies, type ValidControlRequests } from "../schemas/index.ts";
 import { ControlError } from "./errors.ts";
 
 /**
@@ -11,9 +11,7 @@ import { ControlError } from "./errors.ts";
  * checked against its subject, and the page is bounded in records and bytes.
  */
 export const LOGS_LIMITS = {
-  /** records per page when the request names no limit */
-  defaultLimit: 1_000,
-  /** records per page at most */
+  /** records per page at most (a request's limit defaults to 1000: control-logs-request.schema.json) */
   maxLimit: 5_000,
   /** stream messages (batches of records) read per page at most */
   maxMessages: 256,
@@ -23,7 +21,8 @@ export const LOGS_LIMITS = {
   fetchExpiresMs: 5_000,
 } as const;
 
-export type LogsRequest = ControlRequests["logs"];
+/** Validated: `limit` is always there. */
+export type LogsRequest = ValidControlRequests["logs"];
 export type LogsReply = ControlReplies["logs"];
 
 export class AccessReader {
@@ -39,8 +38,8 @@ export class AccessReader {
     });
   }
 
-  async logs(body: unknown): Promise<LogsReply> {
-    const req = checkLogsRequest(body);
+  async logs(request: LogsRequest): Promise<LogsReply> {
+    const req = { ...request, limit: Math.min(request.limit, LOGS_LIMITS.maxLimit) };
     const consumer = await this.#open(req);
     try {
       return await this.#page(consumer, req);
@@ -49,7 +48,7 @@ export class AccessReader {
     }
   }
 
-  async #open(req: Required<Pick<LogsRequest, "limit">> & LogsRequest): Promise<Consumer> {
+  async #open(req: LogsRequest): Promise<Consumer> {
     const start = req.afterSeq !== undefined ? { opt_start_seq: req.afterSeq + 1 } : { opt_start_time: new Date(req.since ?? 0).toISOString() };
     try {
       return await jetstream(this.#nc).consumers.get(ACCESS_STREAM, { filter_subjects: accessFilter(req.service, req.from), inactive_threshold: 30_000, ...start });
@@ -59,7 +58,7 @@ export class AccessReader {
     }
   }
 
-  async #page(consumer: Consumer, req: Required<Pick<LogsRequest, "limit">> & LogsRequest): Promise<LogsReply> {
+  async #page(consumer: Consumer, req: LogsRequest): Promise<LogsReply> {
     const pending = (await consumer.info(true)).num_pending;
     const reply: LogsReply = { records: [], lastSeq: req.afterSeq ?? 0, more: false };
     if (pending === 0) return reply;
@@ -86,26 +85,4 @@ export class AccessReader {
     reply.records.sort((a, b) => (a.record.time < b.record.time ? -1 : a.record.time > b.record.time ? 1 : a.seq - b.seq));
     return reply;
   }
-}
-
-function checkLogsRequest(body: unknown): Required<Pick<LogsRequest, "limit">> & LogsRequest {
-  const b = (body ?? {}) as Record<string, unknown>;
-  const problems: string[] = [];
-  const name = (key: "service" | "from") => {
-    const v = b[key];
-    if (v !== undefined && (typeof v !== "string" || !isServiceName(v))) problems.push(`${key} must be a service name, got ${JSON.stringify(v)}`);
-  };
-  name("service");
-  name("from");
-  const count = (key: "since" | "afterSeq" | "limit", min: number) => {
-    const v = b[key];
-    if (v !== undefined && !(Number.isSafeInteger(v) && (v as number) >= min)) problems.push(`${key} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
-  };
-  count("since", 0);
-  count("afterSeq", 0);
-  count("limit", 1);
-  for (const key of Object.keys(b)) if (!["service", "from", "since", "afterSeq", "limit"].includes(key)) problems.push(`${key} is not a known field`);
-  if (problems.length > 0) throw new ControlError("bad_request", `bad logs request: ${problems.join("; ")}`);
-  const limit = Math.min((b.limit as number | undefined) ?? LOGS_LIMITS.defaultLimit, LOGS_LIMITS.maxLimit);
-  return { ...(b as LogsRequest), limit };
 }

@@ -1,5 +1,14 @@
 import { RequestError, TimeoutError, type NatsConnection } from "@nats-io/transport-node";
-import { ctlSubject, formatProblem, type ControlErrorBody, type ControlReplies, type ControlRequests, type ControlVerb } from "../schemas/index.ts";
+import {
+  checkControlReply,
+  ctlSubject,
+  formatProblem,
+  formatProblems,
+  type ControlErrorBody,
+  type ControlReplies,
+  type ControlRequests,
+  type ControlVerb,
+} from "../schemas/index.ts";
 
 /**
  * How to talk to control over NATS (`mesh.ctl.v1.<verb>`), for the CLI, the
@@ -14,7 +23,7 @@ import { ctlSubject, formatProblem, type ControlErrorBody, type ControlReplies, 
 export const NO_RESPONDERS_GRACE_MS = 2_000;
 const NO_RESPONDERS_RETRY_MS = 100;
 
-/** Control could not be asked, or did not answer. */
+/** Control could not be asked, or did not answer, or answered with something that is not a reply of the verb (control-<verb>-reply.schema.json, control-error.schema.json). */
 export class ControlUnreachableError extends Error {}
 
 /** Control answered with an error: `code` is its stable code (rejected, not_found, conflict, ...). */
@@ -43,9 +52,20 @@ export async function requestControl<V extends ControlVerb>(nc: NatsConnection, 
       }
       throw unreachable(err, verb, timeoutMs);
     }
-    const parsed = reply.json<({ ok: true } & ControlReplies[V]) | { ok: false; error: ControlErrorBody }>();
+    const checked = checkControlReply(verb, parseJson(reply.data));
+    if (!checked.ok) throw new ControlUnreachableError(`control answered ${ctlSubject(verb)} with an invalid reply: ${formatProblems(checked.problems)}`);
+    const parsed = checked.value;
     if (parsed.ok) return parsed;
     throw new ControlRefusedError(parsed.error.code, parsed.error.message, (parsed.error.problems ?? []).map(formatProblem));
+  }
+}
+
+/** The parsed JSON, or undefined when the data is not JSON (which no reply schema accepts). */
+function parseJson(data: Uint8Array): unknown {
+  try {
+    return JSON.parse(new TextDecoder().decode(data));
+  } catch {
+    return undefined;
   }
 }
 

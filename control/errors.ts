@@ -1,5 +1,8 @@
 import type { ControlErrorBody, PolicyProblem } from "../schemas/index.ts";
 
+/** Longest message a refusal carries (control-error.schema.json); longer ones are cut. */
+const MAX_MESSAGE = 16_384;
+
 /** An error control answers a request with; `code` is stable (DESIGN §2 exit codes derive from it). */
 export class ControlError extends Error {
   readonly code: ControlErrorBody["code"];
@@ -13,6 +16,7 @@ export class ControlError extends Error {
   }
 
   toBody(): ControlErrorBody {
-    return { code: this.code, message: this.message, ...(this.problems ? { problems: this.problems } : {}) };
+    const message = this.message.length > MAX_MESSAGE ? `${this.message.slice(0, MAX_MESSAGE - 3)}...` : this.message;
+    return { code: this.code, message, ...(this.problems ? { problems: this.problems } : {}) };
   }
 }

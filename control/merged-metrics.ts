@@ -1,4 +1,5 @@
 import type { Metric, Registry } from "prom-client";
+import type { MetricSpec, MetricType } from "../schemas/index.ts";
 
 /**
  * Metric families control fills from sidecars' telemetry deltas. prom-client's
@@ -7,8 +8,6 @@ import type { Metric, Registry } from "prom-client";
  * and can be hidden: a replica that is not the telemetry leader exposes the
  * families empty, so summing every replica's scrape never double counts.
  */
-
-type MetricType = "counter" | "gauge" | "histogram";
 
 interface Series {
   labels: Record<string, string>;
@@ -24,12 +23,9 @@ interface MetricValue {
 }
 
 export interface FamilyOptions {
-  name: string;
+  /** name, type, label names and (histograms) bucket bounds: one of MESH_METRICS (schemas/metrics.ts) */
+  metric: MetricSpec;
   help: string;
-  type: MetricType;
-  labelNames: readonly string[];
-  /** histograms: bucket upper bounds */
-  bounds?: readonly number[];
   /** false: scrapes see the family without values */
   visible: () => boolean;
   /** runs before every scrape, e.g. to recompute gauges */
@@ -55,11 +51,11 @@ export class MergedFamily {
   #series = new Map<string, Series>();
 
   constructor(opts: FamilyOptions) {
-    this.name = opts.name;
+    this.name = opts.metric.name;
     this.help = opts.help;
-    this.type = opts.type;
-    this.#labelNames = opts.labelNames;
-    this.#bounds = opts.bounds ?? [];
+    this.type = opts.metric.type;
+    this.#labelNames = opts.metric.labels;
+    this.#bounds = opts.metric.buckets ?? [];
     this.#visible = opts.visible;
     this.#collect = opts.collect;
     this.#maxSeries = opts.maxSeries ?? DEFAULT_MAX_SERIES;

@@ -1,16 +1,16 @@
 import type { KV, KvEntry } from "@nats-io/kv";
 import {
-  POLICY_KINDS,
+  checkRegistryEntry,
   checkStoredPolicy,
+  registryKey,
   validatePolicy,
   validatePolicyDocuments,
   type ControlReplies,
-  type ControlRequests,
   type PolicyKind,
   type PolicyRevision,
-  registryKey,
   type RegistryEntry,
   type ServiceSummary,
+  type ValidControlRequests,
 } from "../schemas/index.ts";
 import type { MeshBuckets } from "./buckets.ts";
 import { ControlError } from "./errors.ts";
@@ -27,12 +27,12 @@ export class PolicyStore {
     this.#b = buckets;
   }
 
-  async validate(req: ControlRequests["validate"]): Promise<ControlReplies["validate"]> {
+  async validate(req: ValidControlRequests["validate"]): Promise<ControlReplies["validate"]> {
     return { warnings: (await this.#check(req.documents)).warnings };
   }
 
   /** All or nothing: every document validates, or none is written. */
-  async apply(req: ControlRequests["apply"]): Promise<ControlReplies["apply"]> {
+  async apply(req: ValidControlRequests["apply"]): Promise<ControlReplies["apply"]> {
     const { documents, warnings } = await this.#check(req.documents);
     const previous = await Promise.all(documents.map((d) => this.#kv(d.kind).get(d.service)));
     const applied: ControlReplies["apply"]["applied"] = [];
@@ -49,7 +49,7 @@ export class PolicyStore {
   }
 
   /** The revision in force per key: the newest valid one, as a sidecar starting now would apply it, saying so when a newer one is rejected. */
-  async get(req: ControlRequests["get"]): Promise<ControlReplies["get"]> {
+  async get(req: ValidControlRequests["get"]): Promise<ControlReplies["get"]> {
     const kv = this.#kv(req.kind);
     const keys = req.service ? [req.service] : await collect(await kv.keys());
     const items: PolicyRevision[] = [];
@@ -61,7 +61,7 @@ export class PolicyStore {
     return { items };
   }
 
-  async delete(req: ControlRequests["delete"]): Promise<ControlReplies["delete"]> {
+  async delete(req: ValidControlRequests["delete"]): Promise<ControlReplies["delete"]> {
     const kv = this.#kv(req.kind);
     const current = await kv.get(req.service);
     if (!current || current.operation !== "PUT") throw new ControlError("not_found", `no ${req.kind} policy for '${req.service}'`);
@@ -70,14 +70,14 @@ export class PolicyStore {
     return { revision: after?.revision ?? current.revision };
   }
 
-  async history(req: ControlRequests["history"]): Promise<ControlReplies["history"]> {
+  async history(req: ValidControlRequests["history"]): Promise<ControlReplies["history"]> {
     const entries = await this.#history(req.kind, req.service);
     if (entries.length === 0) throw new ControlError("not_found", `no ${req.kind} history for '${req.service}'`);
     return { entries };
   }
 
   /** Restores `to`, or else the last valid revision before the current one. */
-  async rollback(req: ControlRequests["rollback"]): Promise<ControlReplies["rollback"]> {
+  async rollback(req: ValidControlRequests["rollback"]): Promise<ControlReplies["rollback"]> {
     const entries = await this.#history(req.kind, req.service);
     const current = entries.at(-1);
     if (!current) throw new ControlError("not_found", `no ${req.kind} history for '${req.service}'`);
@@ -135,7 +135,6 @@ export class PolicyStore {
   }
 
   async #check(values: unknown[]) {
-    if (!Array.isArray(values)) throw new ControlError("bad_request", "documents must be an array");
     const known = await this.knownVersions();
     const result = validatePolicyDocuments(values, { knownVersions: (service) => known.get(service) ?? new Set() });
     if (!result.ok) throw new ControlError("rejected", "policy rejected: nothing was applied", { problems: result.problems });
@@ -157,27 +156,24 @@ export class PolicyStore {
   }
 
   #kv(kind: PolicyKind): KV {
-    if (!POLICY_KINDS.includes(kind)) throw new ControlError("bad_request", `unknown kind '${kind}'`);
     return this.#b.policy[kind];
   }
 }
 
 /**
- * A registry value as written by a sidecar, or undefined. Sidecars write only
- * below their own service (NATS permissions), so an entry naming another
- * service than its key's first token is a forgery and is skipped.
+ * A registry value that fits registry-entry.schema.json and is stored under
+ * its own `<service>.<instance>` key, or undefined. Control writes only such
+ * entries; anything else was written into KV by hand, and is skipped.
  */
 function registryEntryOf(key: string, entry: KvEntry): RegistryEntry | undefined {
-  let e: RegistryEntry;
+  let value: unknown;
   try {
-    e = entry.json<RegistryEntry>();
+    value = entry.json();
   } catch {
     return undefined;
   }
-  const valid =
-    typeof e === "object" && e !== null && typeof e.service === "string" && typeof e.version === "string" &&
-    typeof e.instance === "string" && (e.state === "ready" || e.state === "unready" || e.state === "draining");
-  return valid && key === registryKey(e.service, e.instance) ? e : undefined;
+  const checked = checkRegistryEntry(value);
+  return checked.ok && key === registryKey(checked.value.service, checked.value.instance) ? checked.value : undefined;
 }
 
 function revisionOf(kind: PolicyKind, e: KvEntry): PolicyRevision {

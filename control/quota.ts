@@ -1,7 +1,7 @@
 import { setTimeout as delay } from "node:timers/promises";
 import type { KV } from "@nats-io/kv";
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
-import { QUOTA_PERS, isServiceName, quotaLeaseSubject, quotaWindow, type QuotaLeaseReply, type QuotaLeaseRequest, type QuotaPer } from "../schemas/index.ts";
+import { quotaLeaseSubject, quotaWindow, type QuotaLeaseReply, type QuotaLeaseRequest, type QuotaPer, type ValidControlRequests } from "../schemas/index.ts";
 import { ControlError } from "./errors.ts";
 
 /**
@@ -20,7 +20,6 @@ const TAIL_DIVISOR = 4;
 const MAX_LEASE = 1_000;
 /** revision conflicts tolerated before giving up (another replica or instance wrote between read and write) */
 const MAX_ATTEMPTS = 25;
-const MAX_CALLER_LENGTH = 256;
 const KV_SAFE_NAME = /^[a-z0-9-]+$/;
 
 export interface CounterChange {
@@ -97,11 +96,11 @@ export class QuotaLeases {
 
   /**
    * `mesh.ctl.v1.quota.<service>`: release, then grant, in one
-   * revision-checked update. The subject must name the body's service: that
-   * is what secure mode's permissions hold a sidecar to.
+   * revision-checked update. The request fits control-quota-request.schema.json;
+   * the subject must name its service: that is what secure mode's
+   * permissions hold a sidecar to.
    */
-  async lease(body: unknown, subject: string): Promise<QuotaLeaseReply> {
-    const req = checkLeaseRequest(body);
+  async lease(req: ValidControlRequests["quota"], subject: string): Promise<QuotaLeaseReply> {
     if (subject !== quotaLeaseSubject(req.service)) {
       throw new ControlError("bad_request", `quota leases of '${req.service}' are asked on ${quotaLeaseSubject(req.service)}, not ${subject}`);
     }
@@ -127,21 +126,4 @@ export class QuotaLeases {
     }
     throw new ControlError("conflict", `quota counter '${key}' kept changing; try again`);
   }
-}
-
-function checkLeaseRequest(body: unknown): QuotaLeaseRequest {
-  const b = (body ?? {}) as Partial<Record<keyof QuotaLeaseRequest, unknown>>;
-  const count = (v: unknown, min: number) => Number.isSafeInteger(v) && (v as number) >= min;
-  const problems: string[] = [];
-  if (typeof b.service !== "string" || !isServiceName(b.service)) problems.push(`service must be a service name, got ${JSON.stringify(b.service)}`);
-  if (typeof b.caller !== "string" || b.caller.length === 0 || b.caller.length > MAX_CALLER_LENGTH) {
-    problems.push(`caller must be a non-empty string of at most ${MAX_CALLER_LENGTH} characters`);
-  }
-  if (!QUOTA_PERS.includes(b.per as QuotaPer)) problems.push(`per must be one of ${QUOTA_PERS.join(", ")}, got ${JSON.stringify(b.per)}`);
-  if (!count(b.window, 0)) problems.push(`window must be an integer >= 0, got ${JSON.stringify(b.window)}`);
-  if (!count(b.limit, 1)) problems.push(`limit must be an integer >= 1, got ${JSON.stringify(b.limit)}`);
-  if (!count(b.want, 0)) problems.push(`want must be an integer >= 0, got ${JSON.stringify(b.want)}`);
-  if (b.release !== undefined && !count(b.release, 0)) problems.push(`release must be an integer >= 0, got ${JSON.stringify(b.release)}`);
-  if (problems.length > 0) throw new ControlError("bad_request", `bad quota lease request: ${problems.join("; ")}`);
-  return b as QuotaLeaseRequest;
 }

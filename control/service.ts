@@ -1,7 +1,17 @@
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import { CONTROL_QUEUE, CTL_PREFIX, SHARED_INBOX_PREFIX, ctlSubject, type ControlVerb } from "../schemas/index.ts";
+import {
+  CONTROL_QUEUE,
+  CTL_PREFIX,
+  SHARED_INBOX_PREFIX,
+  checkControlRequest,
+  ctlSubject,
+  formatProblems,
+  type ControlReplies,
+  type ControlVerb,
+  type ValidControlRequests,
+} from "../schemas/index.ts";
 import { ensureBuckets } from "./buckets.ts";
 import { ControlError } from "./errors.ts";
 import { PolicyStore } from "./policy-store.ts";
@@ -29,14 +39,18 @@ interface HandlerContext {
   access: AccessReader;
 }
 
-/** `subject` is the request's subject: `mesh.ctl.v1.<verb>`, or `mesh.ctl.v1.<verb>.<service>` for the scoped verbs */
-type Handler = (c: HandlerContext, body: any, subject: string) => Promise<unknown>;
+/**
+ * A verb's handler gets its request validated against the verb's schema,
+ * defaults applied. `subject` is the request's subject: `mesh.ctl.v1.<verb>`,
+ * or `mesh.ctl.v1.<verb>.<service>` for the scoped verbs.
+ */
+type Handler<V extends ControlVerb> = (c: HandlerContext, req: ValidControlRequests[V], subject: string) => Promise<ControlReplies[V]>;
 
 /** Verbs sent on `mesh.ctl.v1.<verb>.<service>`, the service being the one secure mode lets the sender speak for. */
 const SCOPED_VERBS: ReadonlySet<string> = new Set(["quota", "register"]);
 
 /** One line per verb: adding a verb is adding a line. */
-const HANDLERS: Readonly<Record<ControlVerb, Handler>> = {
+const HANDLERS: { readonly [V in ControlVerb]: Handler<V> } = {
   apply: (c, b) => c.store.apply(b),
   validate: (c, b) => c.store.validate(b),
   get: (c, b) => c.store.get(b),
@@ -83,13 +97,11 @@ export async function startControl(
     let outcome = "ok";
     let reply: unknown;
     try {
-      const handler = Object.hasOwn(HANDLERS, verb) ? HANDLERS[verb as ControlVerb] : undefined;
-      if (!handler) throw new ControlError("bad_request", `unknown control verb '${msg.subject.split(".")[3]?.slice(0, 40)}'`);
+      if (!Object.hasOwn(HANDLERS, verb)) throw new ControlError("bad_request", `unknown control verb '${msg.subject.split(".")[3]?.slice(0, 40)}'`);
       // mesh.ctl.v1.<verb>, and mesh.ctl.v1.<verb>.<service> for the verbs a sidecar sends as itself.
       const tokens = msg.subject.split(".").length;
       if (tokens !== (SCOPED_VERBS.has(verb) ? 5 : 4)) throw new ControlError("bad_request", `no control verb is served on ${msg.subject.slice(0, 120)}`);
-      const body = msg.data.length > 0 ? msg.json<unknown>() : {};
-      reply = { ok: true, ...((await handler(context, body, msg.subject)) as object) };
+      reply = { ok: true, ...(await serve(context, verb as ControlVerb, msg)) };
     } catch (err) {
       const error = err instanceof ControlError ? err : new ControlError("internal", (err as Error).message, { cause: err });
       if (error.code === "internal") logger.error({ err, verb }, "control request failed");
@@ -130,6 +142,29 @@ export async function startControl(
       await telemetry.stop();
     },
   };
+}
+
+/** Problems a bad_request lists at most (a body of a million unknown keys has a million). */
+const MAX_REQUEST_PROBLEMS = 100;
+
+/** Parses and validates the request body against its verb's schema, then runs the verb's handler. */
+function serve<V extends ControlVerb>(context: HandlerContext, verb: V, msg: Msg): Promise<ControlReplies[V]> {
+  const checked = checkControlRequest(verb, bodyOf(msg));
+  if (!checked.ok) {
+    const problems = checked.problems.slice(0, MAX_REQUEST_PROBLEMS).map((p) => ({ document: -1, ...p }));
+    throw new ControlError("bad_request", `bad ${verb} request: ${formatProblems(checked.problems)}`, { problems });
+  }
+  return HANDLERS[verb](context, checked.value, msg.subject);
+}
+
+/** The parsed JSON body; an empty body is `{}`. */
+function bodyOf(msg: Msg): unknown {
+  if (msg.data.length === 0) return {};
+  try {
+    return msg.json<unknown>();
+  } catch {
+    throw new ControlError("bad_request", "the request body is not JSON", { problems: [{ document: -1, path: "(root)", message: "must be JSON" }] });
+  }
 }
 
 /** The verb of a control subject, as a metric label: a verb we serve, or `unknown` (subjects are the callers' to choose). */

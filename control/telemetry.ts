@@ -4,19 +4,20 @@ import { Counter, Gauge, type Registry } from "prom-client";
 import {
   BREAKER_STATES,
   DURATION_BUCKETS_SECONDS,
-  REQUEST_LABELS,
+  MESH_METRICS,
   TELEMETRY_COUNTERS,
-  TELEMETRY_GAUGES,
   TELEMETRY_PREFIX,
   parseTelemetryReport,
   type ControlRequests,
   type MeshStats,
+  type MetricSpec,
   type NamedRow,
+  type TelemetryCounterName,
   type TelemetryReport,
 } from "../schemas/index.ts";
 import { MergedFamily, rebinner, type FamilyOptions } from "./merged-metrics.ts";
 import { TELEMETRY_LIMITS, namedRowOwner, reportMatchesSubject, requestRowOwner, type RowRejection } from "./telemetry-limits.ts";
-import { RECENT_DEFAULT_WINDOW_MS, RecentTraffic } from "./recent-traffic.ts";
+import { RecentTraffic } from "./recent-traffic.ts";
 import { startLease, type Lease } from "./telemetry-lease.ts";
 
 /** An instance's gauges count while it reported within this many of its intervals. */
@@ -36,7 +37,7 @@ export interface ControlTelemetryOptions {
 export interface ControlTelemetry {
   /** true while this replica exposes the mesh-wide metrics */
   leader(): boolean;
-  /** what the `stats` control verb answers */
+  /** what the `stats` control verb answers; without `windowSeconds`, the last RECENT_DEFAULT_WINDOW_MS */
   stats(req: ControlRequests["stats"]): MeshStats;
   stop(): Promise<void>;
 }
@@ -52,11 +53,11 @@ interface InstanceState {
   created: number;
 }
 
-/** prom-client names of the catalog's counters. */
-const COUNTER_FAMILIES: Record<keyof typeof TELEMETRY_COUNTERS, { name: string; help: string }> = {
-  retries: { name: "mesh_retries_total", help: "Retries made by calling sidecars, by caller and callee" },
-  authz: { name: "mesh_authz_decisions_total", help: "Authorization decisions by provider sidecars (allow, deny), by service and caller" },
-  quota: { name: "mesh_quota_decisions_total", help: "Quota decisions by provider sidecars (allowed, denied, unavailable_allowed, unavailable_denied), by service and caller" },
+/** Help texts of the merged families of the catalog's counters. */
+const COUNTER_HELP: Record<TelemetryCounterName, string> = {
+  retries: "Retries made by calling sidecars, by caller and callee",
+  authz: "Authorization decisions by provider sidecars (allow, deny), by service and caller",
+  quota: "Quota decisions by provider sidecars (allowed, denied, unavailable_allowed, unavailable_denied), by service and caller",
 };
 
 /**
@@ -101,19 +102,18 @@ class MeshTelemetry implements ControlTelemetry {
     });
     this.#leaderGauge = new Gauge({ name: "mesh_control_telemetry_leader", help: "1 on the control replica that exposes the mesh-wide metrics", registers });
     const visible = () => this.leader();
-    const family = (f: Omit<FamilyOptions, "visible">) => new MergedFamily({ ...f, visible }).register(opts.registry);
-    this.#requests = family({ name: "mesh_requests_total", help: "Requests through the mesh as each sidecar saw them, by direction, caller, callee, version, method and status or mesh error code", type: "counter", labelNames: REQUEST_LABELS });
-    this.#duration = family({ name: "mesh_request_duration_seconds", help: "Time from a sidecar receiving a request to it answering", type: "histogram", labelNames: REQUEST_LABELS, bounds: DURATION_BUCKETS_SECONDS });
+    const family = (metric: MetricSpec, help: string, collect?: FamilyOptions["collect"]) =>
+      new MergedFamily({ metric, help, visible, ...(collect ? { collect } : {}) }).register(opts.registry);
+    this.#requests = family(MESH_METRICS.requests, "Requests through the mesh as each sidecar saw them, by direction, caller, callee, version, method and status or mesh error code");
+    this.#duration = family(MESH_METRICS.requestDuration, "Time from a sidecar receiving a request to it answering");
     this.#counters = Object.fromEntries(
-      Object.entries(COUNTER_FAMILIES).map(([key, f]) => [key, family({ ...f, type: "counter", labelNames: TELEMETRY_COUNTERS[key as keyof typeof TELEMETRY_COUNTERS] })]),
+      Object.entries(TELEMETRY_COUNTERS).map(([key, metric]) => [key, family(metric, COUNTER_HELP[key as TelemetryCounterName])]),
     );
-    family({
-      name: "mesh_circuit_breakers",
-      help: "Calling sidecar instances whose circuit breaker for a destination version is in each state, as last reported",
-      type: "gauge",
-      labelNames: [...TELEMETRY_GAUGES.breaker_state, "state"],
-      collect: (f) => collectBreakers(f, this.#instances, this.#now()),
-    });
+    family(
+      MESH_METRICS.circuitBreakers,
+      "Calling sidecar instances whose circuit breaker for a destination version is in each state, as last reported",
+      (f) => collectBreakers(f, this.#instances, this.#now()),
+    );
   }
 
   async start(): Promise<void> {
@@ -136,8 +136,7 @@ class MeshTelemetry implements ControlTelemetry {
   }
 
   stats(req: ControlRequests["stats"]): MeshStats {
-    const r: Partial<ControlRequests["stats"]> = req && typeof req === "object" ? req : {};
-    return this.#recent.stats(windowMs(r.windowSeconds), typeof r.service === "string" ? r.service : undefined);
+    return this.#recent.stats(req.windowSeconds === undefined ? undefined : req.windowSeconds * 1000, req.service);
   }
 
   async stop(): Promise<void> {
@@ -228,10 +227,6 @@ class MeshTelemetry implements ControlTelemetry {
     if (!f) this.#rebinners.set(key, (f = rebinner(le, DURATION_BUCKETS_SECONDS)));
     return f;
   }
-}
-
-function windowMs(seconds: unknown): number {
-  return typeof seconds === "number" && Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : RECENT_DEFAULT_WINDOW_MS;
 }
 
 /** Recomputes the breaker gauge: instances per state, from fresh reports only. */

@@ -1,9 +1,8 @@
-import schema from "./access-record.schema.json" with { type: "json" };
+import { validatorOf } from "./documents.ts";
 import { ACCESS_PREFIX } from "./subjects.ts";
-import type { AccessRecord } from "./telemetry.ts";
-import { ajv } from "./validate.ts";
+import type { AccessRecord } from "./telemetry.generated.ts";
 
-const validate = ajv.compile<AccessRecord>(schema);
+const validate = validatorOf<AccessRecord>("access-record");
 
 /**
  * The records of one MESH_ACCESS message (a batch, one JSON line each) that

@@ -4,13 +4,11 @@
  * schema cannot express, with defaults applied and deep-frozen.
  */
 import type { ValidateFunction } from "ajv";
-import authzSchema from "./authz.schema.json" with { type: "json" };
+import { validatorOf } from "./documents.ts";
 import { checkAuthz, checkQuota, checkRoute, type SemanticCheck, type SemanticOptions } from "./policy-semantics.ts";
 import { readPolicyText } from "./policy-text.ts";
-import type { AuthzPolicy, QuotaPolicy, RoutePolicy } from "./policy-types.generated.ts";
-import quotaSchema from "./quota.schema.json" with { type: "json" };
-import routeSchema from "./route.schema.json" with { type: "json" };
-import { ajv, deepFreeze, problemsOf, quote, type Problem } from "./validate.ts";
+import type { AuthzPolicy, PolicyProblem, QuotaPolicy, RoutePolicy } from "./policy-types.generated.ts";
+import { deepFreeze, problemsOf, quote, type Problem } from "./validate.ts";
 
 export type * from "./policy-types.generated.ts";
 export type { SemanticOptions as PolicyValidationOptions } from "./policy-semantics.ts";
@@ -45,15 +43,6 @@ export function kindFromNoun(noun: string): PolicyKind | undefined {
   return Object.hasOwn(NOUNS, noun.toLowerCase()) ? NOUNS[noun.toLowerCase()] : undefined;
 }
 
-export interface PolicyProblem {
-  /** 0-based index of the document in the file; -1 = the whole file */
-  document: number;
-  /** JSON path of the offending value, e.g. `rules[1].backends[0].weight`; `(root)` for the whole document */
-  path: string;
-  /** short and lowercase, quoting the offending value: `must be >= 0, got -10` */
-  message: string;
-}
-
 export type ValidationResult<T> =
   | { ok: true; value: Readonly<T>; warnings: PolicyProblem[] }
   | { ok: false; problems: PolicyProblem[] };
@@ -69,9 +58,9 @@ interface KindRules {
 
 /** Compiled once, at load. */
 const RULES: Readonly<Record<PolicyKind, KindRules>> = {
-  Route: { validate: ajv.compile(routeSchema), check: checkRoute },
-  Authz: { validate: ajv.compile(authzSchema), check: checkAuthz },
-  Quota: { validate: ajv.compile(quotaSchema), check: checkQuota },
+  Route: { validate: validatorOf("route"), check: checkRoute },
+  Authz: { validate: validatorOf("authz"), check: checkAuthz },
+  Quota: { validate: validatorOf("quota"), check: checkQuota },
 };
 
 /** One document (an already parsed JSON value): schema and semantic checks, defaults applied, deep-frozen. */

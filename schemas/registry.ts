@@ -1,5 +1,7 @@
-import schema from "./registry-entry.schema.json" with { type: "json" };
-import { ajv, problemsOf, type Problem } from "./validate.ts";
+import type { ControlRegisterRequest } from "./control-api.generated.ts";
+import { validatorOf } from "./documents.ts";
+import type { RegistryEntry } from "./registry.generated.ts";
+import { check, type Checked } from "./validate.ts";
 
 /** The service registry: one KV entry per live provider instance (DESIGN §4). */
 
@@ -12,23 +14,11 @@ export const HEARTBEAT_INTERVAL_MS = 2_000;
  */
 export const REGISTRY_TTL_MS = 5_000;
 
-/** ready: in its queue groups; unready: out of them while its app does not answer; draining: leaving for good */
-export type InstanceState = "ready" | "unready" | "draining";
+/** Value of `mesh_registry` key `<service>.<instance>` (JSON): registry-entry.schema.json. */
+export type { RegistryEntry } from "./registry.generated.ts";
 
-/** Value of `mesh_registry` key `<service>.<instance>` (JSON). */
-export interface RegistryEntry {
-  service: string;
-  version: string;
-  instance: string;
-  /** the application's origin as the sidecar reaches it */
-  app: string;
-  state: InstanceState;
-  /** process host name, for people */
-  host: string;
-  /** ISO timestamps */
-  startedAt: string;
-  heartbeatAt: string;
-}
+/** ready: in its queue groups; unready: out of them while its app does not answer; draining: leaving for good */
+export type InstanceState = RegistryEntry["state"];
 
 export function registryKey(service: string, instance: string): string {
   return `${service}.${instance}`;
@@ -36,17 +26,17 @@ export function registryKey(service: string, instance: string): string {
 
 /**
  * Body of `mesh.ctl.v1.register.<service>` (registerSubject): the instance's
- * entry (a heartbeat), or the removal of one of the service's instances.
- * Control checks that the entry names the subject's service, and writes it.
+ * entry (a heartbeat), or the removal of one of the service's instances
+ * (control-register-request.schema.json).
  */
-export type RegisterRequest = { entry: RegistryEntry } | { remove: string };
+export type RegisterRequest = ControlRegisterRequest;
 
 /** Instance names: one subject token (`mesh.rpc.<service>.~<instance>.<caller>`). */
 export const INSTANCE_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 
-const validateEntry = ajv.compile(schema);
+const validateEntry = validatorOf("registry-entry");
 
 /** A registry entry as it crossed a process boundary: the entry, or what is wrong with it. */
-export function checkRegistryEntry(value: unknown): { ok: true; value: RegistryEntry } | { ok: false; problems: Problem[] } {
-  return validateEntry(value) ? { ok: true, value: value as unknown as RegistryEntry } : { ok: false, problems: problemsOf(validateEntry.errors, value) };
+export function checkRegistryEntry(value: unknown): Checked<RegistryEntry> {
+  return check<RegistryEntry>(validateEntry, value);
 }

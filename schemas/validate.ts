@@ -3,6 +3,8 @@ import { SERVICE_NAME, VERSION_NAME } from "./names.ts";
 
 /** One ajv instance for the repo: defaults applied, unknown keys rejected, all errors reported. */
 export const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true });
+/** json-schema-to-typescript's annotation for a value of any JSON type (`"tsType": "unknown"`); ajv ignores it. */
+ajv.addKeyword({ keyword: "tsType", schemaType: "string" });
 
 export interface Problem {
   /** JSON path of the offending value, e.g. `rules[1].backends[0].weight`; `(root)` for the whole value */
@@ -19,6 +21,13 @@ export const PATTERN_MEANINGS: Readonly<Record<string, string>> = {
   "^/": "must start with /",
   "^[a-z0-9!#$%&'*+.^_`|~-]+$": "must be a lowercase HTTP header name",
   "^[a-z0-9*-]+$": "must be a service name or a glob of lowercase letters, digits, '-' and '*'",
+  "^[A-Za-z0-9_-]{1,64}$": "must be an instance name: 1-64 letters, digits, '_' or '-'",
+  "^http://[^/?#]+/?$": "must be an http:// origin (scheme, host and port, no path)",
+  "^https?://[^?#]+$": "must be an http:// or https:// URL without query or fragment",
+  "^[^:]+:[0-9]{1,5}$": "must be host:port",
+  "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?Z$": "must be an ISO 8601 time in UTC, e.g. 2026-01-02T03:04:05.678Z",
+  "^([0-9a-f]{32})?$": "must be a W3C trace id (32 lowercase hex digits) or empty",
+  "^([0-9a-f]{16})?$": "must be a W3C span id (16 lowercase hex digits) or empty",
 };
 
 /** Keywords whose problem names a field rather than judging a value. */
@@ -95,6 +104,21 @@ function valueAt(data: unknown, segments: readonly string[]): unknown {
 export function quote(value: unknown): string {
   const text = value === undefined ? "nothing" : (JSON.stringify(value) ?? String(value));
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
+/** A value that crossed a process boundary: the value (typed by its schema), or what is wrong with it. */
+export type Checked<T> = { ok: true; value: T } | { ok: false; problems: Problem[] };
+
+/** Validates `value` in place (defaults applied); no copy, no freeze: for messages parsed just now. */
+export function check<T>(validate: ValidateFunction, value: unknown): Checked<T> {
+  return validate(value) ? { ok: true, value: value as T } : { ok: false, problems: problemsOf(validate.errors, value) };
+}
+
+/** `path: message; path: message`, at most `max` problems, then how many more. */
+export function formatProblems(problems: readonly Problem[], max = 10): string {
+  const shown = problems.slice(0, max).map((p) => `${p.path}: ${p.message}`);
+  if (problems.length > max) shown.push(`and ${problems.length - max} more`);
+  return shown.join("; ");
 }
 
 export class ValidationError extends Error {

@@ -54,6 +54,16 @@ export const HttpHeader = {
   servedBy: "x-mesh-version",
 } as const;
 
+/**
+ * W3C trace context, version 00 (https://www.w3.org/TR/trace-context/):
+ * `00-<trace id: 32 hex>-<parent span id: 16 hex>-<flags: 2 hex>`, as
+ * carried in `traceparent` and `@traceparent`. Groups: trace id, span id, flags.
+ */
+export const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+
+/** A W3C span id alone (16 lowercase hex digits). */
+export const SPAN_ID = /^[0-9a-f]{16}$/;
+
 /** Hop-by-hop headers (RFC 9110 §7.6.1) never cross the mesh. */
 export const HOP_BY_HOP = new Set([
   "connection",

@@ -114,8 +114,8 @@ describe("mesh logs goes through control", () => {
     const rest = await controlRequest(writer, "logs", { service: "paged", afterSeq: first.lastSeq });
     assert.deepEqual([...new Set(rest.records.map((e) => e.seq))], seqs.slice(1));
     assert.equal(rest.more, false);
-    await assert.rejects(controlRequest(writer, "logs", { service: "Bad_Name" } as never), /service must be a service name/);
-    await assert.rejects(controlRequest(writer, "logs", { limit: -1 }), /limit must be an integer >= 1/);
+    await assert.rejects(controlRequest(writer, "logs", { service: "Bad_Name" } as never), /service: must be a service name/);
+    await assert.rejects(controlRequest(writer, "logs", { limit: -1 }), /limit: must be >= 1, got -1/);
   });
 
   test("--follow polls control with the last sequence and prints what arrives, until interrupted", async () => {

@@ -1,10 +1,12 @@
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
+import { readFile, readdir } from "node:fs/promises";
 import { describe, test } from "node:test";
-import { GENERATED_FILE, generatePolicyTypes } from "../scripts/gen-types.ts";
+import { OUTPUTS, generateTypes, outputPath } from "../scripts/gen-types.ts";
 import {
+  INSTANCE_NAME,
   PATTERN_MEANINGS,
   POLICY_BUCKETS,
+  SCHEMAS,
   POLICY_KINDS,
   REGISTRY_BUCKET,
   SERVICE_NAME,
@@ -276,48 +278,96 @@ describe("globs", () => {
   });
 });
 
-describe("policy schemas", () => {
-  const files = ["route", "authz", "quota"].map((n) => new URL(`../schemas/${n}.schema.json`, import.meta.url));
+describe("schemas", () => {
+  const dir = new URL("../schemas/", import.meta.url);
+  const schemaNames = async () => (await readdir(dir)).filter((f) => f.endsWith(".schema.json")).map((f) => f.replace(/\.schema\.json$/, "")).sort();
+  const load = async (name: string) => JSON.parse(await readFile(new URL(`${name}.schema.json`, dir), "utf8")) as Schema;
 
-  test("the generated types are up to date with the schemas (npm run gen:types)", async () => {
-    assert.equal(await readFile(GENERATED_FILE, "utf8"), await generatePolicyTypes());
+  test("every generated type file is up to date with the schemas (npm run gen:types)", async () => {
+    for (const output of OUTPUTS) assert.equal(await readFile(outputPath(output), "utf8"), await generateTypes(output), `${output.file} is stale`);
   });
 
-  test("every object is closed, every field says what it means, every pattern is explained", async () => {
-    for (const file of files) {
-      const schema = JSON.parse(await readFile(file, "utf8")) as Schema;
-      assert.match(String(schema.$id), /^https:\/\/natsmesh\.dev\/schemas\/\w+\.schema\.json$/);
-      walk(schema, schema, String(file));
+  test("every schema is registered, and has types generated from it", async () => {
+    const names = await schemaNames();
+    assert.deepEqual(Object.keys(SCHEMAS).sort(), names, "schemas/documents.ts registers every schema file");
+    assert.deepEqual(OUTPUTS.flatMap((o) => o.sources).sort(), names, "scripts/gen-types.ts generates types from every schema file");
+  });
+
+  test("every object is closed, every field says what it means, every pattern is explained, every string and array is bounded", async () => {
+    const schemas = new Map<string, Schema>();
+    for (const name of await schemaNames()) schemas.set(`${name}.schema.json`, await load(name));
+    for (const [file, schema] of schemas) {
+      assert.equal(schema.$id, `https://natsmesh.dev/schemas/${file}`);
+      assert.ok(typeof schema.title === "string" && typeof schema.description === "string", `${file}: no title or description`);
+      walk(schema, { root: schema, schemas, bounded: !POLICY_DOCUMENTS.has(file) }, file);
     }
   });
 
   test("name patterns agree with schemas/names.ts", async () => {
-    const text = (await Promise.all(files.map((f) => readFile(f, "utf8")))).join("");
-    assert.ok(text.includes(JSON.stringify(SERVICE_NAME.source)) && text.includes(JSON.stringify(VERSION_NAME.source)));
+    const text = (await Promise.all((await schemaNames()).map((n) => readFile(new URL(`${n}.schema.json`, dir), "utf8")))).join("");
+    for (const name of [SERVICE_NAME, VERSION_NAME, INSTANCE_NAME]) assert.ok(text.includes(JSON.stringify(name.source)), name.source);
   });
 });
 
 type Schema = Record<string, unknown>;
 
-function walk(node: Schema, root: Schema, where: string): void {
-  if (node.$ref) return walk(resolve(root, String(node.$ref)), root, where);
+/**
+ * Policy documents reach control inside an apply or validate request, whose
+ * schema bounds how many there are (and NATS max_payload their size); their
+ * own fields are not held to the bounds of documents that cross a process
+ * boundary on their own.
+ */
+const POLICY_DOCUMENTS = new Set(["route.schema.json", "authz.schema.json", "quota.schema.json"]);
+
+/** The schema a walk is in, every schema file by name (to follow `$ref`s into), and whether strings and arrays must be bounded. */
+interface Where {
+  root: Schema;
+  schemas: ReadonlyMap<string, Schema>;
+  bounded: boolean;
+}
+
+/** Strings without a pattern, enum or const, where the whole value is free text a peer chooses: each has a maxLength. */
+function boundedString(node: Schema): boolean {
+  return node.maxLength !== undefined || node.pattern !== undefined || node.enum !== undefined || node.const !== undefined;
+}
+
+function walk(node: Schema, at: Where, where: string): void {
+  if (node.$ref) {
+    const target = resolve(at, String(node.$ref));
+    // Another file's schema is walked on its own.
+    return String(node.$ref).startsWith("#") ? walk(target.node, at, where) : undefined;
+  }
   if (node.type === "object" && node.properties) {
     assert.equal(node.additionalProperties, false, `${where}: open object`);
     for (const [name, prop] of Object.entries(node.properties as Record<string, Schema>)) {
-      const target = prop.$ref ? resolve(root, String(prop.$ref)) : prop;
-      assert.ok(typeof target.description === "string" && target.description.length > 10, `${where}.${name}: no description`);
-      walk(prop, root, `${where}.${name}`);
+      const target = prop.$ref ? resolve(at, String(prop.$ref)).node : prop;
+      const description = prop.description ?? target.description;
+      assert.ok(typeof description === "string" && description.length > 10, `${where}.${name}: no description`);
+      walk(prop, at, `${where}.${name}`);
     }
   }
+  const types = Array.isArray(node.type) ? node.type : [node.type];
+  if (at.bounded && types.includes("string")) assert.ok(boundedString(node), `${where}: a string without maxLength`);
+  if (at.bounded && types.includes("array") && !Array.isArray(node.items)) assert.ok(node.maxItems !== undefined, `${where}: an array without maxItems`);
   if (typeof node.pattern === "string") assert.ok(PATTERN_MEANINGS[node.pattern], `${where}: unexplained pattern ${node.pattern}`);
   for (const key of ["items", "additionalProperties", "propertyNames"]) {
-    if (node[key] && typeof node[key] === "object") walk(node[key] as Schema, root, `${where}.${key}`);
+    const child = node[key];
+    if (Array.isArray(child)) child.forEach((c, i) => walk(c as Schema, at, `${where}.${key}[${i}]`));
+    else if (child && typeof child === "object") walk(child as Schema, at, `${where}.${key}`);
   }
+  for (const [name, def] of Object.entries((node.$defs ?? {}) as Record<string, Schema>)) walk(def, at, `${where}.$defs.${name}`);
 }
 
-function resolve(root: Schema, ref: string): Schema {
-  return ref
-    .replace(/^#\//, "")
+/** `#/a/b` in the current schema, or `file.schema.json#/a/b` in another. */
+function resolve(at: Where, ref: string): { node: Schema } {
+  const [file, pointer = ""] = ref.split("#");
+  const root = file ? at.schemas.get(file) : at.root;
+  assert.ok(root, `$ref to unknown schema ${ref}`);
+  const node = pointer
+    .replace(/^\//, "")
     .split("/")
-    .reduce<Schema>((node, key) => node[key] as Schema, root);
+    .filter(Boolean)
+    .reduce<Schema>((n, key) => n[key] as Schema, root);
+  assert.ok(node, `$ref ${ref} points nowhere`);
+  return { node };
 }

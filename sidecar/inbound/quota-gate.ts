@@ -2,8 +2,9 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import {
   RateLimitHeader,
+  checkControlReply,
+  formatProblems,
   quotaLeaseSubject,
-  type ControlReply,
   type QuotaLeaseReply,
   type QuotaLeaseRequest,
   type QuotaPolicy,
@@ -237,10 +238,13 @@ class Gate implements QuotaGate {
     return { service: this.#opts.service, caller: c.caller, per: c.per, window: c.window, limit: c.limit };
   }
 
+  /** One lease request; throws (control counts as unavailable) unless control answers with a grant that fits control-quota-reply.schema.json. */
   async #ask(body: QuotaLeaseRequest): Promise<QuotaLeaseReply> {
     const timeout = this.#opts.leaseTimeoutMs ?? QuotaDefaults.leaseTimeoutMs;
     const msg = await this.#opts.nc.request(quotaLeaseSubject(this.#opts.service), JSON.stringify(body), { timeout });
-    const reply = msg.json<ControlReply<QuotaLeaseReply>>();
+    const checked = checkControlReply("quota", msg.json<unknown>());
+    if (!checked.ok) throw new Error(`invalid quota lease reply: ${formatProblems(checked.problems)}`);
+    const reply = checked.value;
     if (!reply.ok) throw new Error(`control refused the quota lease: ${reply.error.code}: ${reply.error.message}`);
     return reply;
   }

@@ -1,7 +1,15 @@
 import { hostname } from "node:os";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
-import { HEARTBEAT_INTERVAL_MS, registerSubject, type InstanceState, type RegisterRequest, type RegistryEntry } from "../../schemas/index.ts";
+import {
+  HEARTBEAT_INTERVAL_MS,
+  checkControlReply,
+  formatProblems,
+  registerSubject,
+  type InstanceState,
+  type RegisterRequest,
+  type RegistryEntry,
+} from "../../schemas/index.ts";
 
 /** a heartbeat that control does not answer within this long counts as failed */
 const REGISTER_TIMEOUT_MS = 1_000;
@@ -61,8 +69,11 @@ export class RegistryHeartbeat {
 
   async #send(body: RegisterRequest): Promise<void> {
     try {
-      const reply = (await this.#nc.request(this.#subject, JSON.stringify(body), { timeout: REGISTER_TIMEOUT_MS })).json<{ ok: boolean; error?: { message: string } }>();
-      if (!reply.ok) throw new Error(reply.error?.message ?? "refused");
+      const msg = await this.#nc.request(this.#subject, JSON.stringify(body), { timeout: REGISTER_TIMEOUT_MS });
+      // Anything but a reply that fits control-register-reply.schema.json is a failed heartbeat.
+      const checked = checkControlReply("register", msg.json<unknown>());
+      if (!checked.ok) throw new Error(`invalid register reply: ${formatProblems(checked.problems)}`);
+      if (!checked.value.ok) throw new Error(checked.value.error.message);
       if (this.#failures > 0) this.#logger.info("registry heartbeats accepted again");
       this.#failures = 0;
     } catch (err) {

@@ -4,7 +4,7 @@ import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
 import { accessSubject, type AccessRecord } from "../../schemas/index.ts";
 import type { RequestObserver, RequestRecord } from "./request-record.ts";
-import { traceIdOf } from "./trace.ts";
+import { spanIdOf, traceIdOf } from "./trace.ts";
 
 /** Defaults; units are in the names. */
 export const ACCESS_LOG_DEFAULTS = {
@@ -57,12 +57,11 @@ export interface AccessLog {
 
 /** The stored form of a record; `reporter` is the sidecar instance that saw it. */
 export function toAccessRecord(r: RequestRecord, reporter: string): AccessRecord {
-  const span = /^00-[0-9a-f]{32}-([0-9a-f]{16})-/.exec(r.traceparent)?.[1] ?? "";
   return {
     time: new Date(r.startedAt).toISOString(),
     requestId: r.requestId,
     traceId: traceIdOf(r.traceparent) ?? "",
-    spanId: span,
+    spanId: spanIdOf(r.traceparent) ?? "",
     direction: r.direction,
     source: r.source,
     destination: r.destination,

@@ -1,11 +1,9 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { MESH_METRICS, methodLabel } from "../../schemas/index.ts";
 import { BREAKER_STATE_VALUE, type BreakerState } from "../resilience/circuit-breaker.ts";
 import type { RequestRecord } from "./request-record.ts";
 
-const LABELS = ["direction", "source", "destination", "version", "method", "code"] as const;
-/** seconds; dense under 100 ms where a mesh hop lives */
-const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
-const KNOWN_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
+export { methodLabel } from "../../schemas/index.ts";
 
 export interface SidecarMetrics {
   registry: Registry;
@@ -17,35 +15,20 @@ export interface SidecarMetrics {
   quota(service: string, caller: string, decision: string): void;
 }
 
-/** Keeps label cardinality bounded: unusual methods count as `other`. */
-export function methodLabel(method: string): string {
-  return KNOWN_METHODS.has(method) ? method : "other";
+/** prom-client options of a MESH_METRICS family: its name and label names, this sidecar's help text. */
+function family<M extends { name: string; labels: readonly string[] }>(m: M, help: string, registry: Registry) {
+  return { name: m.name, help, labelNames: m.labels as M["labels"], registers: [registry] };
 }
 
 export function createMetrics(registry = new Registry(), defaults = true): SidecarMetrics {
   if (defaults) collectDefaultMetrics({ register: registry });
-  const requests = new Counter({
-    name: "mesh_requests_total",
-    help: "Requests through the sidecar, by direction, caller, callee, version, method and status or mesh error code",
-    labelNames: LABELS,
-    registers: [registry],
-  });
-  const duration = new Histogram({
-    name: "mesh_request_duration_seconds",
-    help: "Time from the sidecar receiving a request to it answering",
-    labelNames: LABELS,
-    buckets: DURATION_BUCKETS,
-    registers: [registry],
-  });
-  const retries = new Counter({ name: "mesh_retries_total", help: "Retries a caller sidecar made", labelNames: ["source", "destination"], registers: [registry] });
-  const breakers = new Gauge({
-    name: "mesh_circuit_breaker_state",
-    help: "Circuit breaker per destination and version: 0 closed, 1 open, 2 half-open",
-    labelNames: ["destination", "version"],
-    registers: [registry],
-  });
-  const authz = new Counter({ name: "mesh_authz_decisions_total", help: "Authorization decisions", labelNames: ["service", "caller", "decision"], registers: [registry] });
-  const quota = new Counter({ name: "mesh_quota_decisions_total", help: "Quota decisions", labelNames: ["service", "caller", "decision"], registers: [registry] });
+  const M = MESH_METRICS;
+  const requests = new Counter(family(M.requests, "Requests through the sidecar, by direction, caller, callee, version, method and status or mesh error code", registry));
+  const duration = new Histogram({ ...family(M.requestDuration, "Time from the sidecar receiving a request to it answering", registry), buckets: [...M.requestDuration.buckets] });
+  const retries = new Counter(family(M.retries, "Retries a caller sidecar made", registry));
+  const breakers = new Gauge(family(M.circuitBreakerState, "Circuit breaker per destination and version: 0 closed, 1 open, 2 half-open", registry));
+  const authz = new Counter(family(M.authzDecisions, "Authorization decisions", registry));
+  const quota = new Counter(family(M.quotaDecisions, "Quota decisions", registry));
   const children = new Map<string, { count: ReturnType<typeof requests.labels>; time: ReturnType<typeof duration.labels> }>();
   return {
     registry,

@@ -6,6 +6,7 @@ import {
   TELEMETRY_COUNTERS,
   TELEMETRY_GAUGES,
   TELEMETRY_INTERVAL_MS,
+  methodLabel,
   telemetrySubject,
   type NamedRow,
   type RequestRow,
@@ -15,7 +16,6 @@ import {
   type TelemetryGaugeName,
   type TelemetryReport,
 } from "../../schemas/index.ts";
-import { methodLabel } from "./metrics.ts";
 import type { RequestObserver, RequestRecord } from "./request-record.ts";
 
 /** Defaults; units are in the names. */
@@ -121,7 +121,7 @@ class TelemetryReporter implements Telemetry {
 
   count<N extends TelemetryCounterName>(name: N, labels: TelemetryCounterLabels<N>, delta = 1): void {
     try {
-      const values = labelValues(TELEMETRY_COUNTERS[name], labels);
+      const values = labelValues(TELEMETRY_COUNTERS[name].labels, labels);
       const key = name + SEP + values.join(SEP);
       const row = this.#counters.get(key);
       if (row) row[2] += delta;
@@ -133,7 +133,7 @@ class TelemetryReporter implements Telemetry {
 
   gauge<N extends TelemetryGaugeName>(name: N, labels: TelemetryGaugeLabels<N>, value: number): void {
     try {
-      const values = labelValues(TELEMETRY_GAUGES[name], labels);
+      const values = labelValues(TELEMETRY_GAUGES[name].labels, labels);
       this.#gauges.set(name + SEP + values.join(SEP), [name, values, value]);
     } catch {
       /* as above */

@@ -1,7 +1,6 @@
 import { randomFillSync } from "node:crypto";
+import { TRACEPARENT } from "../../schemas/index.ts";
 
-/** W3C trace context (https://www.w3.org/TR/trace-context/), version 00. */
-const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 const ZERO_TRACE = "0".repeat(32);
 
 /**
@@ -46,4 +45,9 @@ export function childTraceparent(incoming: string | undefined): string {
 
 export function traceIdOf(traceparent: string): string | undefined {
   return TRACEPARENT.exec(traceparent)?.[1];
+}
+
+/** The span id a traceparent carries; undefined when it is not a valid one. */
+export function spanIdOf(traceparent: string): string | undefined {
+  return TRACEPARENT.exec(traceparent)?.[2];
 }

@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import { request } from "undici";
 import type { RequestRecord } from "./request-record.ts";
+import { SPAN_ID, TRACEPARENT } from "../../schemas/index.ts";
 
 /**
  * Spans exported with OTLP/HTTP in its JSON encoding
@@ -64,7 +65,6 @@ type Attribute = { key: string; value: { stringValue: string } | { intValue: str
 const SPAN_KIND = { inbound: 2, outbound: 3 } as const; // SERVER, CLIENT
 const STATUS_UNSET = 0;
 const STATUS_ERROR = 2;
-const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 
 /** The URL spans are posted to: `OTEL_EXPORTER_OTLP_ENDPOINT` semantics, or a full traces URL as is. */
 export function tracesUrl(endpoint: string): string {
@@ -80,7 +80,7 @@ export function toOtlpSpan(r: TracedRecord): Record<string, unknown> | undefined
   const m = TRACEPARENT.exec(r.traceparent);
   if (!m || (parseInt(m[3]!, 16) & 1) === 0) return undefined;
   // The record's traceparent is this span; its parent is the span it was made from.
-  const parent = r.parentSpanId && /^[0-9a-f]{16}$/.test(r.parentSpanId) ? r.parentSpanId : undefined;
+  const parent = r.parentSpanId && SPAN_ID.test(r.parentSpanId) ? r.parentSpanId : undefined;
   const startNs = BigInt(Math.round(r.startedAt * 1e3)) * 1000n;
   const endNs = startNs + BigInt(Math.max(0, Math.round(r.durationMs * 1e6)));
   const attributes = [
