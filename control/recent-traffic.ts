@@ -1,4 +1,4 @@
-import { DURATION_BUCKETS_SECONDS, MESH_ERRORS, isMeshErrorCode, type MeshStats, type PairStats } from "../schemas/index.ts";
+import { DURATION_BUCKETS_SECONDS, isFailureCode, type MeshStats, type PairStats } from "../schemas/index.ts";
 import { quantile } from "./merged-metrics.ts";
 
 /** Defaults; units are in the names. */
@@ -7,11 +7,8 @@ export const RECENT_SLOT_MS = 1_000;
 export const RECENT_MAX_WINDOW_MS = 60_000;
 export const RECENT_DEFAULT_WINDOW_MS = 30_000;
 
-/** A 5xx answer, the mesh's own 5xx errors included; client_closed and 4xx are not failures. */
-export function isFailure(code: string): boolean {
-  const status = isMeshErrorCode(code) ? MESH_ERRORS[code].status : Number(code);
-  return status >= 500 && status <= 599;
-}
+/** A 5xx answer, the mesh's own 5xx errors included, or a broken stream; client_closed and 4xx are not failures. */
+export const isFailure = isFailureCode;
 
 const BUCKETS = DURATION_BUCKETS_SECONDS.length + 1;
 const SLOTS = RECENT_MAX_WINDOW_MS / RECENT_SLOT_MS;

@@ -58,6 +58,7 @@ const COUNTER_HELP: Record<TelemetryCounterName, string> = {
   retries: "Retries made by calling sidecars, by caller and callee",
   authz: "Authorization decisions by provider sidecars (allow, deny), by service and caller",
   quota: "Quota decisions by provider sidecars (allowed, denied, unavailable_allowed, unavailable_denied), by service and caller",
+  stream_bytes: "Body bytes of calls whose body streamed, as calling sidecars moved them: flow request (sent) or response (received)",
 };
 
 /**

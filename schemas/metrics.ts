@@ -59,6 +59,11 @@ export const MESH_METRICS = {
   circuitBreakerState: { name: "mesh_circuit_breaker_state", type: "gauge", labels: ["destination", "version"] },
   /** control: calling sidecar instances whose breaker for a destination version is in each state */
   circuitBreakers: { name: "mesh_circuit_breakers", type: "gauge", labels: [...BREAKER_LABELS, "state"] },
+  /**
+   * body bytes of calls whose body streamed, as the caller's sidecar moved them:
+   * `flow` `request` (sent to the provider) or `response` (received from it)
+   */
+  streamBytes: { name: "mesh_stream_bytes_total", type: "counter", labels: ["source", "destination", "flow"] },
 } as const satisfies Record<string, MetricSpec>;
 
 /**
@@ -70,6 +75,7 @@ export const TELEMETRY_COUNTERS = {
   retries: MESH_METRICS.retries,
   authz: MESH_METRICS.authzDecisions,
   quota: MESH_METRICS.quotaDecisions,
+  stream_bytes: MESH_METRICS.streamBytes,
 } as const;
 
 /**

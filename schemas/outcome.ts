@@ -12,6 +12,13 @@ import { Wire } from "./wire.ts";
 export const CLIENT_CLOSED = "client_closed";
 /** `code` label (and `meshError`) of a provider's `@error` that is not a mesh error code. */
 export const UNKNOWN_ERROR = "unknown_error";
+/**
+ * `code` label of a request whose body streamed and broke after the answer's
+ * head (the provider's application died, a chunk went missing, the peer went
+ * silent): the client got a head and a reset connection, never a whole body.
+ * A failure, like a 5xx.
+ */
+export const STREAM_ABORTED = "stream_aborted";
 
 export interface Outcome {
   /** HTTP status the requester got, or gets; 0 when the client went away first */
@@ -33,14 +40,20 @@ export interface WireHeaderReader {
 
 /** What can be classified. */
 export type Answer =
-  /** a provider sidecar's reply, by its `@status` and `@error` wire headers (believing nothing else) */
-  | { readonly reply: WireHeaderReader | undefined }
+  /**
+   * a provider sidecar's reply, by its `@status` and `@error` wire headers
+   * (believing nothing else); `switching`: the request asked to upgrade the
+   * connection, so 101 Switching Protocols is an answer too
+   */
+  | { readonly reply: WireHeaderReader | undefined; readonly switching?: boolean }
   /** the mesh answered itself: a MeshError, or a failed NATS request mapped to one */
   | { readonly meshError: { readonly code: MeshErrorCode; readonly status: number } }
   /** the application answered with this status (as its provider sidecar saw it) */
   | { readonly appStatus: number }
   /** the client went away before its request was answered */
-  | { readonly clientClosed: true };
+  | { readonly clientClosed: true }
+  /** the answer's head (this status) went out, then its body's stream broke */
+  | { readonly streamAborted: { readonly status: number } };
 
 /** Statuses a provider may answer with: 1xx (101 above all) would change what the connection carries. */
 const MIN_REPLY_STATUS = 200;
@@ -54,9 +67,10 @@ export function replyStatus(raw: string | undefined): number | undefined {
 }
 
 export function classify(a: Answer): Outcome {
-  if ("reply" in a) return classifyReply(a.reply);
+  if ("reply" in a) return a.switching && a.reply?.get(Wire.status) === "101" ? appOutcome(101) : classifyReply(a.reply);
   if ("meshError" in a) return meshOutcome(a.meshError.code, a.meshError.status);
   if ("appStatus" in a) return appOutcome(a.appStatus);
+  if ("streamAborted" in a) return outcome(a.streamAborted.status, STREAM_ABORTED, undefined, APP_STATUS_CLASSES.serverError);
   return CLIENT_CLOSED_OUTCOME;
 }
 
@@ -89,7 +103,14 @@ function outcome(status: number, code: string, meshError: Outcome["meshError"], 
   return { status, code, meshError, retryOn: c.retryOn, breakerFailure: c.breakerFailure };
 }
 
-/** Whether `code` is a label classify can produce: a status, a mesh error code, `unknown_error` or `client_closed`. */
+/** Whether `code` is a label classify can produce: a status, a mesh error code, `unknown_error`, `client_closed` or `stream_aborted`. */
 export function isOutcomeCode(code: string): boolean {
-  return /^[1-9][0-9]{2}$/.test(code) || isMeshErrorCode(code) || code === UNKNOWN_ERROR || code === CLIENT_CLOSED;
+  return /^[1-9][0-9]{2}$/.test(code) || isMeshErrorCode(code) || code === UNKNOWN_ERROR || code === CLIENT_CLOSED || code === STREAM_ABORTED;
+}
+
+/** Whether a `code` label counts against success (mesh top, the dashboard): a 5xx, a mesh error answered with one, or a broken stream. */
+export function isFailureCode(code: string): boolean {
+  if (code === STREAM_ABORTED) return true;
+  const status = isMeshErrorCode(code) ? MESH_ERRORS[code].status : Number(code);
+  return status >= 500 && status <= 599;
 }

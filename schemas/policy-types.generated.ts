@@ -18,6 +18,14 @@ export interface RoutePolicy {
    */
   timeoutMs?: number;
   /**
+   * Bytes a request body to this service may have; a larger one is answered 413 payload_too_large by the calling sidecar. Absent: the calling sidecar's maxBodyBytes (1 GiB unless configured).
+   */
+  maxBodyBytes?: number;
+  /**
+   * Milliseconds a streamed body of a call to this service may move no data before the stream ends with an error on both sides. timeoutMs bounds the time to the answer's head; this bounds the silence after it, so an event stream that sends regularly can run for hours. Absent: the calling sidecar's streamIdleTimeoutMs (300000 unless configured).
+   */
+  streamIdleTimeoutMs?: number;
+  /**
    * How an instance is chosen. queue: the NATS queue group picks one at random. p2c-ewma: the calling sidecar picks the faster of two random instances by moving-average latency. Absent: queue.
    */
   loadBalancer: "queue" | "p2c-ewma";

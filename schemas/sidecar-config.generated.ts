@@ -72,4 +72,16 @@ export interface SidecarConfig {
    * Milliseconds the outbound listener waits for the next bytes of a request body; then it answers 408 request_timeout and closes the connection. Absent: 10000.
    */
   bodyIdleTimeoutMs: number;
+  /**
+   * Bytes a request body may have, whether it crosses in one message or streams; a larger one is answered 413 payload_too_large (a declared length at once, a streamed body when it crosses the limit). A route's maxBodyBytes overrides it for calls to that service; the provider side applies it to what it receives. Absent: 1073741824 (1 GiB).
+   */
+  maxBodyBytes: number;
+  /**
+   * Milliseconds a streamed body (download, upload, WebSocket) may move no data before it ends with an error on both sides, like Envoy's stream_idle_timeout; a route's streamIdleTimeoutMs overrides it. Keepalives do not count as data. Absent: 300000 (5 minutes).
+   */
+  streamIdleTimeoutMs: number;
+  /**
+   * A body (request or answer) of at most this many bytes whose whole is at hand crosses in one NATS message; a larger one, one of unknown length that does not arrive whole at once, or an event stream, streams in chunks. Capped by the cluster's max_payload less room for headers. Absent: 262144 (256 KiB, chosen from measurements: docs/architecture.md §15).
+   */
+  fastPathMaxBytes: number;
 }

@@ -63,7 +63,7 @@ export interface TelemetryReport {
    */
   requests: RequestRow[];
   /**
-   * Increments of TELEMETRY_COUNTERS (retries, authz and quota decisions) this interval.
+   * Increments of TELEMETRY_COUNTERS (retries, authz and quota decisions, streamed body bytes) this interval.
    *
    * @maxItems 10000
    */
@@ -137,7 +137,7 @@ export interface AccessRecord {
    */
   status: number;
   /**
-   * The status as text, or the mesh error code.
+   * The status as text, the mesh error code, client_closed, or stream_aborted (the body's stream broke after the head).
    */
   code: string;
   /**
@@ -156,4 +156,21 @@ export interface AccessRecord {
    * `<service>/<instance>` of the sidecar that logged it.
    */
   reporter: string;
+  /**
+   * Present when a body streamed either way (a large or unknown-length body, server-sent events, a WebSocket); durationMs then covers the whole stream. Absent: both bodies crossed in one message.
+   */
+  stream?: {
+    /**
+     * Body bytes this sidecar received from the other one (an answer's at the caller, a request's at the provider).
+     */
+    bytesIn: number;
+    /**
+     * Body bytes it sent to the other one.
+     */
+    bytesOut: number;
+    /**
+     * Why the stream ended before completing (client_closed, source_failed, peer_gone, idle_timeout, out_of_order, ...); absent when it completed.
+     */
+    aborted?: string;
+  };
 }

@@ -20,7 +20,7 @@ import { createAdmission, forbidden } from "./inbound/admission.ts";
 import { AppHealth } from "./inbound/app-health.ts";
 import { MeshCaller } from "./outbound/caller.ts";
 import { Inbox } from "./inbox.ts";
-import { DEFAULT_MAX_BODY_BYTES, DEFAULT_STREAM_SETTINGS } from "./streaming/exchange.ts";
+import { streamSettingsOf } from "./streaming/exchange.ts";
 import { Destinations } from "./resilience/destinations.ts";
 import { InboundAdapter } from "./inbound/adapter.ts";
 import { createMalformedReporter } from "./inbound/malformed.ts";
@@ -72,8 +72,8 @@ function providerParts(
   const inbound = new InboundAdapter({
     nc: c.nc,
     inbox: c.inbox,
-    streams: DEFAULT_STREAM_SETTINGS,
-    maxBodyBytes: DEFAULT_MAX_BODY_BYTES,
+    streams: streamSettingsOf(config),
+    maxBodyBytes: config.maxBodyBytes,
     instance: c.instance,
     logger: c.logger,
     observe: c.observe,
@@ -117,7 +117,7 @@ function callerParts(config: Readonly<SidecarConfig>, c: { nc: NatsConnection; i
     destinations,
     onRetry: (service) => c.metrics.retry(config.service, service),
     inbox: c.inbox,
-    streams: DEFAULT_STREAM_SETTINGS,
+    streams: streamSettingsOf(config),
     defaultTimeoutMs: config.requestTimeoutMs,
     // Fail fast on what the provider would refuse anyway; its own check is the one that counts.
     authorize: (service, method, path) => {
@@ -130,8 +130,8 @@ function callerParts(config: Readonly<SidecarConfig>, c: { nc: NatsConnection; i
     caller: config.service,
     ...listenAddress(config.listen),
     maxPayload: () => c.nc.info?.max_payload ?? 1024 * 1024,
-    streams: DEFAULT_STREAM_SETTINGS,
-    maxBodyBytes: () => DEFAULT_MAX_BODY_BYTES,
+    streams: streamSettingsOf(config),
+    maxBodyBytes: (service) => c.policies.routes.get(service)?.source.maxBodyBytes ?? config.maxBodyBytes,
     headersTimeoutMs: config.headersTimeoutMs,
     bodyIdleTimeoutMs: config.bodyIdleTimeoutMs,
     mesh,

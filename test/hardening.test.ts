@@ -234,9 +234,9 @@ describe("limits at the outbound listener", () => {
     assert.equal(seen.headers.expect, undefined);
   });
 
-  test("Expect: 100-continue with a declared length over max_payload: 413 at once, the body is never read", async () => {
+  test("Expect: 100-continue with a declared length over maxBodyBytes: 413 at once, the body is never read", async () => {
     const conn = await RawConnection.open(caller.outbound.port);
-    conn.write(`POST /huge HTTP/1.1\r\nHost: patient\r\nContent-Length: ${nats.maxPayload + 1}\r\nExpect: 100-continue\r\n\r\n`);
+    conn.write(`POST /huge HTTP/1.1\r\nHost: patient\r\nContent-Length: ${caller.config.maxBodyBytes + 1}\r\nExpect: 100-continue\r\n\r\n`);
     const res = await conn.readResponse();
     assert.equal(res.status, 413);
     assert.equal(res.headers["mesh-error"], "payload_too_large");

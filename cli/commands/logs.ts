@@ -79,7 +79,7 @@ function sortByTime(entries: AccessLogPage["records"]): AccessRecord[] {
 }
 
 /**
- * `TIME REQUEST-ID out|in SOURCE -> DESTINATION VERSION INSTANCE METHOD PATH STATUS DURATION attempts=N [error=CODE]`.
+ * `TIME REQUEST-ID out|in SOURCE -> DESTINATION VERSION INSTANCE METHOD PATH STATUS DURATION attempts=N [error=CODE] [bytes=IN/OUT [aborted=REASON]]`.
  * Every field is printed with control characters escaped, so a record cannot move the cursor, recolour or
  * forge lines on the reader's terminal.
  */
@@ -88,7 +88,8 @@ export function formatAccessRecord(r: AccessRecord): string {
   const side = r.direction === "outbound" ? "out" : "in ";
   const error = r.meshError ? ` error=${p(r.meshError)}` : "";
   const duration = typeof r.durationMs === "number" && Number.isFinite(r.durationMs) ? `${r.durationMs.toFixed(1)}ms` : "-";
-  return `${p(r.time)} ${p(r.requestId)} ${side} ${p(r.source)} -> ${p(r.destination)} ${p(r.version)} ${p(r.instance ?? "-")} ${p(r.method)} ${p(r.path)} ${p(r.status)} ${duration} attempts=${p(r.attempts)}${error}`;
+  const stream = r.stream ? ` bytes=${p(r.stream.bytesIn)}/${p(r.stream.bytesOut)}${r.stream.aborted ? ` aborted=${p(r.stream.aborted)}` : ""}` : "";
+  return `${p(r.time)} ${p(r.requestId)} ${side} ${p(r.source)} -> ${p(r.destination)} ${p(r.version)} ${p(r.instance ?? "-")} ${p(r.method)} ${p(r.path)} ${p(r.status)} ${duration} attempts=${p(r.attempts)}${error}${stream}`;
 }
 
 export const LOGS_COMMAND: Command = {

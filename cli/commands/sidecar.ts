@@ -18,6 +18,8 @@ const FIELDS: ReadonlyArray<[flag: string, field: string, number?: true]> = [
   ["max-deadline-ms", "maxDeadlineMs", true],
   ["headers-timeout-ms", "headersTimeoutMs", true],
   ["body-idle-timeout-ms", "bodyIdleTimeoutMs", true],
+  ["max-body-bytes", "maxBodyBytes", true],
+  ["stream-idle-timeout-ms", "streamIdleTimeoutMs", true],
   ["log-level", "logLevel"],
   ["otlp", "otlp"],
 ];
@@ -70,6 +72,8 @@ export const SIDECAR_COMMAND: Command = {
       "max-deadline-ms": { type: "string", env: "MESH_MAX_DEADLINE_MS", value: "N", help: "cap on a caller's deadline (default 300000)" },
       "headers-timeout-ms": { type: "string", env: "MESH_HEADERS_TIMEOUT_MS", value: "N", help: "an application's request headers must arrive within this (default 10000)" },
       "body-idle-timeout-ms": { type: "string", env: "MESH_BODY_IDLE_TIMEOUT_MS", value: "N", help: "a request body may pause this long (default 10000)" },
+      "max-body-bytes": { type: "string", env: "MESH_MAX_BODY_BYTES", value: "N", help: "request bodies over this are answered 413 (default 1 GiB; a route may set its own)" },
+      "stream-idle-timeout-ms": { type: "string", env: "MESH_STREAM_IDLE_TIMEOUT_MS", value: "N", help: "a streamed body that moves no data this long ends (default 300000)" },
       "log-level": { type: "string", env: "LOG_LEVEL", value: "info", help: "fatal, error, warn, info, debug, trace or silent" },
       otlp: { type: "string", env: "OTEL_EXPORTER_OTLP_ENDPOINT", value: "URL", help: "export a span per request by OTLP/HTTP JSON to URL/v1/traces" },
     },

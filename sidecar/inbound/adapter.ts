@@ -1,4 +1,5 @@
-import { PassThrough, type Readable } from "node:stream";
+import { request as httpRequest } from "node:http";
+import { PassThrough, type Duplex, type Readable } from "node:stream";
 import { headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { Dispatcher, Pool } from "undici";
@@ -20,8 +21,8 @@ import { NOT_FOR_THE_APP, natsHeadersToFlat, responseHeadersToNats } from "../ht
 import type { Channel, Inbox } from "../inbox.ts";
 import { InflightTracker } from "../inflight.ts";
 import type { RequestObserver, StreamRecord } from "../observability/request-record.ts";
-import { joinStream, type StreamSettings } from "../streaming/exchange.ts";
-import type { StreamOutcome, StreamSession } from "../streaming/session.ts";
+import { brokenStream, joinStream, type StreamSettings } from "../streaming/exchange.ts";
+import type { StreamOutcome, StreamSession, StreamSink } from "../streaming/session.ts";
 import { pathOnly } from "../policy/routing.ts";
 import { childSpan } from "../observability/trace.ts";
 
@@ -177,6 +178,7 @@ export class InboundAdapter {
       outcome = classify({ meshError: e });
     }
     const streamed = exchange.session ? await exchange.closed : undefined;
+    if (streamed && !streamed.completed && exchange.headSent) outcome = brokenStream(streamed, outcome, true);
     const { service, version, instance } = this.#opts;
     const { status, code, meshError } = outcome;
     this.#opts.observe({
@@ -213,6 +215,7 @@ export class InboundAdapter {
       HttpHeader.deadlineMs, String(budgetMs),
     );
     if (msg.headers?.has(Wire.mirror)) headers.push(HttpHeader.mirror, "true");
+    if (msg.headers?.get(StreamWire.upgrade) === "websocket") return this.#upgrade(msg, exchange, r, headers, budgetMs, admitted?.extraHeaders);
     // While a body streams in, the caller's sidecar keeps the time (it counts from the body's end).
     const response = await this.#opts.pool
       .request({
@@ -227,10 +230,15 @@ export class InboundAdapter {
       .catch((err) => {
         throw this.#appError(err, budgetMs);
       });
+    return this.#answer(msg, exchange, r.method, { statusCode: response.statusCode, headers: response.headers, body: response.body }, budgetMs, admitted?.extraHeaders);
+  }
+
+  /** The application's answer: whole in one message when small and at hand, else its head and a stream. */
+  async #answer(msg: Msg, exchange: Exchange, method: string, response: AppAnswer, budgetMs: number, extra: ReadonlyArray<readonly [string, string]> | undefined): Promise<number> {
     const reply = this.#replyHeaders(response.statusCode);
     responseHeadersToNats(reply, response.headers);
-    for (const [k, v] of admitted?.extraHeaders ?? []) reply.set(k, v);
-    const whole = await this.#wholeBody(r.method, response, budgetMs);
+    for (const [k, v] of extra ?? []) reply.set(k, v);
+    const whole = await this.#wholeBody(method, response, budgetMs);
     if (whole) {
       this.#respond(msg, whole, reply);
       exchange.headSent = true;
@@ -240,6 +248,39 @@ export class InboundAdapter {
     this.#streamAnswer(msg, exchange, reply, response);
     this.#release(exchange);
     return response.statusCode;
+  }
+
+  /**
+   * A WebSocket upgrade: the application switches (101) and the connection
+   * becomes a byte stream both ways with the caller's sidecar; an application
+   * that does not switch answers as usual.
+   */
+  async #upgrade(
+    msg: Msg,
+    exchange: Exchange,
+    r: { method: string; path: string },
+    headers: string[],
+    budgetMs: number,
+    extra: ReadonlyArray<readonly [string, string]> | undefined,
+  ): Promise<number> {
+    const answer = await upgradeApp(this.#opts.app, r.path, headers, exchange.abort.signal, budgetMs).catch((err) => {
+      throw this.#appError(err, budgetMs);
+    });
+    if (!("socket" in answer)) return this.#answer(msg, exchange, r.method, answer, budgetMs, extra);
+    const { socket, head } = answer;
+    socket.on("error", () => exchange.session?.abort("source_failed"));
+    const session = this.#session(msg, exchange);
+    const reply = this.#replyHeaders(101);
+    responseHeadersToNats(reply, answer.headers);
+    reply.set(StreamWire.stream, exchange.channel!.subject);
+    this.#respond(msg, EMPTY, reply);
+    exchange.headSent = true;
+    exchange.abort.signal.addEventListener("abort", () => socket.destroy(), { once: true });
+    if (head.length > 0) socket.unshift(head);
+    session.receive(socket as unknown as StreamSink);
+    session.send(socket, StreamProtocol.initialWindowBytes);
+    void exchange.closed!.then((o) => (o.completed ? socket.end() : socket.destroy()));
+    return 101;
   }
 
   /** The answer has gone (or its body is on its way): a body still coming in is not wanted any more. */
@@ -303,10 +344,10 @@ export class InboundAdapter {
    * head); undefined when it streams: an event stream, a large or unknown
    * length. What was read of a streaming body stays in it.
    */
-  async #wholeBody(method: string, response: Dispatcher.ResponseData, budgetMs: number): Promise<Uint8Array | undefined> {
+  async #wholeBody(method: string, response: AppAnswer, budgetMs: number): Promise<Uint8Array | undefined> {
     const { statusCode, headers } = response;
     if (method === "HEAD" || statusCode === 204 || statusCode === 304) {
-      await response.body.dump();
+      response.body.resume();
       return EMPTY;
     }
     const type = String(headers["content-type"] ?? "");
@@ -323,7 +364,7 @@ export class InboundAdapter {
   }
 
   /** Sends the answer's head, then its body as the caller's credit allows. */
-  #streamAnswer(msg: Msg, exchange: Exchange, reply: MsgHdrs, response: Dispatcher.ResponseData): void {
+  #streamAnswer(msg: Msg, exchange: Exchange, reply: MsgHdrs, response: AppAnswer): void {
     const session = this.#session(msg, exchange);
     reply.set(StreamWire.stream, exchange.channel!.subject);
     const length = response.headers["content-length"];
@@ -365,6 +406,39 @@ export class InboundAdapter {
 const EMPTY = new Uint8Array(0);
 /** Room for an answer's headers in one message beside its body (bytes). */
 const HEADERS_ROOM_BYTES = 64 * 1024;
+
+/** What an application answered: an undici response, or a node:http one (an upgrade it refused). */
+interface AppAnswer {
+  statusCode: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Readable;
+}
+
+/**
+ * Asks the application to upgrade (node:http: undici's upgrade cannot hand
+ * back a refusal's answer): its socket and the bytes that came with the 101,
+ * or its answer when it does not switch.
+ */
+function upgradeApp(app: string, path: string, headers: string[], signal: AbortSignal, timeoutMs: number): Promise<{ headers: AppAnswer["headers"]; socket: Duplex; head: Buffer } | AppAnswer> {
+  return new Promise((resolve, reject) => {
+    const url = new URL(app);
+    const req = httpRequest({
+      host: url.hostname,
+      port: url.port,
+      path,
+      method: "GET",
+      headers: [...headers, "connection", "Upgrade", "upgrade", "websocket"],
+      agent: false,
+      signal,
+      timeout: timeoutMs,
+    });
+    req.once("upgrade", (res, socket, head) => resolve({ headers: res.headers, socket, head }));
+    req.once("response", (res) => resolve({ statusCode: res.statusCode ?? 502, headers: res.headers, body: res }));
+    req.once("timeout", () => req.destroy(Object.assign(new Error("upgrade not answered in time"), { code: "UND_ERR_HEADERS_TIMEOUT" })));
+    req.once("error", reject);
+    req.end();
+  });
+}
 
 /** One request's exchange with its caller: set as it goes. */
 interface Exchange {

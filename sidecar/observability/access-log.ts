@@ -75,6 +75,7 @@ export function toAccessRecord(r: RequestRecord, reporter: string): AccessRecord
     attempts: r.attempts,
     meshError: r.meshError ?? null,
     reporter,
+    ...(r.stream ? { stream: r.stream } : {}),
   };
 }
 

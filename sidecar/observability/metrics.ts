@@ -29,6 +29,7 @@ export function createMetrics(registry = new Registry(), defaults = true): Sidec
   const breakers = new Gauge(family(M.circuitBreakerState, "Circuit breaker per destination and version: 0 closed, 1 open, 2 half-open", registry));
   const authz = new Counter(family(M.authzDecisions, "Authorization decisions", registry));
   const quota = new Counter(family(M.quotaDecisions, "Quota decisions", registry));
+  const streamBytes = new Counter(family(M.streamBytes, "Body bytes of this sidecar's calls whose body streamed: flow request (sent) or response (received)", registry));
   const children = new Map<string, { count: ReturnType<typeof requests.labels>; time: ReturnType<typeof duration.labels> }>();
   return {
     registry,
@@ -48,6 +49,11 @@ export function createMetrics(registry = new Registry(), defaults = true): Sidec
       }
       series.count.inc();
       series.time.observe(r.durationMs / 1000);
+      // A stream counts once, with its bytes, as the caller moved them.
+      if (r.stream && r.direction === "outbound") {
+        streamBytes.inc({ source: r.source, destination: r.destination, flow: "request" }, r.stream.bytesOut);
+        streamBytes.inc({ source: r.source, destination: r.destination, flow: "response" }, r.stream.bytesIn);
+      }
     },
   };
 }

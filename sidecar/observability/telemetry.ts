@@ -114,6 +114,10 @@ class TelemetryReporter implements Telemetry {
       s.row[6]++;
       s.row[7] += seconds;
       s.buckets[bucketIndex(seconds)]!++;
+      if (r.stream && r.direction === "outbound") {
+        this.count("stream_bytes", { source: r.source, destination: r.destination, flow: "request" }, r.stream.bytesOut);
+        this.count("stream_bytes", { source: r.source, destination: r.destination, flow: "response" }, r.stream.bytesIn);
+      }
     } catch {
       // A malformed record costs its count, never the request.
     }

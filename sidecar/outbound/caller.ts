@@ -204,7 +204,7 @@ export class MeshCaller {
       self: this.#o.caller,
       peer: c.service,
       peerInbox: go.headers?.get(StreamWire.stream),
-      settings: this.#o.streams,
+      settings: this.#streamSettings(c.service),
       maxSendBytes: upload.maxBytes,
       // The deadline bounds the wait for the answer's head once the whole body has gone.
       onSent: () => {
@@ -247,7 +247,7 @@ export class MeshCaller {
     const instance = h?.get(Wire.instance);
     const result: CallResult = {
       reply,
-      outcome: classify({ reply: h }),
+      outcome: classify({ reply: h, switching: c.headers.has(StreamWire.upgrade) }),
       version: answeredBy && isVersionName(answeredBy) ? answeredBy : version,
       instance: instance && INSTANCE_NAME.test(instance) ? instance : undefined,
       attempts: attempt,
@@ -261,7 +261,7 @@ export class MeshCaller {
       const channel = this.#o.inbox.channelOf(reply);
       let closed!: (o: StreamOutcome) => void;
       const ended = new Promise<StreamOutcome>((r) => (closed = r));
-      const session = channel && joinStream({ nc: this.#o.nc, channel, self: this.#o.caller, peer: c.service, peerInbox: h.get(StreamWire.stream), settings: this.#o.streams, onClose: closed });
+      const session = channel && joinStream({ nc: this.#o.nc, channel, self: this.#o.caller, peer: c.service, peerInbox: h.get(StreamWire.stream), settings: this.#streamSettings(c.service), onClose: closed });
       if (!session) return failed(badStream(c.service), version, attempt);
       session.expectData(StreamProtocol.initialWindowBytes);
       channel!.attach((m) => session.onMessage(m));
@@ -269,6 +269,12 @@ export class MeshCaller {
     } else stream.session.expectData(StreamProtocol.initialWindowBytes);
     result.stream = { ...stream, answerStreams: true };
     return result;
+  }
+
+  /** The sidecar's stream settings, with the route's streamIdleTimeoutMs. */
+  #streamSettings(service: string): StreamSettings {
+    const idle = this.#o.routes.get(service)?.source.streamIdleTimeoutMs;
+    return idle === undefined ? this.#o.streams : { ...this.#o.streams, idleTimeoutMs: idle };
   }
 
   /** A copy to `version`, fire and forget: its answer, slowness or failure never reach the caller. */

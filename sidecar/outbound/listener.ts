@@ -1,10 +1,10 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { STATUS_CODES, createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { randomUUID } from "node:crypto";
 import type { AddressInfo } from "node:net";
-import type { Duplex } from "node:stream";
+import type { Duplex, Readable } from "node:stream";
 import type { Msg } from "@nats-io/transport-node";
 import type { Logger } from "pino";
-import { ANY_VERSION, HttpHeader, Wire, classify, isMeshErrorCode, isVersionName, type Outcome } from "../../schemas/index.ts";
+import { ANY_VERSION, HttpHeader, StreamWire, Wire, classify, isMeshErrorCode, isVersionName, type Outcome } from "../../schemas/index.ts";
 import { ClientGoneError, readRequestBody } from "./body.ts";
 import type { CallResult, CallStream, MeshCaller } from "./caller.ts";
 import { MeshError, payloadTooLarge } from "../errors.ts";
@@ -12,8 +12,8 @@ import { requestHeadersToNats } from "../http-wire.ts";
 import { InflightTracker } from "../inflight.ts";
 import type { RequestObserver, RequestRecord } from "../observability/request-record.ts";
 import { frameHead, frameReply } from "./reply.ts";
-import type { StreamSettings } from "../streaming/exchange.ts";
-import type { StreamOutcome } from "../streaming/session.ts";
+import { brokenStream, type StreamSettings } from "../streaming/exchange.ts";
+import type { StreamOutcome, StreamSink } from "../streaming/session.ts";
 import { writeMeshError } from "./respond.ts";
 import { resolveTarget } from "./target.ts";
 import { childSpan } from "../observability/trace.ts";
@@ -72,6 +72,7 @@ export class OutboundProxy {
       this.inflight.track(this.#handle(req, res));
     });
     this.server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => answerClientError(err, socket, opts.headersTimeoutMs));
+    this.server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => this.inflight.track(this.#upgrade(req, socket, head)));
   }
 
   async listen(): Promise<AddressInfo> {
@@ -129,7 +130,7 @@ export class OutboundProxy {
         // The answer may come before the last of a streamed request body has gone.
         if (stream) streamed = await stream.closed;
       }
-      if (streamed && !streamed.completed && streamed.reason === "client_closed" && !streamed.byPeer) outcome = classify({ clientClosed: true });
+      if (streamed && !streamed.completed) outcome = brokenStream(streamed, outcome, false);
     } catch (err) {
       if (err instanceof ClientGoneError) outcome = classify({ clientClosed: true });
       else {
@@ -139,6 +140,54 @@ export class OutboundProxy {
         writeMeshError(res, meshErr, meshErr.code === "payload_too_large" || meshErr.code === "request_timeout");
         outcome = classify({ meshError: meshErr });
       }
+    }
+    this.#opts.observe(this.#record(result, outcome, streamed, { service, method, path, startedAt, requestId, traceparent, parentSpanId }));
+  }
+
+  /**
+   * An HTTP upgrade (WebSocket): the request crosses as a head with
+   * `@upgrade`; on the provider's 101 the connection becomes a byte stream
+   * both ways over the same flow-controlled session as any streamed body
+   * (docs/architecture.md §15). Frames, pings and the close handshake pass
+   * untouched; either side closing closes the other.
+   */
+  async #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const startedAt = Date.now();
+    const method = req.method ?? "GET";
+    const target = resolveTarget(req.url ?? "/", req.headers.host);
+    const service = target instanceof MeshError ? "unknown" : target.service;
+    const path = target instanceof MeshError ? req.url ?? "" : target.path;
+    const requestId = randomUUID();
+    const { traceparent, parentSpanId } = childSpan(single(req.headers.traceparent));
+    let result: CallResult | undefined;
+    let outcome: Outcome;
+    let streamed: StreamOutcome | undefined;
+    socket.on("error", () => undefined);
+    try {
+      if (target instanceof MeshError) throw target;
+      if (String(req.headers.upgrade ?? "").toLowerCase() !== "websocket") throw new MeshError("bad_target", `upgrade to '${String(req.headers.upgrade)}' is not supported (only websocket)`);
+      const headers = requestHeadersToNats(req.rawHeaders);
+      headers.set(Wire.method, method);
+      headers.set(Wire.path, path);
+      headers.set(Wire.requestId, requestId);
+      headers.set(Wire.traceparent, traceparent);
+      headers.set(StreamWire.upgrade, "websocket");
+      const header = (name: string) => single(req.headers[name]);
+      result = await this.#opts.mesh.call({ service, method, path, header, headers, body: EMPTY, startedAt, askedTimeoutMs: askedTimeoutMs(req) });
+      if (result.error) throw result.error;
+      outcome = result.outcome;
+      const stream = result.stream;
+      if (outcome.status === 101 && stream?.answerStreams) streamed = await tunnel(socket, head, result.reply!, stream, service);
+      else {
+        // The application did not switch: its answer, and the connection ends.
+        if (stream) stream.session.abort("client_closed");
+        writeRawAnswer(socket, result.reply!, outcome, method, service);
+      }
+      if (streamed && !streamed.completed) outcome = brokenStream(streamed, outcome, false);
+    } catch (err) {
+      const meshErr = err instanceof MeshError ? err : new MeshError("unavailable", `upgrade to '${service}' failed: ${(err as Error).message}`);
+      socket.end(rawMeshError(meshErr));
+      outcome = classify({ meshError: meshErr });
     }
     this.#opts.observe(this.#record(result, outcome, streamed, { service, method, path, startedAt, requestId, traceparent, parentSpanId }));
   }
@@ -169,6 +218,46 @@ export class OutboundProxy {
       ...(streamed ? { stream: streamRecord(streamed) } : {}),
     };
   }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** The provider switched protocols: 101 to the client, then bytes both ways until both ends close. */
+async function tunnel(socket: Duplex, head: Buffer, answer: Msg, stream: CallStream, service: string): Promise<StreamOutcome> {
+  const framed = frameHead(answer, "GET", service, true);
+  if (framed instanceof MeshError) {
+    stream.session.abort("protocol_error");
+    throw framed;
+  }
+  const lines = ["HTTP/1.1 101 Switching Protocols", "upgrade: websocket", "connection: Upgrade"];
+  for (let i = 0; i < framed.headers.length; i += 2) lines.push(`${framed.headers[i]}: ${framed.headers[i + 1]}`);
+  socket.write(`${lines.join("\r\n")}\r\n\r\n`);
+  if (head.length > 0) socket.unshift(head);
+  socket.once("close", () => stream.session.abort("client_closed"));
+  stream.session.receive(socket as unknown as StreamSink);
+  stream.session.send(socket as unknown as Readable, 0);
+  const ended = await stream.closed;
+  if (ended.completed) socket.end();
+  else socket.destroy();
+  return ended;
+}
+
+/** A provider's answer written on a raw socket (an upgrade the application refused), then the connection ends. */
+function writeRawAnswer(socket: Duplex, reply: Msg, outcome: Outcome, method: string, service: string): void {
+  const framed = frameReply(reply, method, service);
+  if (framed instanceof MeshError) throw framed;
+  if (outcome.meshError && isMeshErrorCode(outcome.meshError)) framed.headers.push(HttpHeader.meshError, outcome.meshError);
+  const lines = [`HTTP/1.1 ${framed.status} ${STATUS_CODES[framed.status] ?? ""}`, "connection: close"];
+  for (let i = 0; i < framed.headers.length; i += 2) lines.push(`${framed.headers[i]}: ${framed.headers[i + 1]}`);
+  socket.write(`${lines.join("\r\n")}\r\n\r\n`);
+  socket.end(framed.body);
+}
+
+/** A mesh error as a whole raw HTTP answer that closes the connection. */
+function rawMeshError(err: MeshError): string {
+  const body = err.body();
+  const extra = (err.extraHeaders ?? []).map(([k, v]) => `${k}: ${v}\r\n`).join("");
+  return `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? ""}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${HttpHeader.meshError}: ${err.code}\r\n${extra}connection: close\r\n\r\n${body}`;
 }
 
 /** Room for a request's headers in one message beside its body (bytes). */

@@ -49,8 +49,8 @@ export function frameReply(reply: Msg, method: string, service: string): FramedR
  * checks that exactly so many bytes are written. Otherwise the body goes
  * chunked, its end marked by the stream's end.
  */
-export function frameHead(head: Msg, method: string, service: string): { status: number; headers: string[] } | MeshError {
-  const framed = frameStatusAndHeaders(head, service);
+export function frameHead(head: Msg, method: string, service: string, switching = false): { status: number; headers: string[] } | MeshError {
+  const framed = frameStatusAndHeaders(head, service, switching);
   if (framed instanceof MeshError) return framed;
   const length = head.headers?.get(StreamWire.length);
   if (length && /^[0-9]{1,15}$/.test(length) && method !== "HEAD") framed.headers.push("content-length", length);
@@ -58,9 +58,10 @@ export function frameHead(head: Msg, method: string, service: string): { status:
 }
 
 /** Status and headers a provider's answer may carry to the application, framing headers left out. */
-function frameStatusAndHeaders(reply: Msg, service: string): { status: number; headers: string[] } | MeshError {
+function frameStatusAndHeaders(reply: Msg, service: string, switching = false): { status: number; headers: string[] } | MeshError {
   const h = reply.headers;
-  const status = replyStatus(h?.get(Wire.status));
+  // 101 only where the request asked to switch (an upgrade), never on an ordinary answer.
+  const status = switching && h?.get(Wire.status) === "101" ? 101 : replyStatus(h?.get(Wire.status));
   if (status === undefined) return badResponse(service, `status ${JSON.stringify(h?.get(Wire.status) ?? null)}`);
   const headers: string[] = [];
   if (h) {

@@ -1,5 +1,5 @@
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
-import { StreamProtocol, StreamWire, isReplyOf, signedSubject, type StreamAbortReason } from "../../schemas/index.ts";
+import { StreamProtocol, StreamWire, classify, isReplyOf, signedSubject, type Outcome, type StreamAbortReason } from "../../schemas/index.ts";
 import type { Channel } from "../inbox.ts";
 import { StreamSession, type StreamOutcome } from "./session.ts";
 
@@ -15,16 +15,19 @@ export interface StreamSettings {
   idleTimeoutMs: number;
 }
 
-/** Until the sidecar config carries it: what a request body may have in all. */
-export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024 * 1024;
+/** Largest chunk of a streamed body: well under any cluster's max_payload, large enough to keep messages few. */
+export const STREAM_CHUNK_BYTES = 64 * 1024;
+/**
+ * Bytes a receiver lets its peer send beyond what it has consumed: the bound
+ * of what one stream holds in flight per direction (a chunk at a time is read
+ * from the source only while credit allows).
+ */
+export const STREAM_WINDOW_BYTES = 1024 * 1024;
 
-/** Until the sidecar config carries them. */
-export const DEFAULT_STREAM_SETTINGS: Readonly<StreamSettings> = Object.freeze({
-  fastPathMaxBytes: 256 * 1024,
-  chunkBytes: 64 * 1024,
-  windowBytes: 1024 * 1024,
-  idleTimeoutMs: 300_000,
-});
+/** The stream settings of a sidecar config. */
+export function streamSettingsOf(config: { fastPathMaxBytes: number; streamIdleTimeoutMs: number }): StreamSettings {
+  return { fastPathMaxBytes: config.fastPathMaxBytes, chunkBytes: STREAM_CHUNK_BYTES, windowBytes: STREAM_WINDOW_BYTES, idleTimeoutMs: config.streamIdleTimeoutMs };
+}
 
 /**
  * Says no to a stream an answer opened (a mirrored copy's, an answer nobody
@@ -83,4 +86,16 @@ export function joinStream(o: {
     },
   });
   return session;
+}
+
+/**
+ * How a request whose stream broke ended: the client left (`client_closed`),
+ * or the stream failed after its head (`stream_aborted`, a failure). A
+ * request body the application no longer wanted (`answered`) is no failure.
+ * `atProvider`: the caller leaving shows there as the peer's abort.
+ */
+export function brokenStream(o: StreamOutcome, head: Outcome, atProvider: boolean): Outcome {
+  if (o.reason === "answered") return head;
+  if (o.reason === "client_closed" && o.byPeer === atProvider) return classify({ clientClosed: true });
+  return classify({ streamAborted: { status: head.status } });
 }
