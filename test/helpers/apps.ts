@@ -73,3 +73,24 @@ export function header(req: SeenRequest, name: string): string | undefined {
   const v = req.headers[name];
   return Array.isArray(v) ? v[0] : v;
 }
+
+/**
+ * A real HTTP application that handles each request as it streams (no
+ * buffering), for tests of streamed bodies; the sidecar's health probes are
+ * answered apart. Closed when the test file ends.
+ */
+export async function startStreamingApp(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ url: string; server: Server }> {
+  const server = createServer((req, res) => {
+    if (req.headers["x-mesh-caller"] === undefined && req.method === "GET" && req.url === "/") return void res.end("probe");
+    handler(req, res);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+  onFileEnd(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
+}
