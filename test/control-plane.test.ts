@@ -152,7 +152,7 @@ describe("sidecars follow policy", () => {
   });
 
   test("a route's timeoutMs is the deadline", async () => {
-    const slow = await startApp((_req, res) => void setTimeout(() => res.end("late"), 1000));
+    const slow = await startApp((_req, res) => void setTimeout(() => res.end("late"), 1000)); // why: slower than the 100 ms route timeout, which is the subject
     await startTestSidecar({ service: "slowpoke", app: slow.url, nats: nats.urls });
     const caller = await startTestSidecar({ service: "frontend", nats: nats.urls });
     await controlRequest(nc, "apply", { documents: [{ kind: "Route", service: "slowpoke", timeoutMs: 100 }] });

@@ -103,13 +103,26 @@ export function rawCall(
   });
 }
 
-/** Repeats `fn` until it returns true (interest crossing a cluster takes a moment). */
+/**
+ * Waits `ms`. Never the thing a verdict rests on: a test proves absence with
+ * a barrier (a later legitimate event on the same path), and every call of
+ * this says on its line (`// why:`) why it cannot be one.
+ */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * Repeats `fn` until it returns true (interest crossing a cluster takes a
+ * moment). `timeoutMs` only bounds a wait for something that must happen; a
+ * verdict never rests on it.
+ */
 export async function eventually(fn: () => Promise<boolean>, timeoutMs = 10_000, stepMs = 50): Promise<void> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     if (await fn().catch(() => false)) return;
     if (Date.now() > until) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, stepMs));
+    await sleep(stepMs); // why: polling step; what is polled has no event to wait on from here
   }
 }
 
