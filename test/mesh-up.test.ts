@@ -10,13 +10,13 @@ import { createInterface } from "node:readline";
 import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { main } from "../cli/main.ts";
-import { eventually, runMesh } from "./helpers/mesh.ts";
+import { eventually, freeBasePort, runMesh } from "./helpers/mesh.ts";
 import { checkUpOptions, natsUrlsFor, planUp, plannedPorts, UP_DEFAULTS } from "../local/up-plan.ts";
 import { demoServices } from "../services/manifest.ts";
 
 const MESH_BIN = fileURLToPath(new URL("../bin/mesh.js", import.meta.url));
-/** Below Linux's ephemeral range (32768+), where the other suites' servers get their ports. */
-const BASE_PORT = 28080;
+/** Below Linux's ephemeral range (32768+), where the other suites' servers get their ports; free, not fixed. */
+const BASE_PORT = await freeBasePort(UP_DEFAULTS.nodes);
 const READY_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 30_000;
 

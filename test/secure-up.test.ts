@@ -12,11 +12,11 @@ import { after, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { planUp, type UpPlan } from "../local/up-plan.ts";
 import { demoServices } from "../services/manifest.ts";
-import { eventually, runMesh } from "./helpers/mesh.ts";
+import { eventually, freeBasePort, runMesh } from "./helpers/mesh.ts";
 
 const MESH_BIN = fileURLToPath(new URL("../bin/mesh.js", import.meta.url));
-/** Apart from test/mesh-up.test.ts (28080) and below the ephemeral range. */
-const BASE_PORT = 29180;
+/** Below the ephemeral range, where the other suites' servers get their ports; free, not fixed. */
+const BASE_PORT = await freeBasePort(1);
 const READY_TIMEOUT_MS = 60_000;
 
 let child: ChildProcess | undefined;

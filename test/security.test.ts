@@ -256,7 +256,7 @@ describe("secure mode: no identity can answer a call that was not sent to it", (
       forgeriesDelivered();
       for (const r of await Promise.all(pending)) assert.deepEqual(r, { status: 200, body: "real" });
     } finally {
-      forgeriesDelivered?.();
+      forgeriesDelivered();
       pricingApp.handler = echo;
     }
   });

@@ -11,6 +11,8 @@ import { randomBytes } from "node:crypto";
 import type { Msg, MsgHdrs, NatsConnection } from "@nats-io/transport-node";
 import { inboxPrefixFor, parseRpcSubject, parseSidecarConfig, type SidecarConfig } from "../../schemas/index.ts";
 import { startSidecar, type Sidecar } from "../../sidecar/index.ts";
+import { planUp, plannedPorts } from "../../local/up-plan.ts";
+import { demoServices } from "../../services/manifest.ts";
 
 export type SidecarOptions = Partial<SidecarConfig> & { service: string; nats: string[] };
 
@@ -153,6 +155,28 @@ export async function freePort(): Promise<number> {
   const { port } = server.address() as { port: number };
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
+}
+
+/**
+ * A `--base-port` for `mesh up` with `nodes` NATS nodes whose every planned
+ * port is free right now, below Linux's ephemeral range (32768+) where the
+ * other suites' servers get theirs. Chosen at random, not fixed: another run
+ * of the suite on the same machine (a colleague's) would hold a fixed one.
+ */
+export async function freeBasePort(nodes: number): Promise<number> {
+  const free = (port: number) =>
+    new Promise<boolean>((resolve) => {
+      const server = createServer();
+      server.once("error", () => resolve(false));
+      server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
+    });
+  for (let attempt = 0; attempt < 100; attempt++) {
+    // 10000-31990: the plan spans base-3858 to base+144.
+    const base = 10_000 + 10 * Math.floor(Math.random() * 2_200);
+    const ports = plannedPorts(planUp({ nodes, demo: true, dataDir: "", basePort: base }, demoServices)).map((p) => p.port);
+    if ((await Promise.all(ports.map(free))).every(Boolean)) return base;
+  }
+  throw new Error("no base port with every mesh up port free");
 }
 
 /**
