@@ -244,7 +244,8 @@ describe("balancing, deadlines and overload", () => {
       await startTestSidecar({ service: "latency", app: app.url, nats: nats.urls });
     }
     await applyRoute({ service: "latency", loadBalancer: "p2c-ewma" });
-    await eventually(async () => (await send("latency", 3)).length === 3);
+    // Until the slow instance has answered once: the caller knows all three and has measured it.
+    await eventually(async () => (await send("latency", 3)).length === 3 && apps[2]!.seen.length > 0);
     const results = await send("latency", 600, {}, 4);
     const slow = count(results, String(SLOWER_MS));
     assert.equal(results.filter((r) => r.status !== 200).length, 0);
