@@ -70,8 +70,8 @@ async function meshUp(name: string): Promise<MeshUp> {
   }
   mesh.line = (stream, match, timeoutMs) =>
     new Promise((resolve, reject) => {
-      // why: bounds a wait for a line that must come, to fail with mesh up's output instead of at the file's timeout
-      const timer = setTimeout(() => reject(new Error(`no line matching ${match} within ${timeoutMs} ms\n${output(mesh)}`)), timeoutMs);
+      // A bound on a wait for a line that must come, to fail with mesh up's output instead of at the file's timeout.
+      const timer = setTimeout(() => reject(new Error(`no line matching ${match} within ${timeoutMs} ms\n${output(mesh)}`)), timeoutMs); // why: see above
       const check = () => {
         const found = mesh[stream].find((l) => match.test(l));
         if (found !== undefined) return clearTimeout(timer), resolve(found);
@@ -106,8 +106,8 @@ function isAlive(pid: number): boolean {
 /** SIGTERM, then expect exit code 0, "stopped", and none of its processes left. */
 async function stopAndCheck(mesh: MeshUp, pids: number[]): Promise<void> {
   mesh.child.kill("SIGTERM");
-  // why: bounds a wait for an exit that must come, to fail with mesh up's output instead of at the file's timeout
-  const timeout = new Promise<"timeout">((r) => setTimeout(() => r("timeout"), STOP_TIMEOUT_MS).unref());
+  // A bound on a wait for an exit that must come, to fail with mesh up's output instead of at the file's timeout.
+  const timeout = new Promise<"timeout">((r) => setTimeout(() => r("timeout"), STOP_TIMEOUT_MS).unref()); // why: see above
   assert.equal(await Promise.race([mesh.exited, timeout]), 0, output(mesh));
   assert.ok(mesh.stdout.includes("stopped"), output(mesh));
   assert.deepEqual(pids.filter(isAlive), [], "processes left running");

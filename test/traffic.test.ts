@@ -151,9 +151,8 @@ describe("faults and mirroring", () => {
 
 describe("retries", () => {
   test("an instance killed mid-run: zero failed GETs", async () => {
-    // why: 5 ms answers keep requests in flight at the moment the victim is killed
-    const appA = await startApp((_req, res) => void setTimeout(() => res.end("a"), 5));
-    const appB = await startApp((_req, res) => void setTimeout(() => res.end("b"), 5));
+    const appA = await startApp((_req, res) => void setTimeout(() => res.end("a"), 5)); // why: requests in flight when the victim is killed
+    const appB = await startApp((_req, res) => void setTimeout(() => res.end("b"), 5)); // why: as slow as appA, so both stay busy
     const victim = await spawnSidecar(["--service", "orders", "--app", appA.url, "--nats", nats.urls.join(",")]);
     await startTestSidecar({ service: "orders", app: appB.url, nats: nats.urls });
     await applyRoute({ service: "orders", retries: { attempts: 3, perTryTimeoutMs: 500, on: ["unavailable", "timeout", "app_unreachable"] } });
