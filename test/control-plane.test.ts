@@ -152,7 +152,7 @@ describe("sidecars follow policy", () => {
   });
 
   test("a route's timeoutMs is the deadline", async () => {
-    const slow = await startApp((_req, res) => void setTimeout(() => res.end("late"), 1000));
+    const slow = await startApp((_req, res) => void setTimeout(() => res.end("late"), 1000)); // why: slower than the 100 ms route timeout, which is the subject
     await startTestSidecar({ service: "slowpoke", app: slow.url, nats: nats.urls });
     const caller = await startTestSidecar({ service: "frontend", nats: nats.urls });
     await controlRequest(nc, "apply", { documents: [{ kind: "Route", service: "slowpoke", timeoutMs: 100 }] });
@@ -166,8 +166,13 @@ describe("sidecars follow policy", () => {
     await eventually(async () => (await versionsSeen(caller.outbound.port, 5)).size === 1 && (await versionsSeen(caller.outbound.port, 5)).has("v2"));
 
     const kv = await new Kvm(nc).open(POLICY_BUCKETS.Route);
+    const rejectedAt = (revision: number) => logs.lines.some((l) => l.msg?.startsWith("policy rejected") && l.revision === revision);
+    // One write at a time: a follower reads an announced revision with a direct get, which any replica of the
+    // 3-node cluster may answer, so two quick writes can be read newest first, and the older is then skipped.
     const badRevision = await kv.put("pricing", JSON.stringify({ kind: "Route", service: "pricing", rules: [{ backends: [{ version: "v1", weight: -1 }] }] }));
+    await eventually(async () => rejectedAt(badRevision));
     const garbageRevision = await kv.put("pricing", "{not json");
+    await eventually(async () => rejectedAt(garbageRevision));
     await eventually(async () => logs.lines.filter((l) => l.msg?.startsWith("policy rejected")).length >= 2);
     const rejected = logs.lines.find((l) => l.msg?.startsWith("policy rejected") && l.revision === badRevision)!;
     assert.equal(rejected.bucket, "mesh_routes");

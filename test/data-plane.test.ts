@@ -76,6 +76,10 @@ describe("HTTP semantics cross the mesh unchanged", () => {
     assert.equal(res.headers["mesh-error"], "payload_too_large");
     assert.equal(((await res.body.json()) as { error: string }).error, "payload_too_large");
     assert.equal(app.seen.length, before, "the app never saw it");
+    // Barrier: a body that fits, sent after it on the same path, is the next request the app sees.
+    await (await call(callerPort, "echo", "/big", { method: "POST", body: "fits" })).body.dump();
+    assert.equal(app.seen.length, before + 1, "the app never saw it");
+    assert.equal(app.seen.at(-1)!.body.toString(), "fits");
   });
 
   test("100 header names round-trip in requests and responses, repeats kept", async () => {

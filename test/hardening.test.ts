@@ -216,6 +216,9 @@ describe("limits at the outbound listener", () => {
     assert.equal(res.status, 408);
     assert.equal(res.headers["mesh-error"], "request_timeout");
     await conn.waitClosed();
+    // The barrier: a complete request after it reaches the app; the stalled one never did.
+    const ok = await call(impatient.outbound.port, "patient", "/after-stall", { method: "POST", body: "done" });
+    assert.equal(await ok.body.text(), "done");
     assert.ok(!app.seen.some((r) => r.url === "/slow"));
   });
 
@@ -241,6 +244,9 @@ describe("limits at the outbound listener", () => {
     assert.equal(res.status, 413);
     assert.equal(res.headers["mesh-error"], "payload_too_large");
     await conn.waitClosed();
+    // The barrier: a request after it on the same caller reaches the app; the refused one never did.
+    const ok = await call(caller.outbound.port, "patient", "/after-huge", { method: "POST", body: "done" });
+    assert.equal(await ok.body.text(), "done");
     assert.ok(!app.seen.some((r) => r.url === "/huge"));
   });
 });

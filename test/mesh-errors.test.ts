@@ -13,7 +13,7 @@ before(async () => {
   nats = await startNats({ nodes: 1, jetstream: false });
   slow = await startApp((req, res) => {
     const ms = Number(new URL(req.url, "http://x").searchParams.get("sleep") ?? 0);
-    setTimeout(() => res.end("late"), ms);
+    setTimeout(() => res.end("late"), ms); // why: an app that answers late is what the deadline tests are about
   });
   await startTestSidecar({ service: "slow", app: slow.url, nats: nats.urls });
   // Answers its health probe (GET /) but drops every other request's connection.

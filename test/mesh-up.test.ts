@@ -10,13 +10,13 @@ import { createInterface } from "node:readline";
 import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { main } from "../cli/main.ts";
-import { eventually, runMesh } from "./helpers/mesh.ts";
+import { eventually, freeBasePort, runMesh } from "./helpers/mesh.ts";
 import { checkUpOptions, natsUrlsFor, planUp, plannedPorts, UP_DEFAULTS } from "../local/up-plan.ts";
 import { demoServices } from "../services/manifest.ts";
 
 const MESH_BIN = fileURLToPath(new URL("../bin/mesh.js", import.meta.url));
-/** Below Linux's ephemeral range (32768+), where the other suites' servers get their ports. */
-const BASE_PORT = 28080;
+/** Below Linux's ephemeral range (32768+), where the other suites' servers get their ports; free, not fixed. */
+const BASE_PORT = await freeBasePort(UP_DEFAULTS.nodes);
 const READY_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 30_000;
 
@@ -70,7 +70,8 @@ async function meshUp(name: string): Promise<MeshUp> {
   }
   mesh.line = (stream, match, timeoutMs) =>
     new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no line matching ${match} within ${timeoutMs} ms\n${output(mesh)}`)), timeoutMs);
+      // A bound on a wait for a line that must come, to fail with mesh up's output instead of at the file's timeout.
+      const timer = setTimeout(() => reject(new Error(`no line matching ${match} within ${timeoutMs} ms\n${output(mesh)}`)), timeoutMs); // why: see above
       const check = () => {
         const found = mesh[stream].find((l) => match.test(l));
         if (found !== undefined) return clearTimeout(timer), resolve(found);
@@ -105,7 +106,8 @@ function isAlive(pid: number): boolean {
 /** SIGTERM, then expect exit code 0, "stopped", and none of its processes left. */
 async function stopAndCheck(mesh: MeshUp, pids: number[]): Promise<void> {
   mesh.child.kill("SIGTERM");
-  const timeout = new Promise<"timeout">((r) => setTimeout(() => r("timeout"), STOP_TIMEOUT_MS).unref());
+  // A bound on a wait for an exit that must come, to fail with mesh up's output instead of at the file's timeout.
+  const timeout = new Promise<"timeout">((r) => setTimeout(() => r("timeout"), STOP_TIMEOUT_MS).unref()); // why: see above
   assert.equal(await Promise.race([mesh.exited, timeout]), 0, output(mesh));
   assert.ok(mesh.stdout.includes("stopped"), output(mesh));
   assert.deepEqual(pids.filter(isAlive), [], "processes left running");

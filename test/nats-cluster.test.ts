@@ -4,6 +4,7 @@ import { after, before, describe, test } from "node:test";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { sleep } from "./helpers/mesh.ts";
 import { type NatsCluster, startNats, withNats } from "./helpers/nats.ts";
 
 const MiB = 1024 * 1024;
@@ -30,7 +31,7 @@ async function eventually<T>(probe: () => Promise<T>): Promise<T> {
       return await probe();
     } catch (err) {
       if (Date.now() > deadline) throw err;
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await sleep(50); // why: polling step; a probe that failed has no event to wait on
     }
   }
 }

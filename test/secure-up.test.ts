@@ -10,11 +10,13 @@ import { request } from "node:http";
 import { createInterface } from "node:readline";
 import { after, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { eventually, runMesh } from "./helpers/mesh.ts";
+import { planUp, type UpPlan } from "../local/up-plan.ts";
+import { demoServices } from "../services/manifest.ts";
+import { eventually, freeBasePort, runMesh } from "./helpers/mesh.ts";
 
 const MESH_BIN = fileURLToPath(new URL("../bin/mesh.js", import.meta.url));
-/** Apart from test/mesh-up.test.ts (28080) and below the ephemeral range. */
-const BASE_PORT = 29180;
+/** Below the ephemeral range, where the other suites' servers get their ports; free, not fixed. */
+const BASE_PORT = await freeBasePort(1);
 const READY_TIMEOUT_MS = 60_000;
 
 let child: ChildProcess | undefined;
@@ -69,15 +71,57 @@ test("mesh up --secure: the demo answers, the CLI needs the admin key, nothing t
   r = await runMesh(["services", "--nats", nats[1]!]);
   assert.equal(r.code, 3);
 
-  // A few more calls, and time for a telemetry report (every 2 s) and access records, before reading the log.
+  // A few more calls; then the barrier: every sidecar's telemetry and access records of all of them have
+  // reached control, so whatever a mesh process publishes after traffic has passed the server's checks.
   for (let i = 0; i < 5; i++) await curl("/products");
-  await new Promise((r) => setTimeout(r, 2_500));
+  await everythingReported(planUp({ nodes: 1, demo: true, dataDir: data, basePort: BASE_PORT, secure: true }, demoServices), creds, nats[1]!);
   const log = await readFile(join(data, "nats", "n1", "nats.log"), "utf8");
   assert.deepEqual(log.split("\n").filter((l) => /Violation/.test(l)), [], "a mesh process was refused something it needs");
 
   process.kill(-child.pid!, "SIGINT");
   assert.equal(await exited, 0, lines.join("\n"));
 });
+
+/** The sum of `mesh_requests_total` samples on an admin listener's /metrics whose labels pass `match`. */
+async function requestsCounted(adminPort: number, match: (labels: Record<string, string>) => boolean): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+  let sum = 0;
+  for (const [, labels, value] of text.matchAll(/^mesh_requests_total\{([^}]*)\} (\S+)$/gm)) {
+    if (match(Object.fromEntries([...labels!.matchAll(/(\w+)="([^"]*)"/g)].map(([, k, v]) => [k, v])))) sum += Number(value);
+  }
+  return sum;
+}
+
+/**
+ * Until control has merged, from every sidecar, the telemetry of every
+ * request that sidecar counted (no request is in flight: the counts are
+ * final), and MESH_ACCESS holds an access record from each side of each of
+ * them. A sidecar of service S counts rows outbound from S and inbound to S.
+ */
+async function everythingReported(plan: UpPlan, creds: string, natsUrl: string): Promise<void> {
+  const sidecars = [plan.ingress, ...plan.apps.map((a) => a.sidecar)];
+  const services = [...new Set(sidecars.map((s) => s.service))];
+  const mine = (service: string) => (l: Record<string, string>) => (l.direction === "outbound" && l.source === service) || (l.direction === "inbound" && l.destination === service);
+  const local = new Map<string, number>();
+  for (const service of services) {
+    let n = 0;
+    for (const s of sidecars.filter((x) => x.service === service)) n += await requestsCounted(s.adminPort, mine(service));
+    local.set(service, n);
+  }
+  await eventually(async () => {
+    for (const service of services) if ((await requestsCounted(plan.controlAdminPort, mine(service))) !== local.get(service)) return false;
+    return true;
+  }, READY_TIMEOUT_MS);
+  for (const service of services) {
+    const inbound = await requestsCounted(plan.controlAdminPort, (l) => l.direction === "inbound" && l.destination === service);
+    const outbound = await requestsCounted(plan.controlAdminPort, (l) => l.direction === "outbound" && l.destination === service);
+    await eventually(async () => {
+      const r = await runMesh(["logs", service, "--since", "1h", "-o", "json", "--nats", natsUrl, "--creds", join(creds, "admin.nk")]);
+      const records = r.stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l) as { direction: string });
+      return r.code === 0 && records.filter((x) => x.direction === "inbound").length === inbound && records.filter((x) => x.direction === "outbound").length === outbound;
+    }, READY_TIMEOUT_MS, 200);
+  }
+}
 
 /** GET through the ingress with Host: frontend.localhost, as `curl http://frontend.localhost:PORT/...` does. */
 function curl(path: string): Promise<string> {

@@ -32,6 +32,8 @@ let control: TestControl;
 let pricingApp: TestApp;
 let ordersApp: TestApp;
 let frontendPort: number;
+/** the frontend sidecar's own connection, to flush as a barrier */
+let frontendNc: NatsConnection;
 let ordersPort: number;
 let pricingAdminPort: number;
 let pricingLogs: CapturedLogs;
@@ -52,6 +54,7 @@ before(async () => {
   const orders = await startTestSidecar({ service: "orders", app: ordersApp.url, nats: nats.urls, creds: seed("orders") });
   const frontend = await startTestSidecar({ service: "frontend", nats: nats.urls, creds: seed("frontend") });
   frontendPort = frontend.outbound.port;
+  frontendNc = frontend.nc;
   pricingAdminPort = pricing.admin.port;
   pricingInstance = pricing.instance;
   ordersPort = orders.outbound.port;
@@ -226,12 +229,17 @@ describe("secure mode: no identity can answer a call that was not sent to it", (
     await eventually(async () => seen.length >= 4);
     assert.ok(seen.every((r) => /^_INBOX\.frontend\.[A-Za-z0-9_-]{22}$/.test(r)), seen.join(" "));
 
+    // The calls stay pending until every forgery has reached the caller's sidecar: the barrier.
+    let forgeriesDelivered!: () => void;
+    const delivered = new Promise<void>((resolve) => (forgeriesDelivered = resolve));
     pricingApp.handler = async (req, res) => {
-      if (req.url === "/slow") await new Promise((r) => setTimeout(r, 400)); // why: the calls must stay pending while the attack runs
+      if (req.url === "/slow") await delivered;
       res.end("real");
     };
     try {
+      const slowSeen = meshCalls(pricingApp).filter((r) => r.url === "/slow").length;
       const pending = [0, 1, 2].map(() => call(frontendPort, "pricing", "/slow").then(async (r) => ({ status: r.statusCode, body: await r.body.text() })));
+      await eventually(async () => meshCalls(pricingApp).filter((r) => r.url === "/slow").length === slowSeen + 3);
       const forged = headers();
       forged.set(Wire.status, "200");
       const tokenOf = (reply: string) => reply.split(".")[2]!;
@@ -242,8 +250,13 @@ describe("secure mode: no identity can answer a call that was not sent to it", (
       // What it may not: answering as pricing, or as the server on a bare reply subject.
       await refused(orders, errors, `_INBOX.frontend.${tokenOf(seen[0]!)}.pricing`, "forged", { headers: forged });
       await refused(orders, errors, `_INBOX.frontend.${tokenOf(seen[0]!)}`, "forged", { headers: forged });
+      // The server has handled every forgery (a flush after them), and the caller's sidecar has read what it was sent.
+      await orders.flush();
+      await frontendNc.flush();
+      forgeriesDelivered();
       for (const r of await Promise.all(pending)) assert.deepEqual(r, { status: 200, body: "real" });
     } finally {
+      forgeriesDelivered();
       pricingApp.handler = echo;
     }
   });

@@ -11,6 +11,8 @@ import { randomBytes } from "node:crypto";
 import type { Msg, MsgHdrs, NatsConnection } from "@nats-io/transport-node";
 import { inboxPrefixFor, parseRpcSubject, parseSidecarConfig, type SidecarConfig } from "../../schemas/index.ts";
 import { startSidecar, type Sidecar } from "../../sidecar/index.ts";
+import { planUp, plannedPorts } from "../../local/up-plan.ts";
+import { demoServices } from "../../services/manifest.ts";
 
 export type SidecarOptions = Partial<SidecarConfig> & { service: string; nats: string[] };
 
@@ -103,13 +105,26 @@ export function rawCall(
   });
 }
 
-/** Repeats `fn` until it returns true (interest crossing a cluster takes a moment). */
+/**
+ * Waits `ms`. Never the thing a verdict rests on: a test proves absence with
+ * a barrier (a later legitimate event on the same path), and every call of
+ * this says on its line (`// why:`) why it cannot be one.
+ */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * Repeats `fn` until it returns true (interest crossing a cluster takes a
+ * moment). `timeoutMs` only bounds a wait for something that must happen; a
+ * verdict never rests on it.
+ */
 export async function eventually(fn: () => Promise<boolean>, timeoutMs = 10_000, stepMs = 50): Promise<void> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     if (await fn().catch(() => false)) return;
     if (Date.now() > until) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, stepMs));
+    await sleep(stepMs); // why: polling step; what is polled has no event to wait on from here
   }
 }
 
@@ -140,6 +155,28 @@ export async function freePort(): Promise<number> {
   const { port } = server.address() as { port: number };
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
+}
+
+/**
+ * A `--base-port` for `mesh up` with `nodes` NATS nodes whose every planned
+ * port is free right now, below Linux's ephemeral range (32768+) where the
+ * other suites' servers get theirs. Chosen at random, not fixed: another run
+ * of the suite on the same machine (a colleague's) would hold a fixed one.
+ */
+export async function freeBasePort(nodes: number): Promise<number> {
+  const free = (port: number) =>
+    new Promise<boolean>((resolve) => {
+      const server = createServer();
+      server.once("error", () => resolve(false));
+      server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
+    });
+  for (let attempt = 0; attempt < 100; attempt++) {
+    // 10000-31990: the plan spans base-3858 to base+144.
+    const base = 10_000 + 10 * Math.floor(Math.random() * 2_200);
+    const ports = plannedPorts(planUp({ nodes, demo: true, dataDir: "", basePort: base }, demoServices)).map((p) => p.port);
+    if ((await Promise.all(ports.map(free))).every(Boolean)) return base;
+  }
+  throw new Error("no base port with every mesh up port free");
 }
 
 /**
