@@ -9,11 +9,12 @@ import { readFileSync } from "node:fs";
 import { request as httpRequest, type IncomingMessage } from "node:http";
 import { connect as netConnect } from "node:net";
 import { before, describe, test } from "node:test";
+import { Readable } from "node:stream";
 import { request as undiciRequest } from "undici";
 import { WebSocket, WebSocketServer } from "ws";
 import { controlRequest } from "../cli/client.ts";
 import { startStreamingApp } from "./helpers/apps.ts";
-import { startTestControl, type TestControl } from "./helpers/control.ts";
+import { startTestControl } from "./helpers/control.ts";
 import { captureLogs } from "./helpers/logs.ts";
 import { call, eventually, runMesh, spawnSidecar, startTestSidecar, type ChildSidecar } from "./helpers/mesh.ts";
 import { connectClient, startNats, type NatsCluster } from "./helpers/nats.ts";
@@ -21,7 +22,6 @@ import { metricSum } from "./helpers/observability.ts";
 import type { NatsConnection } from "@nats-io/transport-node";
 
 let nats: NatsCluster;
-let control: TestControl;
 let nc: NatsConnection;
 let caller: Awaited<ReturnType<typeof startTestSidecar>>;
 
@@ -30,7 +30,7 @@ const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 
 before(async () => {
   nats = await startNats();
-  control = await startTestControl(nats.urls);
+  await startTestControl(nats.urls);
   nc = await connectClient(nats.urls);
   caller = await startTestSidecar({ service: "client", nats: nats.urls });
 });
@@ -43,8 +43,9 @@ async function provider(service: string, handler: Parameters<typeof startStreami
 }
 
 /** A request through the caller's sidecar with node:http, handed back as soon as its head arrives. */
-function open(port: number, service: string, path: string, opts: { method?: string; headers?: Record<string, string> } = {}) {
+function open(port: number, service: string, path: string, opts: { method?: string; headers?: Record<string, string>; writing?: boolean } = {}) {
   const req = httpRequest({ host: "127.0.0.1", port, path, method: opts.method ?? "GET", headers: { host: service, ...opts.headers }, agent: false });
+  if (!opts.writing) req.end();
   const res = new Promise<IncomingMessage>((resolve, reject) => {
     req.once("response", resolve);
     req.once("error", reject);
@@ -136,9 +137,11 @@ describe("large bodies stream with memory flat", () => {
       undiciRequest(`http://127.0.0.1:${call.outboundPort}/up`, {
         method: "POST",
         headers: { host: "bulk" },
-        body: (async function* () {
-          for (let i = 0; i < mib; i++) yield body;
-        })(),
+        body: Readable.from(
+          (async function* () {
+            for (let i = 0; i < mib; i++) yield body;
+          })(),
+        ),
       }).then((r) => r.body.json() as Promise<{ bytes: number; sha: string }>);
     const expected = createHash("sha256");
     for (let i = 0; i < SIZE / MiB; i++) expected.update(body);
@@ -161,7 +164,7 @@ describe("bytes move as they are produced, and as fast as they are read", () => 
     });
     const { res } = open(caller.outbound.port, "ticker", "/");
     const head = await res;
-    assert.equal(head.headers["content-type"], "text/event-stream");
+    assert.equal(head.headers["content-type"], "text/event-stream", `${head.statusCode} ${head.headers["mesh-error"]}`);
     const first = await new Promise<string>((r) => head.once("data", (c: Buffer) => r(c.toString())));
     assert.equal(first, "data: one\n\n");
     second();
@@ -229,7 +232,7 @@ describe("a stream ends at both ends, never half", () => {
       req.once("aborted", () => outcome("aborted"));
       req.once("error", () => outcome("aborted"));
     });
-    const { req } = open(caller.outbound.port, "patient-sink", "/", { method: "POST", headers: { "transfer-encoding": "chunked" } });
+    const { req } = open(caller.outbound.port, "patient-sink", "/", { method: "POST", headers: { "transfer-encoding": "chunked" }, writing: true });
     req.on("error", () => undefined);
     req.write(Buffer.alloc(512 * 1024));
     await new Promise((r) => setTimeout(r, 100)); // why: let the first bytes cross before the client goes
@@ -279,9 +282,11 @@ describe("limits", () => {
     const streamed = await undiciRequest(`http://127.0.0.1:${caller.outbound.port}/`, {
       method: "POST",
       headers: { host: "small-only" },
-      body: (async function* () {
-        for (let i = 0; i < 10; i++) yield Buffer.alloc(50_000);
-      })(),
+      body: Readable.from(
+        (async function* () {
+          for (let i = 0; i < 10; i++) yield Buffer.alloc(50_000);
+        })(),
+      ),
     });
     assert.equal(streamed.statusCode, 413);
     assert.equal(streamed.headers["mesh-error"], "payload_too_large");
