@@ -199,7 +199,10 @@ class MeshTelemetry implements ControlTelemetry {
       if (!family) continue;
       const rejected = budget-- <= 0 ? "report_limit" : namedRowOwner(row) !== r.service ? "not_own_service" : this.#admitSeries(family, row[1], state);
       if (rejected) this.#reject(rejected);
-      else family.add(row[1], row[2]);
+      else {
+        family.add(row[1], row[2]);
+        if (row[0] === "stream_bytes") this.#recent.addStreamBytes(row[1][0]!, row[1][1]!, row[2]);
+      }
     }
     for (const g of r.gauges) {
       const key = `${g[0]}\u0001${g[1].join("\u0001")}`;

@@ -546,6 +546,10 @@ export interface PairStats {
    * 99th percentile latency in milliseconds, estimated from the histogram; null without requests.
    */
   p99Ms: number | null;
+  /**
+   * Body bytes per second of calls whose body streamed (both flows, as the callers' sidecars moved them). Absent: nothing streamed in the window.
+   */
+  streamBytesPerSecond?: number;
 }
 
 /**

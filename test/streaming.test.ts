@@ -18,7 +18,7 @@ import { startTestControl } from "./helpers/control.ts";
 import { captureLogs } from "./helpers/logs.ts";
 import { call, eventually, runMesh, spawnSidecar, startTestSidecar, type ChildSidecar } from "./helpers/mesh.ts";
 import { connectClient, startNats, type NatsCluster } from "./helpers/nats.ts";
-import { metricSum } from "./helpers/observability.ts";
+import { metricSum, startOtlpReceiver } from "./helpers/observability.ts";
 import type { NatsConnection } from "@nats-io/transport-node";
 
 let nats: NatsCluster;
@@ -407,7 +407,9 @@ describe("retries and policy apply to streams", () => {
 });
 
 describe("observability counts a stream once, with its bytes", () => {
-  test("access records and metrics of a streamed call; mesh logs prints its bytes", async () => {
+  test("access records, metrics, traces and mesh top of a streamed call; mesh logs prints its bytes", async () => {
+    const collector = await startOtlpReceiver();
+    const traced = await startTestSidecar({ service: "traced", nats: nats.urls, otlp: collector.url });
     await provider("reporter", (req, res) => {
       req.resume();
       req.once("end", () => {
@@ -424,6 +426,14 @@ describe("observability counts a stream once, with its bytes", () => {
       const r = await runMesh(["logs", "reporter", "--nats", nats.urls.join(",")]);
       return /out client -> reporter .* POST \/upload 200 .* bytes=3145728\/2097152/.test(r.stdout) && /in  client -> reporter .* bytes=2097152\/3145728/.test(r.stdout);
     });
+    await eventually(async () => {
+      const r = await runMesh(["top", "--once", "--nats", nats.urls.join(",")]);
+      return /client\s+reporter\s.*\s\d+(\.\d)?[kMG]?B\/s\s*$/m.test(r.stdout);
+    });
+
+    const head = await call(traced.outbound.port, "reporter", "/download");
+    assert.equal((await head.body.arrayBuffer()).byteLength, 3 * MiB);
+    await eventually(async () => collector.spans().some((s) => s.service === "traced" && s.attributes.some((a) => a.key === "mesh.stream.bytes_in" && a.value.intValue === String(3 * MiB))));
   });
 });
 

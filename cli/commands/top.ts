@@ -40,15 +40,22 @@ async function top(p: Parsed): Promise<number> {
 const percent = (v: number | null) => (v === null ? "-" : `${(v * 100).toFixed(2)}%`);
 const millis = (v: number | null) => (v === null ? "-" : v >= 100 ? `${Math.round(v)}ms` : `${v.toFixed(1)}ms`);
 
+/** Bytes per second in SI units, as network rates are usually read. */
+const rate = (v: number | undefined) => {
+  if (v === undefined) return "-";
+  const [unit, scale] = v >= 1e9 ? ["GB/s", 1e9] : v >= 1e6 ? ["MB/s", 1e6] : v >= 1e3 ? ["kB/s", 1e3] : ["B/s", 1];
+  return `${(v / scale).toFixed(scale === 1 ? 0 : 1)}${unit}`;
+};
+
 export function topRow(p: PairStats): string[] {
-  return [p.source, p.destination, p.rps.toFixed(1), percent(p.successRate), millis(p.p50Ms), millis(p.p99Ms), String(p.requests)];
+  return [p.source, p.destination, p.rps.toFixed(1), percent(p.successRate), millis(p.p50Ms), millis(p.p99Ms), String(p.requests), rate(p.streamBytesPerSecond)];
 }
 
 /** One frame: a title line, then a row per service pair (or a note that there is no traffic). */
 export function renderTop(stats: MeshStats, at: Date): string {
   const title = `mesh top  ${at.toISOString()}  last ${stats.windowSeconds}s, from the callers' sidecars`;
   if (stats.pairs.length === 0) return `${title}\n(no requests in the window)`;
-  const rows = [["SOURCE", "DESTINATION", "RPS", "SUCCESS", "P50", "P99", "REQUESTS"], ...stats.pairs.map(topRow)];
+  const rows = [["SOURCE", "DESTINATION", "RPS", "SUCCESS", "P50", "P99", "REQUESTS", "STREAMED"], ...stats.pairs.map(topRow)];
   return `${title}\n${formatTable(rows)}`;
 }
 
