@@ -2,7 +2,7 @@
 // newcomer should try, then every other useful address.
 import { relative } from "node:path";
 import { Defaults } from "../schemas/index.ts";
-import { demoEntry } from "../services/manifest.ts";
+import { demoEntry, demoStream } from "../services/manifest.ts";
 import type { NatsCluster } from "./nats-cluster.ts";
 import { credsDirOf, HOST, type SidecarPlan, type UpOptions, type UpPlan } from "./up-plan.ts";
 
@@ -57,6 +57,7 @@ function tryIt(plan: UpPlan): string[] {
     `Try it (ingress sidecar -> ${demoEntry.service} -> ${others.join(", ")}, all over NATS):`,
     `  curl http://${demoEntry.service}.localhost:${port}${demoEntry.path}`,
     `  curl -x http://${HOST}:${port} http://${demoEntry.service}${demoEntry.path}    # same, with the ingress as HTTP proxy`,
+    `  curl -N http://${demoStream.service}.localhost:${port}${demoStream.path}    # live price ticks: server-sent events, streamed over NATS`,
   ];
 }
 

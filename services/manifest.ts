@@ -54,6 +54,9 @@ export const examplePolicies = file("./policies.yaml");
 /** Where users send requests once the demo is up: this service, this path. */
 export const demoEntry = { service: "frontend", path: "/products" } as const;
 
+/** A streamed endpoint of the demo: live price ticks as server-sent events, relayed by frontend from pricing. */
+export const demoStream = { service: "frontend", path: "/ticks" } as const;
+
 export interface StartDemoAppOptions {
   port: number;
   /** sidecar outbound listener; omit for apps that never call out */
