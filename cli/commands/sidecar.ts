@@ -20,6 +20,7 @@ const FIELDS: ReadonlyArray<[flag: string, field: string, number?: true]> = [
   ["body-idle-timeout-ms", "bodyIdleTimeoutMs", true],
   ["max-body-bytes", "maxBodyBytes", true],
   ["stream-idle-timeout-ms", "streamIdleTimeoutMs", true],
+  ["fast-path-max-bytes", "fastPathMaxBytes", true],
   ["log-level", "logLevel"],
   ["otlp", "otlp"],
 ];
@@ -74,6 +75,7 @@ export const SIDECAR_COMMAND: Command = {
       "body-idle-timeout-ms": { type: "string", env: "MESH_BODY_IDLE_TIMEOUT_MS", value: "N", help: "a request body may pause this long (default 10000)" },
       "max-body-bytes": { type: "string", env: "MESH_MAX_BODY_BYTES", value: "N", help: "request bodies over this are answered 413 (default 1 GiB; a route may set its own)" },
       "stream-idle-timeout-ms": { type: "string", env: "MESH_STREAM_IDLE_TIMEOUT_MS", value: "N", help: "a streamed body that moves no data this long ends (default 300000)" },
+      "fast-path-max-bytes": { type: "string", env: "MESH_FAST_PATH_MAX_BYTES", value: "N", help: "a body known to be at most this travels in one NATS message, larger ones stream (default 262144)" },
       "log-level": { type: "string", env: "LOG_LEVEL", value: "info", help: "fatal, error, warn, info, debug, trace or silent" },
       otlp: { type: "string", env: "OTEL_EXPORTER_OTLP_ENDPOINT", value: "URL", help: "export a span per request by OTLP/HTTP JSON to URL/v1/traces" },
     },
