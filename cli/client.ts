@@ -3,7 +3,7 @@ import { Defaults, inboxPrefixFor, type ControlReplies, type ControlRequests, ty
 import { ControlRefusedError, ControlUnreachableError, requestControl } from "../control/index.ts";
 import { authenticatorFromFile } from "../runtime/index.ts";
 
-/** Exit codes of every CLI command (DESIGN §2). */
+/** Exit codes of every CLI command (docs/architecture.md §8). */
 export const Exit = { ok: 0, rejected: 1, usage: 2, unreachable: 3 } as const;
 
 /** A CLI failure that knows its exit code and its one-line message. */
