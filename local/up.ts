@@ -7,12 +7,11 @@ import type { ChildProcess } from "node:child_process";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
 import { Defaults, formatProblem, inboxPrefixFor, parsePolicyText } from "../schemas/index.ts";
 import { demoEntry, demoServices, examplePolicies, startDemoApp } from "../services/manifest.ts";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { requestControl } from "../control/index.ts";
-import { authenticatorFromFile } from "../runtime/index.ts";
+import { authenticatorFromFile, packageFile } from "../runtime/index.ts";
 import { type CredsResult, seedFile, writeCreds } from "./creds.ts";
 import { ADMIN_IDENTITY, CONTROL_IDENTITY } from "./creds-permissions.ts";
 import { ensureNatsServer, NatsServerError } from "./nats-binary.ts";
@@ -34,7 +33,7 @@ import {
 } from "./up-plan.ts";
 
 
-const MESH_BIN = fileURLToPath(new URL("../bin/mesh.js", import.meta.url));
+const MESH_BIN = packageFile("bin/mesh.js");
 const APP_READY_TIMEOUT_MS = 20_000;
 const SIDECAR_READY_TIMEOUT_MS = 20_000;
 /** Subscription interest needs a moment to cross the routes to every node. */
