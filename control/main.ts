@@ -1,6 +1,7 @@
 import { inboxPrefixFor } from "../schemas/index.ts";
 import { closeNats, closeServer, connectNats, exitWhenStopped, hostPort, instanceName, processLogger, startAdmin, untilSignalled } from "../runtime/index.ts";
 import { startControl } from "./service.ts";
+import { startDashboard } from "./dashboard/index.ts";
 
 export interface ControlOptions {
   nats: string[];
@@ -25,17 +26,28 @@ export async function runControl(opts: ControlOptions): Promise<number> {
     logger,
   });
   const control = await startControl(nc, logger, undefined, instance);
+  const dashboard = startDashboard(control, logger);
   const server = await startAdmin({
     ...listen,
     registry: control.registry,
     readiness: async () => (connected() ? { ready: true, reasons: [] } : { ready: false, reasons: ["nats disconnected"] }),
+    handlers: [dashboard.handle],
   });
+  control.setAdminUrl(`http://${urlHost(server.address.address)}:${server.address.port}`);
   logger.info({ admin: server.address }, "control started");
   await untilSignalled(logger);
+  dashboard.stop();
   await control.stop().catch((err) => logger.warn({ err }, "control did not drain"));
   await closeNats(nc, connected());
   await closeServer(server.server);
   logger.info("control stopped");
   exitWhenStopped(logger);
   return 0;
+}
+
+/** An address as a URL host: IPv6 in brackets; a wildcard bind is reached on loopback. */
+function urlHost(address: string): string {
+  if (address === "0.0.0.0") return "127.0.0.1";
+  if (address === "::") return "[::1]";
+  return address.includes(":") ? `[${address}]` : address;
 }

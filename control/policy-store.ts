@@ -2,10 +2,12 @@ import type { KV, KvEntry } from "@nats-io/kv";
 import {
   checkRegistryEntry,
   checkStoredPolicy,
+  parsePolicyText,
   registryKey,
   validatePolicy,
   validatePolicyDocuments,
   type ControlReplies,
+  type ParseResult,
   type PolicyKind,
   type PolicyRevision,
   type RegistryEntry,
@@ -93,13 +95,29 @@ export class PolicyStore {
     return { restored: target.revision, revision };
   }
 
-  async services(): Promise<ControlReplies["services"]> {
-    const byVersion = new Map<string, ServiceSummary>();
+  /**
+   * A policy file's text checked as `mesh validate` checks it (parse, schema,
+   * semantics, warnings about versions without instances); nothing is written.
+   */
+  async validateText(text: string): Promise<ParseResult> {
+    const known = await this.knownVersions();
+    return parsePolicyText(text, { knownVersions: (service) => known.get(service) ?? new Set() });
+  }
+
+  /** Every live instance in the registry, as control wrote it; entries written into KV by hand are skipped. */
+  async instances(): Promise<RegistryEntry[]> {
+    const out: RegistryEntry[] = [];
     for (const key of await collect(await this.#b.registry.keys())) {
       const entry = await this.#b.registry.get(key);
-      if (!entry || entry.operation !== "PUT") continue;
-      const instance = registryEntryOf(key, entry);
-      if (!instance) continue;
+      const instance = entry && entry.operation === "PUT" ? registryEntryOf(key, entry) : undefined;
+      if (instance) out.push(instance);
+    }
+    return out;
+  }
+
+  async services(): Promise<ControlReplies["services"]> {
+    const byVersion = new Map<string, ServiceSummary>();
+    for (const instance of await this.instances()) {
       const id = `${instance.service}/${instance.version}`;
       const summary = byVersion.get(id) ?? { service: instance.service, version: instance.version, instances: 0, ready: 0, unready: 0, draining: 0, names: [] };
       summary.instances++;

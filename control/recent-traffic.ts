@@ -95,12 +95,38 @@ export class RecentTraffic {
     return pair.ring;
   }
 
-  stats(windowMs = RECENT_DEFAULT_WINDOW_MS, service?: string): MeshStats {
+  /**
+   * Calls to each service over the window, every caller summed (the
+   * dashboard's time series, docs/dashboard.md): one entry per destination
+   * with traffic in the window.
+   */
+  destinations(windowMs: number): Map<string, Omit<PairStats, "source" | "destination">> {
+    const { nowSlot, slots, covered } = this.#window(windowMs);
+    const sums = new Map<string, { requests: number; failures: number; bytes: number; buckets: Float64Array }>();
+    for (const p of this.#pairs.values()) {
+      const s = p.ring.sum(nowSlot, slots);
+      if (s.requests === 0) continue;
+      const into = sums.get(p.destination);
+      if (!into) sums.set(p.destination, s);
+      else {
+        into.requests += s.requests;
+        into.failures += s.failures;
+        into.bytes += s.bytes;
+        s.buckets.forEach((n, b) => (into.buckets[b]! += n));
+      }
+    }
+    return new Map([...sums].map(([destination, s]) => [destination, summarize(s, covered)]));
+  }
+
+  #window(windowMs: number): { nowSlot: number; slots: number; covered: number } {
     const now = this.#now();
-    const nowSlot = Math.floor(now / RECENT_SLOT_MS);
     const window = Math.min(Math.max(RECENT_SLOT_MS, windowMs), RECENT_MAX_WINDOW_MS);
-    const slots = Math.round(window / RECENT_SLOT_MS);
     const covered = Math.max(RECENT_SLOT_MS, Math.min(window, now - this.#startedAt));
+    return { nowSlot: Math.floor(now / RECENT_SLOT_MS), slots: Math.round(window / RECENT_SLOT_MS), covered };
+  }
+
+  stats(windowMs = RECENT_DEFAULT_WINDOW_MS, service?: string): MeshStats {
+    const { nowSlot, slots, covered } = this.#window(windowMs);
     const pairs: PairStats[] = [];
     for (const [key, p] of this.#pairs) {
       if (p.ring.lastSlot <= nowSlot - SLOTS) {
@@ -109,23 +135,25 @@ export class RecentTraffic {
       }
       if (service && p.source !== service && p.destination !== service) continue;
       const s = p.ring.sum(nowSlot, slots);
-      if (s.requests === 0) continue;
-      const ms = (q: number) => {
-        const seconds = quantile(q, DURATION_BUCKETS_SECONDS, s.buckets);
-        return seconds === undefined ? null : Math.round(seconds * 1e6) / 1e3;
-      };
-      pairs.push({
-        source: p.source,
-        destination: p.destination,
-        requests: s.requests,
-        rps: Math.round((s.requests / (covered / 1000)) * 100) / 100,
-        successRate: 1 - s.failures / s.requests,
-        p50Ms: ms(0.5),
-        p99Ms: ms(0.99),
-        ...(s.bytes > 0 ? { streamBytesPerSecond: Math.round(s.bytes / (covered / 1000)) } : {}),
-      });
+      if (s.requests > 0) pairs.push({ source: p.source, destination: p.destination, ...summarize(s, covered) });
     }
     pairs.sort((a, b) => a.source.localeCompare(b.source) || a.destination.localeCompare(b.destination));
     return { windowSeconds: Math.round(covered / 100) / 10, pairs };
   }
+}
+
+/** Rate, success and latency quantiles of summed slots covering `coveredMs`. */
+function summarize(s: { requests: number; failures: number; bytes: number; buckets: Float64Array }, coveredMs: number): Omit<PairStats, "source" | "destination"> {
+  const ms = (q: number) => {
+    const seconds = quantile(q, DURATION_BUCKETS_SECONDS, s.buckets);
+    return seconds === undefined ? null : Math.round(seconds * 1e6) / 1e3;
+  };
+  return {
+    requests: s.requests,
+    rps: Math.round((s.requests / (coveredMs / 1000)) * 100) / 100,
+    successRate: 1 - s.failures / s.requests,
+    p50Ms: ms(0.5),
+    p99Ms: ms(0.99),
+    ...(s.bytes > 0 ? { streamBytesPerSecond: Math.round(s.bytes / (coveredMs / 1000)) } : {}),
+  };
 }

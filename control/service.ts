@@ -21,12 +21,19 @@ import { AccessReader } from "./access-read.ts";
 import { FairDispatcher } from "./dispatch.ts";
 import { ensureAccessStream } from "./access-stream.ts";
 import { startTelemetry, type ControlTelemetry } from "./telemetry.ts";
+import { DASHBOARD_PATH } from "./dashboard/paths.ts";
 
 export interface ControlService {
   readonly store: PolicyStore;
   readonly registry: Registry;
   /** mesh-wide metrics merged from sidecars' telemetry */
   readonly telemetry: ControlTelemetry;
+  /** access records from MESH_ACCESS (the `logs` verb, the dashboard's tail) */
+  readonly access: AccessReader;
+  /** this replica's name */
+  readonly instance: string;
+  /** Says where this replica's admin listener is, for the `info` verb (`mesh dashboard`). */
+  setAdminUrl(url: string): void;
   stop(): Promise<void>;
 }
 
@@ -37,6 +44,7 @@ interface HandlerContext {
   instances: InstanceRegistry;
   telemetry: ControlTelemetry;
   access: AccessReader;
+  info: () => ControlReplies["info"];
 }
 
 /**
@@ -62,6 +70,7 @@ const HANDLERS: { readonly [V in ControlVerb]: Handler<V> } = {
   register: (c, b, subject) => c.instances.register(b, subject),
   stats: async (c, b) => c.telemetry.stats(b),
   logs: (c, b) => c.access.logs(b),
+  info: async (c) => c.info(),
 };
 
 /**
@@ -89,7 +98,10 @@ export async function startControl(
   await ensureAccessStream(nc, logger).catch((err) => logger.error({ err }, "access log stream MESH_ACCESS not created"));
   const telemetry = await startTelemetry({ nc, logger, registry, holder: instance });
   const instances = new InstanceRegistry(buckets.registry);
-  const context: HandlerContext = { store, quota, instances, telemetry, access: new AccessReader(nc, registry) };
+  let adminUrl: string | undefined;
+  const info = (): ControlReplies["info"] => (adminUrl ? { instance, admin: adminUrl, dashboard: `${adminUrl}${DASHBOARD_PATH}` } : { instance });
+  const access = new AccessReader(nc, registry);
+  const context: HandlerContext = { store, quota, instances, telemetry, access, info };
 
   const handle = async (msg: Msg): Promise<void> => {
     const verb = verbOf(msg.subject);
@@ -137,6 +149,9 @@ export async function startControl(
     store,
     registry,
     telemetry,
+    access,
+    instance,
+    setAdminUrl: (url) => void (adminUrl = url),
     stop: async () => {
       await sub.drain();
       await telemetry.stop();

@@ -1,4 +1,4 @@
-import { createServer, type Server, type ServerResponse } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
 
@@ -15,6 +15,8 @@ export interface AdminOptions {
   readiness: () => Promise<Readiness>;
   /** extra JSON endpoints, e.g. `/config` */
   routes?: Record<string, () => unknown>;
+  /** handlers of whole subtrees (control's `/dashboard/`), tried in order before 404: true when one answered */
+  handlers?: Array<(req: IncomingMessage, res: ServerResponse) => Promise<boolean>>;
 }
 
 function json(res: ServerResponse, status: number, value: unknown): void {
@@ -40,6 +42,7 @@ export async function startAdmin(opts: AdminOptions): Promise<{ server: Server; 
       }
       const route = path ? opts.routes?.[path] : undefined;
       if (route) return json(res, 200, route());
+      for (const handler of opts.handlers ?? []) if (await handler(req, res)) return;
       json(res, 404, { error: "not_found", message: `no admin endpoint '${path}'` });
     } catch (err) {
       json(res, 500, { error: "internal", message: (err as Error).message });

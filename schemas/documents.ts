@@ -15,6 +15,8 @@ import controlError from "./control-error.schema.json" with { type: "json" };
 import controlGetReply from "./control-get-reply.schema.json" with { type: "json" };
 import controlGetRequest from "./control-get-request.schema.json" with { type: "json" };
 import controlHistoryReply from "./control-history-reply.schema.json" with { type: "json" };
+import controlInfoReply from "./control-info-reply.schema.json" with { type: "json" };
+import controlInfoRequest from "./control-info-request.schema.json" with { type: "json" };
 import controlHistoryRequest from "./control-history-request.schema.json" with { type: "json" };
 import controlLogsReply from "./control-logs-reply.schema.json" with { type: "json" };
 import controlLogsRequest from "./control-logs-request.schema.json" with { type: "json" };
@@ -52,6 +54,8 @@ export const SCHEMAS: Readonly<Record<string, { $id: string }>> = {
   "control-get-request": controlGetRequest,
   "control-history-reply": controlHistoryReply,
   "control-history-request": controlHistoryRequest,
+  "control-info-reply": controlInfoReply,
+  "control-info-request": controlInfoRequest,
   "control-logs-reply": controlLogsReply,
   "control-logs-request": controlLogsRequest,
   "control-quota-reply": controlQuotaReply,

@@ -14,11 +14,11 @@ async function control(p: Parsed): Promise<number> {
 export const CONTROL_COMMAND: Command = {
   synopsis: "control [--nats URLS] [--admin 127.0.0.1:15100] [--creds FILE]",
   summary: "the control service (run several for HA)",
-  details: "Creates the buckets and streams it needs, serves mesh.ctl.v1.* in a queue group, merges telemetry, and serves /metrics on --admin.",
+  details: "Creates the buckets and streams it needs, serves mesh.ctl.v1.* in a queue group, merges telemetry, and serves /metrics and the web dashboard (/dashboard/) on --admin.",
   args: {
     flags: {
       ...NATS_FLAGS,
-      admin: { type: "string", env: "MESH_CONTROL_ADMIN", value: "127.0.0.1:15100", help: "admin listener: /healthz /readyz /metrics" },
+      admin: { type: "string", env: "MESH_CONTROL_ADMIN", value: "127.0.0.1:15100", help: "admin listener: /healthz /readyz /metrics /dashboard/" },
       "log-level": { type: "string", env: "LOG_LEVEL", value: "info", help: "fatal, error, warn, info, debug, trace or silent" },
     },
   },
