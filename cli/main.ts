@@ -2,12 +2,13 @@
 // by the one argument parser (cli/args.ts). Exit codes
 // (docs/architecture.md §8): 0 ok, 1 rejected input, 2 usage, 3 NATS or
 // control unreachable.
-import { ensureNatsServer, natsServerVersion, NatsServerError } from "../local/index.ts";
+import { ChromiumError, ensureChromium, ensureNatsServer, natsServerVersion, NatsServerError } from "../local/index.ts";
 import { HelpRequested, UsageError, flagHelp, parseArgv, suggest } from "./args.ts";
 import { CliError, Exit } from "./client.ts";
 import type { Command } from "./command.ts";
 import { CONTROL_COMMAND } from "./commands/control.ts";
 import { CREDS_COMMAND } from "./commands/creds.ts";
+import { DASHBOARD_COMMAND } from "./commands/dashboard.ts";
 import { LOGS_COMMAND } from "./commands/logs.ts";
 import { POLICY_COMMANDS } from "./commands/policy.ts";
 import { SIDECAR_COMMAND } from "./commands/sidecar.ts";
@@ -25,6 +26,21 @@ const ENSURE_NATS_SERVER: Command = {
       return Exit.ok;
     } catch (err) {
       if (!(err instanceof NatsServerError)) throw err;
+      throw new CliError(Exit.unreachable, err.message);
+    }
+  },
+};
+
+const ENSURE_CHROMIUM: Command = {
+  synopsis: "ensure-chromium",
+  summary: "find (on Debian/Ubuntu as root: install) chromium, for the dashboard's browser tests",
+  args: { flags: {} },
+  run: async () => {
+    try {
+      console.log(await ensureChromium((line) => process.stderr.write(`mesh ensure-chromium: ${line}\n`)));
+      return Exit.ok;
+    } catch (err) {
+      if (!(err instanceof ChromiumError)) throw err;
       throw new CliError(Exit.unreachable, err.message);
     }
   },
@@ -52,8 +68,10 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   ...POLICY_COMMANDS,
   logs: LOGS_COMMAND,
   top: TOP_COMMAND,
+  dashboard: DASHBOARD_COMMAND,
   creds: CREDS_COMMAND,
   "ensure-nats-server": ENSURE_NATS_SERVER,
+  "ensure-chromium": ENSURE_CHROMIUM,
   help: HELP,
 };
 

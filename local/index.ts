@@ -6,4 +6,5 @@ export { UP_DEFAULTS, MAX_NODES, checkUpOptions, type UpOptions } from "./up-pla
 export { demoServices } from "../services/manifest.ts";
 export { CredsError, seedFile, writeCreds, type CredsResult } from "./creds.ts";
 export { ensureNatsServer, natsServerVersion, NatsServerError } from "./nats-binary.ts";
+export { ensureChromium, ChromiumError } from "./chromium-binary.ts";
 export { startNatsCluster, stopAll, type NatsCluster, type NatsNode } from "./nats-cluster.ts";

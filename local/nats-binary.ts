@@ -69,12 +69,12 @@ async function fromEnv(): Promise<string | undefined> {
   return bin;
 }
 
-function onPath(name: string): Promise<string | undefined> {
+export function onPath(name: string): Promise<string | undefined> {
   const dirs = (process.env.PATH ?? "").split(delimiter).filter(Boolean);
   return firstExecutable(dirs.map((dir) => join(dir, name)));
 }
 
-async function firstExecutable(paths: string[]): Promise<string | undefined> {
+export async function firstExecutable(paths: string[]): Promise<string | undefined> {
   for (const path of paths) {
     if (await isExecutableFile(path)) return path;
   }
@@ -107,7 +107,7 @@ async function installFromApt(log?: (line: string) => void): Promise<string> {
   return bin;
 }
 
-async function isDebianLike(): Promise<boolean> {
+export async function isDebianLike(): Promise<boolean> {
   const text = await readFile("/etc/os-release", "utf8").catch(() => "");
   const ids = text
     .split("\n")

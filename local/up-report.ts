@@ -2,6 +2,7 @@
 // newcomer should try, then every other useful address.
 import { relative } from "node:path";
 import { Defaults } from "../schemas/index.ts";
+import { DASHBOARD_PATH } from "../control/dashboard/paths.ts";
 import { demoEntry, demoStream } from "../services/manifest.ts";
 import type { NatsCluster } from "./nats-cluster.ts";
 import { credsDirOf, HOST, type SidecarPlan, type UpOptions, type UpPlan } from "./up-plan.ts";
@@ -22,6 +23,8 @@ export function readyReport(plan: UpPlan, opts: UpOptions, cluster: NatsCluster,
     `natsmesh is ready in ${seconds} s: ${cluster.servers.length} NATS node(s), ${what}, ingress on ${HOST}:${plan.ingress.listenPort}`,
     "",
     ...tryIt(plan),
+    "",
+    `Dashboard (topology, services, policy; docs/dashboard.md): http://${HOST}:${plan.controlAdminPort}${DASHBOARD_PATH}`,
     "",
     "Policy (the control service; see mesh help):",
     `  npx mesh services${natsFlag(cluster)}${credsFlag(opts)}`,

@@ -1,4 +1,5 @@
 import type { ServiceSample } from "../telemetry.ts";
+import { SERIES_FIELDS, type ServiceSeries } from "./model.ts";
 
 /**
  * The last 15 minutes of each service's golden signals, for the dashboard's
@@ -17,12 +18,6 @@ export const HISTORY_LIMITS = {
   services: 500,
 } as const;
 
-/** The series of a service, in this order in every point. Rates are per second. */
-export const SERIES_FIELDS = ["rps", "successRate", "p50Ms", "p99Ms", "retries", "breakersOpen", "quotaRejected", "authzDenied"] as const;
-export type SeriesField = (typeof SERIES_FIELDS)[number];
-
-/** One service's points, oldest first: `t` in epoch seconds, each field null where there was nothing to measure. */
-export type ServiceSeries = { t: number[] } & Record<SeriesField, Array<number | null>>;
 
 const FIELDS = SERIES_FIELDS.length;
 

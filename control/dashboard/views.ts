@@ -4,7 +4,8 @@ import type { AccessReader } from "../access-read.ts";
 import { ControlError } from "../errors.ts";
 import type { PolicyStore } from "../policy-store.ts";
 import type { ControlTelemetry } from "../telemetry.ts";
-import { HISTORY_LIMITS, ServiceHistory, type ServiceSeries } from "./history.ts";
+import { HISTORY_LIMITS, ServiceHistory } from "./history.ts";
+import type { ServiceView, Topology, TopologyEdge, TopologyNode } from "./model.ts";
 
 /**
  * What the dashboard shows, assembled from what control already has: the
@@ -20,44 +21,6 @@ const KV_CACHE_MS = 1_000;
 /** Access records the live tail sends per page; the first page reaches back this far. */
 const TAIL_LIMIT = 200;
 const TAIL_LOOKBACK_MS = 5 * 60_000;
-
-export interface TopologyNode {
-  service: string;
-  versions: Array<{ version: string; ready: number; unready: number; draining: number }>;
-  /** clusters (regions) its instances are in, when their registry entries say */
-  clusters: string[];
-}
-
-export interface TopologyEdge extends Omit<PairStats, "source" | "destination"> {
-  source: string;
-  destination: string;
-  /** `call`: measured traffic; `mirror`: copies a Route sends to `mirror` (its rate is not measured apart) */
-  kind: "call" | "mirror";
-  error: boolean;
-  /** mirror edges: "v3 10%" */
-  note?: string;
-  /** set when telemetry says on which cluster each side is; crossCluster when they differ */
-  sourceCluster?: string;
-  destinationCluster?: string;
-  crossCluster: boolean;
-}
-
-export interface Topology {
-  at: string;
-  windowSeconds: number;
-  nodes: TopologyNode[];
-  edges: TopologyEdge[];
-}
-
-export interface ServiceView {
-  service: string;
-  instances: Array<Pick<RegistryEntry, "instance" | "version" | "state" | "host" | "startedAt" | "heartbeatAt"> & { region: string | null; ageSeconds: number }>;
-  policies: Record<PolicyKind, PolicyRevision | null>;
-  inbound: TopologyEdge[];
-  outbound: TopologyEdge[];
-  series: ServiceSeries | null;
-  droppedServices: number;
-}
 
 const KINDS: readonly PolicyKind[] = ["Route", "Authz", "Quota"];
 
