@@ -100,8 +100,11 @@ const edgeRow = (page: Page, from: string, to: string) => page.locator(`[data-te
 
 describe("dashboard", () => {
   test("the topology shows the demo's services and edges with non-zero rates that change while traffic runs", { timeout: 120_000 }, async () => {
+    const opened = Date.now();
     const page = await open("#/?window=10");
     try {
+      await edgeRow(page, "ingress", "frontend").waitFor({ timeout: WAIT_MS });
+      console.log(`measured: page open to first edge on screen ${Date.now() - opened} ms`);
       for (const [from, to] of [["ingress", "frontend"], ["frontend", "catalog"], ["frontend", "pricing"], ["ingress", "catalog"]] as const) {
         await edgeRow(page, from, to).waitFor({ timeout: WAIT_MS });
       }
@@ -135,6 +138,8 @@ describe("dashboard", () => {
       for (const chart of ["rate", "success", "latency"]) {
         await page.waitForFunction((c) => Number(document.querySelector(`[data-chart=${c}]`)?.getAttribute("data-points")) > 0, chart, { timeout: WAIT_MS });
       }
+      // A line, not a dot, in the screenshot: a second point comes with the next sample.
+      await page.waitForFunction(() => Number(document.querySelector("[data-chart=rate]")?.getAttribute("data-points")) >= 2, undefined, { timeout: WAIT_MS });
       await page.locator("[data-testid=inbound] tr[data-edge='frontend->pricing']").waitFor({ timeout: WAIT_MS });
       await page.locator("[data-testid=tail] tbody tr").first().waitFor({ timeout: WAIT_MS });
       await page.screenshot({ path: `${ARTIFACTS}dashboard-service-pricing.png`, fullPage: true });
@@ -168,8 +173,10 @@ describe("dashboard", () => {
     try {
       await page.locator(`[data-testid=edges] tr[data-edge="ingress->flaky"][data-state=ok]`).waitFor({ timeout: WAIT_MS });
       failing = true;
+      const broke = Date.now();
       const row = page.locator(`[data-testid=edges] tr[data-edge="ingress->flaky"][data-state=error]`);
       await row.waitFor({ timeout: WAIT_MS });
+      console.log(`measured: first 500s to error edge on screen ${Date.now() - broke} ms (10 s window, error under 95% success)`);
       assert.match(await row.locator("[data-field=state]").innerText(), /ERROR/, "labelled, not colour alone");
       const edge = await page.evaluate(() => {
         const e = (window as any).meshDashboard.cy.getElementById("call:ingress->flaky");
@@ -221,7 +228,9 @@ describe("dashboard", () => {
       assert.match(await status.innerText(), /reconnecting/);
       await exited;
       control = await startControl();
+      const restarted = Date.now();
       await page.locator("#status[data-state=live]").waitFor({ timeout: WAIT_MS });
+      console.log(`measured: new control ready to page live again ${Date.now() - restarted} ms`);
       // Fed by the new replica: its first telemetry reports reach the page without a reload.
       const at = await page.locator("[data-testid=topology-at]").innerText();
       await page.waitForFunction((was) => document.querySelector("[data-testid=topology-at]")?.textContent !== was, at, { timeout: WAIT_MS });

@@ -11,8 +11,9 @@ import { edgeTable } from "./topology.ts";
  * status and path.
  */
 const KINDS: readonly PolicyKind[] = ["Route", "Authz", "Quota"];
-/** access records the tail keeps on the page */
+/** access records the tail keeps on the page, and shows at most (newest first, in a scrolling box) */
 const TAIL_KEEP = 500;
+const TAIL_SHOW = 100;
 
 type TailRecord = AccessLogPage["records"][number];
 
@@ -29,7 +30,7 @@ export class ServicePage {
   constructor(root: HTMLElement, service: string) {
     this.#service = service;
     const part = (name: string) => h("section", { "data-testid": name });
-    this.#parts = { instances: part("instances"), inbound: part("inbound"), outbound: part("outbound"), policies: part("policies"), tail: part("tail") };
+    this.#parts = { instances: part("instances"), inbound: part("inbound"), outbound: part("outbound"), policies: part("policies"), tail: h("section", { "data-testid": "tail", class: "tail" }) };
     const input = (name: string, placeholder: string) => h("input", { type: "search", name, placeholder, "data-filter": name });
     this.#filters = { caller: input("caller", "caller"), status: input("status", "status, e.g. 500 or 5xx"), path: input("path", "path contains") };
     for (const f of Object.values(this.#filters)) f.addEventListener("input", () => this.#renderTail());
@@ -94,11 +95,13 @@ export class ServicePage {
     const caller = this.#filters.caller.value.trim();
     const status = this.#filters.status.value.trim().toLowerCase();
     const path = this.#filters.path.value;
-    const shown = this.#tail.filter(({ record: r }) => {
-      if (caller && r.source !== caller) return false;
-      if (status && !statusMatches(r.status, r.code, status)) return false;
-      return !path || r.path.includes(path);
-    });
+    const shown = this.#tail
+      .filter(({ record: r }) => {
+        if (caller && r.source !== caller) return false;
+        if (status && !statusMatches(r.status, r.code, status)) return false;
+        return !path || r.path.includes(path);
+      })
+      .slice(0, TAIL_SHOW);
     const rows = shown.map(({ record: r }) =>
       h(
         "tr",
