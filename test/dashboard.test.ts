@@ -119,6 +119,8 @@ describe("dashboard", () => {
       const pricing = nodes.find((n) => n.startsWith("pricing|"))!;
       assert.match(pricing, /v1 1\/1 ready/);
       assert.match(pricing, /v2 1\/1 ready/);
+      // The warm-up's 503s (before interest crossed the cluster) have left the window.
+      await page.locator(`[data-testid=edges] tr[data-edge="ingress->frontend"][data-state=ok]`).waitFor({ timeout: WAIT_MS });
       await page.screenshot({ path: `${ARTIFACTS}dashboard-topology.png`, fullPage: true });
     } finally {
       await page.close();
@@ -126,6 +128,10 @@ describe("dashboard", () => {
   });
 
   test("a service page shows instances, charts with data points and the current policies", { timeout: 120_000 }, async () => {
+    // A second Route revision, so that the history has two to diff.
+    const nc = await connectClient(nats.urls);
+    const route = (await requestControl(nc, "get", { kind: "Route", service: "pricing" })).items[0]!;
+    const applied = await requestControl(nc, "apply", { documents: [{ ...(route.document as object), timeoutMs: 2500 }] });
     const page = await open("#/service/pricing");
     try {
       await page.locator("[data-testid=instances] tr[data-instance]").nth(1).waitFor({ timeout: WAIT_MS });
@@ -142,6 +148,9 @@ describe("dashboard", () => {
       await page.waitForFunction(() => Number(document.querySelector("[data-chart=rate]")?.getAttribute("data-points")) >= 2, undefined, { timeout: WAIT_MS });
       await page.locator("[data-testid=inbound] tr[data-edge='frontend->pricing']").waitFor({ timeout: WAIT_MS });
       await page.locator("[data-testid=tail] tbody tr").first().waitFor({ timeout: WAIT_MS });
+      await page.locator(`[data-testid=policies] [data-kind=Route][data-revision="${applied.applied[0]!.revision}"]`).waitFor({ timeout: WAIT_MS });
+      await page.locator("[data-testid=diff] .added", { hasText: '"timeoutMs": 2500' }).waitFor({ timeout: WAIT_MS });
+      await page.locator("[data-testid=diff] .removed", { hasText: '"timeoutMs": 2000' }).waitFor({ timeout: WAIT_MS });
       await page.screenshot({ path: `${ARTIFACTS}dashboard-service-pricing.png`, fullPage: true });
     } finally {
       await page.close();
@@ -149,6 +158,8 @@ describe("dashboard", () => {
   });
 
   test("a pasted invalid document shows its JSON-path errors", { timeout: 60_000 }, async () => {
+    const nc = await connectClient(nats.urls);
+    const before = (await requestControl(nc, "get", { kind: "Route", service: "pricing" })).items[0]!;
     const page = await open("#/policy");
     try {
       await page.locator("[data-testid=policy-text]").fill("kind: Route\nservice: pricing\ntimeoutMs: -5\nrules:\n  - backends: [{ version: v1, wieght: 150 }]\n");
@@ -161,8 +172,8 @@ describe("dashboard", () => {
       await page.locator("[data-testid=policy-text]").fill("kind: Route\nservice: pricing\ntimeoutMs: 1500\n");
       await page.locator("[data-testid=policy-validate]").click();
       await page.locator("[data-testid=policy-result] [data-state=valid]").waitFor({ timeout: WAIT_MS });
-      const route = await requestControl(await connectClient(nats.urls), "get", { kind: "Route", service: "pricing" });
-      assert.equal((route.items[0]?.document as { timeoutMs: number }).timeoutMs, 2000, "validate applied nothing");
+      const after = (await requestControl(nc, "get", { kind: "Route", service: "pricing" })).items[0]!;
+      assert.deepEqual([after.revision, after.document], [before.revision, before.document], "validate applied nothing");
     } finally {
       await page.close();
     }

@@ -10,12 +10,14 @@ import { h } from "./dom.ts";
 interface ChartSpec {
   id: string;
   title: string;
+  /** fixed y range; absent: fitted to the data */
+  range?: [number, number];
   series: Array<{ field: SeriesField; label: string; color: string; scale?: (v: number) => number }>;
 }
 
 const CHARTS: readonly ChartSpec[] = [
   { id: "rate", title: "Request rate (rps)", series: [{ field: "rps", label: "rps", color: "#3b6fd8" }] },
-  { id: "success", title: "Success rate (%)", series: [{ field: "successRate", label: "success %", color: "#2e8b57", scale: (v) => v * 100 }] },
+  { id: "success", title: "Success rate (%)", range: [0, 100], series: [{ field: "successRate", label: "success %", color: "#2e8b57", scale: (v) => v * 100 }] },
   {
     id: "latency",
     title: "Latency (ms)",
@@ -49,6 +51,7 @@ export class Charts {
         height: 180,
         series: [{}, ...spec.series.map((s) => ({ label: s.label, stroke: s.color, width: 2, spanGaps: false }))],
         axes: [{}, { size: 50 }],
+        ...(spec.range ? { scales: { y: { range: spec.range } } } : {}),
       };
       const plot = new uPlot(opts, [[], ...spec.series.map(() => [])], el);
       this.#plots.set(spec.id, { plot, el, spec });

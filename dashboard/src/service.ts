@@ -26,6 +26,7 @@ export class ServicePage {
   #afterSeq: number | undefined;
   #tailBusy = false;
   #policyKey = "";
+  readonly #reloadHistory: () => Promise<void>;
 
   constructor(root: HTMLElement, service: string) {
     this.#service = service;
@@ -52,7 +53,7 @@ export class ServicePage {
       this.#parts.tail,
     );
     this.#charts = new Charts(charts);
-    historyPicker(history, service);
+    this.#reloadHistory = historyPicker(history, service);
   }
 
   destroy(): void {
@@ -66,6 +67,8 @@ export class ServicePage {
     fill(this.#parts.instances, instancesTable(v));
     const key = KINDS.map((k) => v.policies[k]?.revision ?? 0).join(",");
     if (key !== this.#policyKey) {
+      // A new revision: the history gains it too (not on the first update, which the picker loaded already).
+      if (this.#policyKey) void this.#reloadHistory();
       this.#policyKey = key;
       fill(this.#parts.policies, ...KINDS.map((k) => policyCard(k, v.policies[k])));
     }
@@ -155,8 +158,8 @@ function policyCard(kind: PolicyKind, r: PolicyRevision | null): Node {
   );
 }
 
-/** Kind and two revisions of its history, and the line diff between them (the `diff` package). */
-function historyPicker(root: HTMLElement, service: string): void {
+/** Kind and two revisions of its history, and the line diff between them (the `diff` package). Returns how to reload it. */
+function historyPicker(root: HTMLElement, service: string): () => Promise<void> {
   const kind = h("select", { "data-testid": "history-kind" }, ...KINDS.map((k) => h("option", { value: k }, k)));
   const from = h("select", { "data-testid": "history-from" });
   const to = h("select", { "data-testid": "history-to" });
@@ -185,4 +188,5 @@ function historyPicker(root: HTMLElement, service: string): void {
   to.addEventListener("change", show);
   fill(root, h("div", { class: "filters" }, kind, " from ", from, " to ", to), out);
   void load();
+  return load;
 }
