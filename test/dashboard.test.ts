@@ -225,6 +225,33 @@ describe("dashboard", () => {
     const page = await fetch(r.stdout.trim());
     assert.equal(page.status, 200);
     assert.match(page.headers.get("content-security-policy") ?? "", /script-src 'self'/);
+    const nobody = await runMesh(["dashboard", "--no-open", "--nats", `nats://127.0.0.1:${await freePort()}`]);
+    assert.equal(nobody.code, 3, "NATS unreachable");
+  });
+
+  test("bad input is refused with a message, and nothing but the page's own files is served", { timeout: 60_000 }, async () => {
+    const get = async (path: string, init?: RequestInit) => {
+      const res = await fetch(`${dashboard}${path}`, init);
+      return { status: res.status, body: await res.text() };
+    };
+    for (const [path, status, message] of [
+      ["api/service?name=Not_A_Name", 400, /name must be a service name, got 'Not_A_Name'/],
+      ["api/topology?window=0", 400, /window must be whole seconds from 1 to 60/],
+      ["api/history?kind=Nope&service=pricing", 400, /kind must be Route, Authz or Quota/],
+      ["api/logs?service=pricing&afterSeq=-1", 400, /afterSeq must be a stream sequence/],
+      ["api/nothing", 404, /no dashboard endpoint/],
+      ["..%2f..%2fpackage.json", 404, /no dashboard file/],
+      ["index.html", 404, /no dashboard file/],
+    ] as const) {
+      const r = await get(path);
+      assert.equal(r.status, status, `${path}: ${r.body}`);
+      assert.match(r.body, message, path);
+    }
+    assert.equal((await get("api/topology", { method: "POST" })).status, 405, "read-only");
+    const big = await get("api/validate", { method: "POST", body: "x".repeat(1024 * 1024 + 1) });
+    assert.equal(big.status, 400);
+    assert.match(big.body, /larger than 1048576 bytes/);
+    assert.equal((await get("api/topology")).status, 200, "the barrier: a good request is served");
   });
 
   test("the page reconnects by itself after control restarts", { timeout: 120_000 }, async () => {
