@@ -33,6 +33,8 @@ let browser: Browser;
 /** The "flaky" app answers 500 while this is true. */
 let failing = false;
 let traffic: NodeJS.Timeout | undefined;
+/** Uncaught errors in the page; every test ends by checking there were none (closed). */
+const pageErrors: string[] = [];
 
 /** `mesh control` as its own process on a fixed admin port, so that a restart keeps the dashboard's URL. */
 async function startControl(): Promise<ChildProcess> {
@@ -91,9 +93,15 @@ after(() => clearInterval(traffic));
 
 async function open(hash: string): Promise<Page> {
   const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
-  page.on("pageerror", (err) => console.error(`page error: ${err.message}`));
+  page.on("pageerror", (err) => pageErrors.push(`${hash}: ${err.message}`));
   await page.goto(`${dashboard}${hash}`);
   return page;
+}
+
+/** Closes a page, then: no uncaught error happened in it. */
+async function closed(page: Page): Promise<void> {
+  await page.close();
+  assert.deepEqual(pageErrors, []);
 }
 
 const edgeRow = (page: Page, from: string, to: string) => page.locator(`[data-testid=edges] tr[data-edge="${from}->${to}"][data-kind=call]`);
@@ -123,7 +131,7 @@ describe("dashboard", () => {
       await page.locator(`[data-testid=edges] tr[data-edge="ingress->frontend"][data-state=ok]`).waitFor({ timeout: WAIT_MS });
       await page.screenshot({ path: `${ARTIFACTS}dashboard-topology.png`, fullPage: true });
     } finally {
-      await page.close();
+      await closed(page);
     }
   });
 
@@ -153,7 +161,7 @@ describe("dashboard", () => {
       await page.locator("[data-testid=diff] .removed", { hasText: '"timeoutMs": 2000' }).waitFor({ timeout: WAIT_MS });
       await page.screenshot({ path: `${ARTIFACTS}dashboard-service-pricing.png`, fullPage: true });
     } finally {
-      await page.close();
+      await closed(page);
     }
   });
 
@@ -175,7 +183,7 @@ describe("dashboard", () => {
       const after = (await requestControl(nc, "get", { kind: "Route", service: "pricing" })).items[0]!;
       assert.deepEqual([after.revision, after.document], [before.revision, before.document], "validate applied nothing");
     } finally {
-      await page.close();
+      await closed(page);
     }
   });
 
@@ -199,7 +207,7 @@ describe("dashboard", () => {
       await page.screenshot({ path: `${ARTIFACTS}dashboard-topology-error.png`, fullPage: true });
     } finally {
       failing = false;
-      await page.close();
+      await closed(page);
     }
   });
 
@@ -208,13 +216,16 @@ describe("dashboard", () => {
     assert.ok(res.status > 0);
     const page = await open("#/service/catalog");
     try {
+      // The tail's own filters find it among the live traffic's records.
+      await page.locator("[data-filter=path]").fill("<script>");
+      await page.locator("[data-filter=caller]").fill("ingress");
       const cell = page.locator("[data-testid=tail] td.path", { hasText: "<script>" }).first();
       await cell.waitFor({ timeout: WAIT_MS });
       assert.equal(await cell.innerText(), SCRIPT_PATH);
       assert.equal(await page.locator("[data-testid=tail] script").count(), 0);
       assert.equal(await page.evaluate(() => (window as any).__xss), undefined);
     } finally {
-      await page.close();
+      await closed(page);
     }
   });
 
@@ -274,7 +285,7 @@ describe("dashboard", () => {
       await page.waitForFunction((was) => document.querySelector("[data-testid=topology-at]")?.textContent !== was, at, { timeout: WAIT_MS });
       await edgeRow(page, "ingress", "frontend").waitFor({ timeout: WAIT_MS });
     } finally {
-      await page.close();
+      await closed(page);
     }
   });
 });

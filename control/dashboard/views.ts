@@ -20,7 +20,7 @@ export const ERROR_SUCCESS_RATE = 0.95;
 const KV_CACHE_MS = 1_000;
 /** Access records the live tail sends per page; the first page reaches back this far. */
 const TAIL_LIMIT = 200;
-const TAIL_LOOKBACK_MS = 5 * 60_000;
+const TAIL_LOOKBACK_MS = 60_000;
 
 const KINDS: readonly PolicyKind[] = ["Route", "Authz", "Quota"];
 

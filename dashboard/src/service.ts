@@ -14,6 +14,8 @@ const KINDS: readonly PolicyKind[] = ["Route", "Authz", "Quota"];
 /** access records the tail keeps on the page, and shows at most (newest first, in a scrolling box) */
 const TAIL_KEEP = 500;
 const TAIL_SHOW = 100;
+/** pages (of 200 records) read per event at most: a service with more than ~1000 records a second makes the tail lag */
+const TAIL_PAGES_PER_EVENT = 5;
 
 type TailRecord = AccessLogPage["records"][number];
 
@@ -79,14 +81,16 @@ export class ServicePage {
     if (this.#tailBusy) return;
     this.#tailBusy = true;
     try {
-      const q = new URLSearchParams({ service: this.#service });
-      if (this.#afterSeq !== undefined) q.set("afterSeq", String(this.#afterSeq));
-      const page = await getJson<AccessLogPage>(`api/logs?${q}`);
-      this.#afterSeq = page.lastSeq;
-      if (page.records.length > 0) {
+      let more = true;
+      for (let pages = 0; more && pages < TAIL_PAGES_PER_EVENT; pages++) {
+        const q = new URLSearchParams({ service: this.#service });
+        if (this.#afterSeq !== undefined) q.set("afterSeq", String(this.#afterSeq));
+        const page = await getJson<AccessLogPage>(`api/logs?${q}`);
+        this.#afterSeq = page.lastSeq;
+        more = page.more;
         this.#tail = [...page.records.reverse(), ...this.#tail].slice(0, TAIL_KEEP);
-        this.#renderTail();
-      } else if (this.#tail.length === 0) this.#renderTail();
+      }
+      this.#renderTail();
     } catch {
       // control restarting: the next event polls again
     } finally {

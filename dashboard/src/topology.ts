@@ -39,11 +39,37 @@ export class TopologyView {
     });
     if (shape !== this.#shape) {
       this.#shape = shape;
-      this.#cy.layout({ name: "breadthfirst", directed: true, spacingFactor: 1.2, padding: 20 }).run();
+      const rows = layers(t);
+      const positions: Record<string, { x: number; y: number }> = {};
+      for (const [depth, row] of rows.entries()) row.forEach((id, i) => (positions[id] = { x: (i - (row.length - 1) / 2) * 220, y: depth * 150 }));
+      this.#cy.layout({ name: "preset", positions, fit: true, padding: 30 }).run();
     }
     fill(this.#at, `last ${t.windowSeconds}s, from the callers' sidecars · ${new Date(t.at).toLocaleTimeString()}`);
     fill(this.#edges, edgeTable(t.edges));
   }
+}
+
+/**
+ * Rows of the graph, callers on top: each service one row below its lowest
+ * caller (longest call path from a service nobody calls), so no call runs
+ * along a row through another node. Cycles stop growing after as many
+ * rounds as there are services. (Cytoscape's breadthfirst `maximal` option
+ * would do this, but throws on some graphs in 3.35.)
+ */
+export function layers(t: Topology): string[][] {
+  const depth = new Map(t.nodes.map((n) => [n.service, 0]));
+  const calls = t.edges.filter((e) => e.kind === "call" && e.source !== e.destination);
+  for (let round = 0; round < t.nodes.length; round++) {
+    let moved = false;
+    for (const e of calls) {
+      const want = (depth.get(e.source) ?? 0) + 1;
+      if ((depth.get(e.destination) ?? 0) < want) depth.set(e.destination, want), (moved = true);
+    }
+    if (!moved) break;
+  }
+  const rows: string[][] = [];
+  for (const [service, d] of [...depth].sort((a, b) => a[0].localeCompare(b[0]))) (rows[d] ??= []).push(service);
+  return rows.filter(Boolean);
 }
 
 export function edgeTable(edges: readonly TopologyEdge[]): Node {
