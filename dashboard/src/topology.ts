@@ -39,10 +39,7 @@ export class TopologyView {
     });
     if (shape !== this.#shape) {
       this.#shape = shape;
-      const rows = layers(t);
-      const positions: Record<string, { x: number; y: number }> = {};
-      for (const [depth, row] of rows.entries()) row.forEach((id, i) => (positions[id] = { x: (i - (row.length - 1) / 2) * 220, y: depth * 150 }));
-      this.#cy.layout({ name: "preset", positions, fit: true, padding: 30 }).run();
+      this.#cy.layout({ name: "preset", positions: place(t), fit: true, padding: 30 }).run();
     }
     fill(this.#at, `last ${t.windowSeconds}s, from the callers' sidecars · ${new Date(t.at).toLocaleTimeString()}`);
     fill(this.#edges, edgeTable(t.edges));
@@ -70,6 +67,32 @@ export function layers(t: Topology): string[][] {
   const rows: string[][] = [];
   for (const [service, d] of [...depth].sort((a, b) => a[0].localeCompare(b[0]))) (rows[d] ??= []).push(service);
   return rows.filter(Boolean);
+}
+
+const COLUMN_PX = 260;
+const ROW_PX = 190;
+
+/**
+ * Positions: rows from `layers`, the first evenly spaced; below, each
+ * service near the mean x of its callers (so a call that skips a row runs
+ * between nodes, not behind one), then pushed apart to a column's width.
+ */
+function place(t: Topology): Record<string, { x: number; y: number }> {
+  const at: Record<string, { x: number; y: number }> = {};
+  const callers = new Map<string, string[]>();
+  for (const e of t.edges) if (e.kind === "call") callers.set(e.destination, [...(callers.get(e.destination) ?? []), e.source]);
+  for (const [depth, row] of layers(t).entries()) {
+    const wanted = row.map((id, i) => {
+      const xs = (callers.get(id) ?? []).flatMap((c) => (at[c] ? [at[c].x] : []));
+      return { id, x: depth === 0 || xs.length === 0 ? (i - (row.length - 1) / 2) * COLUMN_PX : xs.reduce((a, b) => a + b, 0) / xs.length };
+    });
+    wanted.sort((a, b) => a.x - b.x || a.id.localeCompare(b.id));
+    const xs = wanted.map((w) => w.x);
+    for (let i = 1; i < xs.length; i++) xs[i] = Math.max(xs[i]!, xs[i - 1]! + COLUMN_PX);
+    const shift = (wanted.reduce((a, w) => a + w.x, 0) - xs.reduce((a, x) => a + x, 0)) / Math.max(1, xs.length);
+    wanted.forEach((w, i) => (at[w.id] = { x: xs[i]! + shift, y: depth * ROW_PX }));
+  }
+  return at;
 }
 
 export function edgeTable(edges: readonly TopologyEdge[]): Node {
@@ -139,6 +162,7 @@ const STYLE: cytoscape.StylesheetJson = [
       label: "data(label)",
       "text-wrap": "wrap",
       "font-size": 10,
+      "text-rotation": "autorotate",
       "text-background-color": "#fff",
       "text-background-opacity": 0.85,
       "curve-style": "bezier",
