@@ -173,6 +173,12 @@ describe("mesh up", () => {
       const r = await runMesh(["services", "--nats", natsUrl]);
       return r.code === 0 && ["frontend", "catalog", "pricing"].every((s) => r.stdout.includes(s));
     });
+    // The web dashboard at the address the banner prints (docs/dashboard.md).
+    const dashboardUrl = /^Dashboard .*(http:\/\/\S+\/dashboard\/)$/m.exec(mesh.stdout.join("\n"))?.[1];
+    assert.ok(dashboardUrl, output(mesh));
+    const page = await get(new URL(dashboardUrl));
+    assert.equal(page.status, 200, page.body);
+    assert.match(page.body, /<title>natsmesh dashboard<\/title>/);
     await stopAndCheck(mesh, pids);
   });
 
