@@ -1,6 +1,8 @@
 import { readFile } from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { join } from "node:path";
 import type { Logger } from "pino";
+import { packageFile } from "../../runtime/index.ts";
 import { isServiceName, kindFromNoun, type PolicyKind } from "../../schemas/index.ts";
 import { DASHBOARD_API, DASHBOARD_EVENTS, DASHBOARD_PATH } from "./paths.ts";
 import type { DashboardViews } from "./views.ts";
@@ -23,7 +25,8 @@ export const DASHBOARD_LIMITS = {
   defaultWindowSeconds: 30,
 } as const;
 
-const DIST = new URL("../../dashboard/dist/", import.meta.url);
+/** Built by `npm run build:dashboard`; not code, so read from the package root whether control runs compiled or not (docs/architecture.md §16). */
+const DIST = packageFile("dashboard/dist");
 /** The only files served: nothing a path names is ever looked up on disk. */
 const STATIC: Readonly<Record<string, string>> = {
   "": "text/html; charset=utf-8",
@@ -85,7 +88,7 @@ export class DashboardHttp {
     if (!type) return send(res, 404, { error: "not_found", message: `no dashboard file '${name.slice(0, 80)}'` });
     let body = this.#files.get(name);
     if (!body) {
-      body = await readFile(new URL(FILE_OF[name]!, DIST)).catch(() => undefined);
+      body = await readFile(join(DIST, FILE_OF[name]!)).catch(() => undefined);
       if (!body) return send(res, 503, { error: "not_built", message: "the dashboard is not built: run `npm run build:dashboard`" });
       this.#files.set(name, body);
     }
