@@ -262,6 +262,10 @@ describe("dashboard", () => {
     const big = await get("api/validate", { method: "POST", body: "x".repeat(1024 * 1024 + 1) });
     assert.equal(big.status, 400);
     assert.match(big.body, /larger than 1048576 bytes/);
+    const rebound = await rawCall(adminPort, "/dashboard/api/topology", { headers: { host: `attacker.example:${adminPort}` } });
+    assert.equal(rebound.status, 403, "a loopback listener answers loopback names only (DNS rebinding)");
+    const local = await rawCall(adminPort, "/dashboard/api/topology", { headers: { host: `localhost:${adminPort}` } });
+    assert.equal(local.status, 200);
     assert.equal((await get("api/topology")).status, 200, "the barrier: a good request is served");
   });
 

@@ -62,6 +62,7 @@ export class DashboardHttp {
     const path = url.pathname;
     if (path === DASHBOARD_PATH.slice(0, -1)) return redirect(res, DASHBOARD_PATH), true;
     if (!path.startsWith(DASHBOARD_PATH)) return false;
+    if (!hostAllowed(req)) return send(res, 403, { error: "forbidden", message: "on a loopback listener the dashboard answers only Host localhost, 127.0.0.1 or [::1]" }), true;
     try {
       if (path === DASHBOARD_EVENTS) return this.#events(req, res, url), true;
       if (path.startsWith(DASHBOARD_API)) return await this.#api(req, res, path.slice(DASHBOARD_API.length), url.searchParams), true;
@@ -148,6 +149,21 @@ export class DashboardHttp {
     req.once("close", done);
     res.once("close", done);
   }
+}
+
+/**
+ * DNS rebinding: a web page on another origin may resolve its own name to
+ * 127.0.0.1 and read a loopback listener. A listener on loopback therefore
+ * answers only requests that name a loopback host; one bound elsewhere was
+ * exposed on purpose, and answers any.
+ */
+function hostAllowed(req: IncomingMessage): boolean {
+  const local = req.socket.localAddress ?? "";
+  const loopback = (a: string) => a === "localhost" || a === "::1" || a === "[::1]" || /^127\./.test(a) || /^::ffff:127\./.test(a);
+  if (!loopback(local)) return true;
+  const host = (req.headers.host ?? "").toLowerCase();
+  const name = host.startsWith("[") ? host.slice(0, host.indexOf("]") + 1) : host.split(":")[0]!;
+  return loopback(name);
 }
 
 function event(name: string, data: unknown): string {
