@@ -111,7 +111,7 @@ export class DashboardHttp {
       case "service":
         return send(res, 200, await v.service(serviceOf(q, "name"), windowOf(q)));
       case "history":
-        return send(res, 200, { entries: await v.history(kindOf(q), serviceOf(q, "service")).catch(() => []) });
+        return send(res, 200, { entries: await v.history(kindOf(q), serviceOf(q, "service")) });
       case "logs":
         return send(res, 200, await v.logs(serviceOf(q, "service"), seqOf(q)));
       default:

@@ -104,8 +104,9 @@ export class DashboardViews {
     };
   }
 
+  /** A policy's revisions, oldest first; none when it never had one. */
   async history(kind: PolicyKind, service: string): Promise<PolicyRevision[]> {
-    return (await this.#store.history({ kind, service })).entries;
+    return this.#store.history({ kind, service }).then((r) => r.entries, orNone([]));
   }
 
   /** The live tail: the next page of calls to `service` after `afterSeq`, or the last few minutes' first page. */
@@ -119,14 +120,7 @@ export class DashboardViews {
   }
 
   async #policies(service: string): Promise<Record<PolicyKind, PolicyRevision | null>> {
-    const read = (kind: PolicyKind) =>
-      this.#store.get({ kind, service }).then(
-        (r) => r.items[0] ?? null,
-        (err: unknown) => {
-          if (err instanceof ControlError && err.code === "not_found") return null;
-          throw err;
-        },
-      );
+    const read = (kind: PolicyKind) => this.#store.get({ kind, service }).then((r) => r.items[0] ?? null, orNone(null));
     const [Route, Authz, Quota] = await Promise.all(KINDS.map(read));
     return { Route: Route ?? null, Authz: Authz ?? null, Quota: Quota ?? null };
   }
@@ -150,6 +144,14 @@ export class DashboardViews {
     }
     return this.#routes.value;
   }
+}
+
+/** A rejection handler: `none` for control's not_found, anything else rethrown. */
+function orNone<T>(none: T): (err: unknown) => T {
+  return (err) => {
+    if (err instanceof ControlError && err.code === "not_found") return none;
+    throw err;
+  };
 }
 
 /** A registry entry's region or cluster, once entries carry one (they may not yet: then undefined). */
