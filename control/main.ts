@@ -1,5 +1,6 @@
 import { inboxPrefixFor } from "../schemas/index.ts";
 import { closeNats, closeServer, connectNats, exitWhenStopped, hostPort, instanceName, processLogger, startAdmin, untilSignalled } from "../runtime/index.ts";
+import { controlConfig } from "./config-view.ts";
 import { startControl } from "./service.ts";
 import { startDashboard } from "./dashboard/index.ts";
 
@@ -31,7 +32,11 @@ export async function runControl(opts: ControlOptions): Promise<number> {
     ...listen,
     registry: control.registry,
     readiness: async () => (connected() ? { ready: true, reasons: [] } : { ready: false, reasons: ["nats disconnected"] }),
-    handlers: [dashboard.handle],
+    title: `mesh control, instance ${instance}`,
+    routes: {
+      "/config": { description: "the configuration this control runs with and its limits, secrets redacted", json: () => controlConfig(opts, instance, nc) },
+      "/dashboard/": { description: "the live dashboard (mesh dashboard opens it)", handle: dashboard.handle },
+    },
   });
   control.setAdminUrl(`http://${urlHost(server.address.address)}:${server.address.port}`);
   logger.info({ admin: server.address }, "control started");

@@ -188,10 +188,14 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
     ...listenAddress(config.admin),
     registry: metrics.registry,
     readiness,
+    title: `sidecar of ${config.service} ${config.version}, instance ${instance}`,
     routes: {
-      "/config": () => {
-        const { applied, rejected } = policies.describe();
-        return { service: config.service, version: config.version, instance, policies: applied, rejectedPolicies: rejected };
+      "/config": {
+        description: "the policies this sidecar applied, with their revisions, and the revisions it rejected",
+        json: () => {
+          const { applied, rejected } = policies.describe();
+          return { service: config.service, version: config.version, instance, policies: applied, rejectedPolicies: rejected };
+        },
       },
     },
   });
