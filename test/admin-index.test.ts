@@ -90,7 +90,7 @@ describe("process logs", () => {
     assert.ok(json.lines.every((l) => JSON.parse(l).level >= 10), json.lines.join("\n"));
     const pretty = await spawnControl(nats.urls.join(","), { MESH_LOG_FORMAT: "pretty" });
     const started = pretty.lines.find((l) => /control started/.test(l))!;
-    assert.match(started, /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: control started$/);
+    assert.match(started, /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: control mesh-control: control started \{"admin":\{/);
     assert.doesNotMatch(started, /\x1b\[/, "no colours outside a terminal");
   });
 
