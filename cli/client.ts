@@ -1,7 +1,7 @@
 import { basename } from "node:path";
 import { connect, PermissionViolationError, type NatsConnection } from "@nats-io/transport-node";
 import { Defaults, inboxPrefixFor, isServiceName, type ControlReplies, type ControlRequests, type ControlVerb } from "../schemas/index.ts";
-import { ControlRefusedError, ControlUnreachableError, requestControl } from "../control/index.ts";
+import { ControlRefusedError, ControlUnreachableError, requestControl } from "../control/client.ts";
 import { authenticatorFromFile } from "../runtime/index.ts";
 
 /** Exit codes of every CLI command (docs/architecture.md §8). */

@@ -2,7 +2,6 @@
 // by the one argument parser (cli/args.ts). Exit codes
 // (docs/architecture.md §8): 0 ok, 1 rejected input, 2 usage, 3 NATS or
 // control unreachable.
-import { ChromiumError, ensureChromium, ensureNatsServer, natsServerVersion, NatsServerError } from "../local/index.ts";
 import { HelpRequested, OUTPUT_FLAG, UsageError, flagHelp, jsonOutput, parseArgv, suggest } from "./args.ts";
 import { CliError, Exit } from "./client.ts";
 import type { Command } from "./command.ts";
@@ -23,6 +22,8 @@ const ENSURE_NATS_SERVER: Command = {
   summary: "find (on Debian/Ubuntu as root: install) nats-server 2.9+",
   args: { flags: {} },
   run: async () => {
+    // Loaded on use, as every heavy command is (docs/cli.md "Latency").
+    const { ensureNatsServer, natsServerVersion, NatsServerError } = await import("../local/index.ts");
     try {
       const bin = await ensureNatsServer((line) => process.stderr.write(`mesh ensure-nats-server: ${line}\n`));
       console.log(`${bin} ${await natsServerVersion(bin)}`);
@@ -39,6 +40,8 @@ const ENSURE_CHROMIUM: Command = {
   summary: "find (on Debian/Ubuntu as root: install) chromium, for the dashboard's browser tests",
   args: { flags: {} },
   run: async () => {
+    // Loaded on use, as every heavy command is (docs/cli.md "Latency").
+    const { ChromiumError, ensureChromium } = await import("../local/index.ts");
     try {
       console.log(await ensureChromium((line) => process.stderr.write(`mesh ensure-chromium: ${line}\n`)));
       return Exit.ok;

@@ -4,5 +4,3 @@ export { runControl, type ControlOptions } from "./main.ts";
 export { PolicyStore } from "./policy-store.ts";
 export { ControlError } from "./errors.ts";
 export { requestControl, ControlRefusedError, ControlUnreachableError, NO_RESPONDERS_GRACE_MS } from "./client.ts";
-export { POLICY_HISTORY } from "./buckets.ts";
-export { RECENT_MAX_WINDOW_MS } from "./recent-traffic.ts";

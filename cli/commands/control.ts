@@ -1,5 +1,4 @@
 import { Defaults } from "../../schemas/index.ts";
-import { runControl } from "../../control/index.ts";
 import { hostPort } from "../../runtime/index.ts";
 import { NATS_FLAGS, UsageError, stringValue, type Parsed } from "../args.ts";
 import { natsServers, type NatsFlags } from "../client.ts";
@@ -8,6 +7,8 @@ import type { Command } from "../command.ts";
 async function control(p: Parsed): Promise<number> {
   const admin = stringValue(p, "admin") ?? Defaults.controlAdminListen;
   if (!hostPort(admin)) throw new UsageError(`--admin must be host:port, got '${admin}'`);
+  // Loaded on use, as every heavy command is (docs/cli.md "Latency").
+  const { runControl } = await import("../../control/index.ts");
   return runControl({ nats: natsServers(p.values as NatsFlags), creds: stringValue(p, "creds"), admin, logLevel: stringValue(p, "log-level") ?? "info" });
 }
 

@@ -1,6 +1,6 @@
 import { createTwoFilesPatch } from "diff";
 import { stringify } from "yaml";
-import { POLICY_HISTORY } from "../../control/index.ts";
+import { POLICY_HISTORY } from "../../control/client.ts";
 import type { PolicyKind, PolicyRevision } from "../../schemas/index.ts";
 import { NATS_FLAGS, OUTPUT_FLAG, UsageError, formatTable, jsonOutput, type Parsed } from "../args.ts";
 import { CliError, Exit, controlRequest } from "../client.ts";

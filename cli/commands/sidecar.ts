@@ -1,5 +1,4 @@
 import { Defaults, parseSidecarConfig, ValidationError } from "../../schemas/index.ts";
-import { runSidecar } from "../../sidecar/index.ts";
 import { NATS_FLAGS, stringValue, type Parsed } from "../args.ts";
 import { CliError, Exit } from "../client.ts";
 import type { Command } from "../command.ts";
@@ -45,6 +44,8 @@ async function sidecar(p: Parsed): Promise<number> {
     if (!(err instanceof ValidationError)) throw err;
     throw new CliError(Exit.usage, "invalid sidecar options", err.problems.map((x) => `${flagOf(x.path)}: ${x.message}`));
   }
+  // Loaded on use: a CLI call that only talks to control never loads the sidecar (docs/cli.md "Latency").
+  const { runSidecar } = await import("../../sidecar/index.ts");
   return runSidecar(config);
 }
 

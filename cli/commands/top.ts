@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { RECENT_MAX_WINDOW_MS } from "../../control/index.ts";
+import { RECENT_MAX_WINDOW_MS } from "../../control/client.ts";
 import type { MeshStats, PairStats } from "../../schemas/index.ts";
 import { NATS_FLAGS, OUTPUT_FLAG, durationArg, formatTable, jsonOutput, serviceArg, type Parsed } from "../args.ts";
 import { Exit, connectCli, controlRequest, type NatsFlags } from "../client.ts";

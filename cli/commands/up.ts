@@ -1,5 +1,6 @@
 import { resolve } from "node:path";
-import { MAX_NODES, UP_DEFAULTS, checkUpOptions, demoServices, up, type UpOptions } from "../../local/index.ts";
+import { MAX_NODES, UP_DEFAULTS, checkUpOptions, type UpOptions } from "../../local/up-plan.ts";
+import { demoServices } from "../../services/manifest.ts";
 import { UsageError, stringValue, type Parsed } from "../args.ts";
 import type { Command } from "../command.ts";
 
@@ -13,6 +14,8 @@ async function runUp(p: Parsed): Promise<number> {
   };
   const problem = checkUpOptions(opts, demoServices.length);
   if (problem) throw new UsageError(problem);
+  // Loaded on use, as every heavy command is (docs/cli.md "Latency").
+  const { up } = await import("../../local/index.ts");
   return up(opts);
 }
 
