@@ -51,7 +51,9 @@ export async function connectCli(flags: NatsFlags): Promise<NatsConnection> {
     if ((err as NodeJS.ErrnoException).code === "ENOENT" || /neither NATS creds/.test((err as Error).message)) {
       throw new CliError(Exit.usage, `--creds: ${(err as Error).message}`);
     }
-    throw new CliError(Exit.unreachable, `cannot reach NATS at ${servers.join(",")}: ${(err as Error).message}`);
+    const refused = /Authorization Violation/i.test((err as Error).message);
+    const why = !refused ? "" : creds ? ` (NATS does not accept the key in ${creds})` : " (NATS wants a key: --creds FILE or NATS_CREDS, see mesh creds)";
+    throw new CliError(Exit.unreachable, `cannot reach NATS at ${servers.join(",")}: ${(err as Error).message}${why}`);
   }
 }
 

@@ -116,6 +116,12 @@ describe("permission errors", () => {
     );
   });
 
+  test("no key at all: NATS refuses the connection, and the message says what to give", async () => {
+    const r = await runMesh(["services", "--nats", nats.urls.join(",")], { env: { NATS_CREDS: "" } });
+    assert.equal(r.code, 3);
+    assert.match(r.stderr, /Authorization Violation \(NATS wants a key: --creds FILE or NATS_CREDS, see mesh creds\)\n$/);
+  });
+
   test("the admin key works", async () => {
     const r = await runMesh(["services", "--nats", nats.urls.join(","), "--creds", seedFile(dir, "admin")]);
     assert.equal(r.code, 0, r.stderr);
