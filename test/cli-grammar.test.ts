@@ -54,7 +54,7 @@ describe("grammar", () => {
       [["logs", "--folow"], /did you mean '--follow'\?/],
       [["history", "routes"], /^mesh history: missing SERVICE/],
       [["diff", "routes", "pricing", "x"], /^mesh diff: REV1 must be a revision number/],
-      [["sidecar"], /^mesh sidecar: /],
+      [["sidecar"], /^mesh sidecar: --service is required \(see mesh sidecar --help\)$/m],
       [["completion", "fish"], /no completion for shell 'fish'/],
       [["top", "--window", "soon"], /--window must be a duration/],
       [[], /^mesh: no command given/],
@@ -65,7 +65,7 @@ describe("grammar", () => {
       assert.match(r.stderr, message, args.join(" "));
       assert.equal(r.stdout, "", args.join(" "));
       assertPlainWords(r.stderr);
-      if (args[0] !== "sidecar") assert.equal(r.stderr.trimEnd().split("\n").length, 1, `one line: ${r.stderr}`);
+      assert.equal(r.stderr.trimEnd().split("\n").length, 1, `one line: ${r.stderr}`);
     }
   });
 

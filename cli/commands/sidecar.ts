@@ -1,5 +1,5 @@
 import { Defaults, parseSidecarConfig, ValidationError } from "../../schemas/index.ts";
-import { NATS_FLAGS, stringValue, type Parsed } from "../args.ts";
+import { NATS_FLAGS, UsageError, stringValue, type Parsed } from "../args.ts";
 import { CliError, Exit } from "../client.ts";
 import type { Command } from "../command.ts";
 
@@ -42,7 +42,10 @@ async function sidecar(p: Parsed): Promise<number> {
     config = parseSidecarConfig(sidecarConfigInput(p));
   } catch (err) {
     if (!(err instanceof ValidationError)) throw err;
-    throw new CliError(Exit.usage, "invalid sidecar options", err.problems.map((x) => `${flagOf(x.path)}: ${x.message}`));
+    const problems = err.problems.map((x) => `${flagOf(x.path)} ${x.message}`);
+    // One problem, one line; several are listed under it.
+    if (problems.length === 1) throw new UsageError(problems[0]!);
+    throw new CliError(Exit.usage, "invalid sidecar options", problems);
   }
   // Loaded on use: a CLI call that only talks to control never loads the sidecar (docs/cli.md "Latency").
   const { runSidecar } = await import("../../sidecar/index.ts");
