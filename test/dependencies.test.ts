@@ -51,7 +51,7 @@ function satisfiesComparator(version: Version, comparator: string): boolean {
   }
 }
 
-export function satisfies(version: string, range: string): boolean {
+function satisfies(version: string, range: string): boolean {
   const v = parse(version);
   return range.split("||").some((alt) => alt.trim().replace(/(>=|<=|>|<|\^|~|=)\s+/g, "$1").split(/\s+/).every((c) => satisfiesComparator(v, c)));
 }

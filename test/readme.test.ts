@@ -17,7 +17,7 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const README = await readFile(new URL("../README.md", import.meta.url), "utf8");
 
 /** The text from `heading` to the next heading of the same or a higher level. */
-export function section(markdown: string, heading: string): string {
+function section(markdown: string, heading: string): string {
   const start = markdown.indexOf(`\n${heading}\n`);
   if (start === -1) throw new Error(`no '${heading}' in the README`);
   const level = /^#+/.exec(heading)![0].length;
@@ -26,12 +26,12 @@ export function section(markdown: string, heading: string): string {
   return next ? rest.slice(0, next.index) : rest;
 }
 
-export function shBlocks(markdown: string): string[] {
+function shBlocks(markdown: string): string[] {
   return [...markdown.matchAll(/^```sh\n([\s\S]*?)^```$/gm)].map((m) => m[1]!);
 }
 
 /** What each `# → TEXT` comment of a block says it prints. */
-export function expectations(block: string): string[] {
+function expectations(block: string): string[] {
   return [...block.matchAll(/# → (.+?)\s*$/gm)].map((m) => m[1]!);
 }
 
