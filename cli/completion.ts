@@ -17,7 +17,9 @@ function completables(commands: Readonly<Record<string, Command>>): Completable[
   return Object.entries(commands).map(([name, c]) => {
     const flags = Object.entries(c.args.flags).flatMap(([flag, f]) => [`--${flag}`, ...(f.short ? [`-${f.short}`] : [])]);
     const word = c.synopsis.split(/\s+/).slice(1).find((w) => /^[a-z-]+(\|[a-z-]+)+$/.test(w));
-    return { name, flags: [...flags, "--help"], choices: word ? word.split("|") : [] };
+    // A COMMAND argument (mesh help COMMAND) completes to the commands themselves.
+    const choices = word ? word.split("|") : c.args.positionals?.names === "COMMAND" ? Object.keys(commands) : [];
+    return { name, flags: [...flags, "--help"], choices };
   });
 }
 

@@ -90,6 +90,7 @@ describe("grammar", () => {
     assert.equal(await complete("mesh", "servi"), "services");
     assert.equal(await complete("mesh", "get", "ro"), "routes");
     assert.equal(await complete("mesh", "logs", "--fo"), "--follow");
+    assert.equal(await complete("mesh", "help", "hist"), "history");
     const zsh = await runMesh(["completion", "zsh"]);
     assert.equal(zsh.code, 0);
     assert.match(zsh.stdout, /^#compdef mesh/);
