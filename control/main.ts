@@ -1,5 +1,6 @@
+import { Registry } from "prom-client";
 import { inboxPrefixFor } from "../schemas/index.ts";
-import { closeNats, closeServer, connectNats, exitWhenStopped, hostPort, instanceName, processLogger, startAdmin, untilSignalled } from "../runtime/index.ts";
+import { closeNats, closeServer, connectNats, exitWhenStopped, hostPort, instanceName, processLogger, startAdmin, untilSignalled, type Readiness } from "../runtime/index.ts";
 import { startControl } from "./service.ts";
 
 export interface ControlOptions {
@@ -8,6 +9,8 @@ export interface ControlOptions {
   /** `host:port` of the admin listener (metrics, readiness) */
   admin: string;
   logLevel: string;
+  /** give up the first NATS connection after this many ms (exit 3); absent: keep trying */
+  connectTimeoutMs?: number;
 }
 
 /** `mesh control`: serves until SIGTERM or SIGINT, then stops and exits. Returns the exit code. */
@@ -16,20 +19,36 @@ export async function runControl(opts: ControlOptions): Promise<number> {
   if (!listen) throw new RangeError(`--admin must be host:port, got '${opts.admin}'`);
   const instance = instanceName();
   const logger = processLogger(opts.logLevel, { component: "control", service: "mesh-control", instance });
-  const { nc, connected } = await connectNats({
-    servers: opts.nats,
-    name: "mesh-control",
-    // Its own inboxes: in secure mode control may read no others.
-    inboxPrefix: inboxPrefixFor("control"),
-    creds: opts.creds,
-    logger,
-  });
-  const control = await startControl(nc, logger, undefined, instance);
+  // The admin port opens at once; /readyz says what startup waits for (docs/architecture.md §14).
+  const registry = new Registry();
+  const state: { starting: string; readiness?: () => Readiness } = { starting: `connecting to NATS at ${opts.nats.join(",")}` };
   const server = await startAdmin({
     ...listen,
-    registry: control.registry,
-    readiness: async () => (connected() ? { ready: true, reasons: [] } : { ready: false, reasons: ["nats disconnected"] }),
+    registry,
+    readiness: async () => state.readiness?.() ?? { ready: false, reasons: [state.starting] },
   });
+  logger.info({ admin: server.address }, "admin listening");
+  let connection;
+  try {
+    connection = await connectNats({
+      servers: opts.nats,
+      name: "mesh-control",
+      // Its own inboxes: in secure mode control may read no others.
+      inboxPrefix: inboxPrefixFor("control"),
+      creds: opts.creds,
+      logger,
+      connectTimeoutMs: opts.connectTimeoutMs,
+      onWaiting: (reason) => (state.starting = reason),
+    });
+  } catch (err) {
+    await closeServer(server.server);
+    logger.flush();
+    throw err;
+  }
+  const { nc, connected } = connection;
+  state.starting = "creating buckets and streams";
+  const control = await startControl(nc, logger, registry, instance);
+  state.readiness = () => (connected() ? { ready: true, reasons: [] } : { ready: false, reasons: ["nats disconnected"] });
   logger.info({ admin: server.address }, "control started");
   await untilSignalled(logger);
   await control.stop().catch((err) => logger.warn({ err }, "control did not drain"));
