@@ -9,6 +9,9 @@ import { request } from "undici";
 import { freePort, runMesh } from "./helpers/mesh.ts";
 import { spawnMesh, type MeshProcess } from "./helpers/mesh-process.ts";
 import { startNats } from "./helpers/nats.ts";
+import { startTestControl } from "./helpers/control.ts";
+import { captureLogs } from "./helpers/logs.ts";
+import { requestControl } from "../control/index.ts";
 
 async function get(port: number, path: string): Promise<{ status: number; body: string }> {
   const res = await request(`http://127.0.0.1:${port}${path}`);
@@ -75,4 +78,25 @@ test("--connect-timeout: sidecar and control give up with exit 3 and the CLI's m
   }
   const bad = await runMesh(["sidecar", "--service", "late", "--nats", url, "--connect-timeout", "soon"]);
   assert.equal(bad.code, 2, bad.stderr);
+});
+
+// The `mesh up --secure` race (docs/architecture.md §14): after a restart with
+// its store, a cluster has a meta leader before its streams have theirs, and
+// the create of an existing bucket is answered only by the stream's leader.
+// Control used to exit on the TimeoutError; it now retries while JetStream settles.
+test("control starts on a 3-node cluster restarted with its store, right after the meta leader is back", { timeout: 180_000 }, async (t) => {
+  const cluster = await startNats({ nodes: 3 });
+  const first = await startTestControl(cluster.urls);
+  await first.kill();
+  for (let round = 0; round < 2; round++) {
+    await Promise.all(cluster.servers.map((s) => s.kill()));
+    await Promise.all(cluster.servers.map((s) => s.restart()));
+    const { logger, lines } = captureLogs();
+    const control = await startTestControl(cluster.urls, logger);
+    const reply = await requestControl(control.nc, "services", {});
+    assert.deepEqual(reply.services, []);
+    const retried = lines.filter((l) => /JetStream did not answer yet/.test(l.msg)).length;
+    t.diagnostic(`round ${round}: ${retried} setup step(s) retried while JetStream settled`);
+    await control.kill();
+  }
 });
