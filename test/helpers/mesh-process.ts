@@ -19,6 +19,8 @@ export interface MeshProcess {
   exited: Promise<number>;
   /** the first log entry (past or future) for which `match` is true; rejects if the process exits first */
   logged(match: (entry: Record<string, any>) => boolean): Promise<Record<string, any>>;
+  /** the first line of output (past or future) matching; rejects if the process exits first */
+  printed(match: RegExp): Promise<string>;
 }
 
 const SIGNAL_NUMBERS: Record<string, number> = { SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
@@ -55,18 +57,20 @@ export function spawnMesh(args: string[], opts: { env?: NodeJS.ProcessEnv; detac
     child.kill("SIGKILL");
     await exited;
   });
-  const logged = (match: (entry: Record<string, any>) => boolean) =>
-    new Promise<Record<string, any>>((resolve, reject) => {
+  const waitFor = <T>(find: () => T | undefined, what: string) =>
+    new Promise<T>((resolve, reject) => {
       const check = () => {
-        const found = logs.find(match);
-        if (found) return waiters.delete(check), resolve(found);
+        const found = find();
+        if (found !== undefined) return waiters.delete(check), resolve(found);
         if (child.exitCode !== null || child.signalCode !== null) {
           waiters.delete(check);
-          reject(new Error(`mesh ${args[0]} exited before the awaited log line:\n${lines.join("\n")}`));
+          reject(new Error(`mesh ${args[0]} exited before ${what}:\n${lines.join("\n")}`));
         }
       };
       waiters.add(check);
       check();
     });
-  return { process: child, logs, lines, exited, logged };
+  const logged = (match: (entry: Record<string, any>) => boolean) => waitFor(() => logs.find(match), "the awaited log line");
+  const printed = (match: RegExp) => waitFor(() => lines.find((l) => match.test(l)), `a line matching ${match}`);
+  return { process: child, logs, lines, exited, logged, printed };
 }
