@@ -10,6 +10,7 @@ import { CONTROL_COMMAND } from "./commands/control.ts";
 import { CREDS_COMMAND } from "./commands/creds.ts";
 import { LOGS_COMMAND } from "./commands/logs.ts";
 import { POLICY_COMMANDS } from "./commands/policy.ts";
+import { RUN_COMMAND } from "./commands/run.ts";
 import { SIDECAR_COMMAND } from "./commands/sidecar.ts";
 import { TOP_COMMAND } from "./commands/top.ts";
 import { UP_COMMAND } from "./commands/up.ts";
@@ -48,6 +49,7 @@ const HELP: Command = {
 const COMMANDS: Readonly<Record<string, Command>> = {
   up: UP_COMMAND,
   sidecar: SIDECAR_COMMAND,
+  run: RUN_COMMAND,
   control: CONTROL_COMMAND,
   ...POLICY_COMMANDS,
   logs: LOGS_COMMAND,
