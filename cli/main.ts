@@ -6,6 +6,7 @@ import { ensureNatsServer, natsServerVersion, NatsServerError } from "../local/i
 import { HelpRequested, UsageError, flagHelp, parseArgv, suggest } from "./args.ts";
 import { CliError, Exit } from "./client.ts";
 import type { Command } from "./command.ts";
+import { CHECK_COMMAND } from "./commands/check.ts";
 import { CONTROL_COMMAND } from "./commands/control.ts";
 import { CREDS_COMMAND } from "./commands/creds.ts";
 import { LOGS_COMMAND } from "./commands/logs.ts";
@@ -50,6 +51,7 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   up: UP_COMMAND,
   sidecar: SIDECAR_COMMAND,
   run: RUN_COMMAND,
+  check: CHECK_COMMAND,
   control: CONTROL_COMMAND,
   ...POLICY_COMMANDS,
   logs: LOGS_COMMAND,

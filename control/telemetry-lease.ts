@@ -26,7 +26,7 @@ export interface Lease {
 }
 
 async function openBucket(nc: NatsConnection): Promise<KV> {
-  return (await ensureKv(new Kvm(nc), await jetstreamManager(nc), LEASE_BUCKET, { history: 1, ttl: LEASE_TTL_MS })).kv;
+  return (await ensureKv(new Kvm(nc), await jetstreamManager(nc), LEASE_BUCKET, { history: 1, ttl: LEASE_TTL_MS })).kv; // bucketSpecs() (buckets.ts) lists the same
 }
 
 /** Tries to take (or keeps) the lease now and every LEASE_RENEW_MS; `onChange` hears of every gain and loss. */

@@ -5,5 +5,7 @@ export { up } from "./up.ts";
 export { UP_DEFAULTS, MAX_NODES, checkUpOptions, type UpOptions } from "./up-plan.ts";
 export { demoServices } from "../services/manifest.ts";
 export { CredsError, seedFile, writeCreds, type CredsResult } from "./creds.ts";
-export { ensureNatsServer, natsServerVersion, NatsServerError } from "./nats-binary.ts";
+export { ensureNatsServer, findNatsServer, natsServerVersion, NatsServerError, MIN_NATS_SERVER_VERSION } from "./nats-binary.ts";
+export { planUp, plannedPorts } from "./up-plan.ts";
+export { tryListen } from "./up-probe.ts";
 export { startNatsCluster, stopAll, type NatsCluster, type NatsNode } from "./nats-cluster.ts";
