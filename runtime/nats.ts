@@ -65,7 +65,7 @@ async function firstConnect(opts: ConnectOptions): Promise<NatsConnection> {
   let waitMs: number = backoff.initial;
   for (let attempt = 1; ; attempt++) {
     try {
-      return await connect({
+      const nc = await connect({
         servers: opts.servers,
         name: opts.name,
         noAsyncTraces: true,
@@ -76,6 +76,8 @@ async function firstConnect(opts: ConnectOptions): Promise<NatsConnection> {
         ...(opts.inboxPrefix ? { inboxPrefix: opts.inboxPrefix } : {}),
         ...(authenticator ? { authenticator } : {}),
       });
+      if (attempt > 1) opts.logger.info({ server: nc.getServer(), attempt }, `connected to NATS at ${nc.getServer()} after ${attempt} attempts`);
+      return nc;
     } catch (err) {
       const reason = reasonOf(err);
       const left = deadline - Date.now();

@@ -54,6 +54,7 @@ test("sidecar and control: admin port and logs while NATS is unreachable, ready 
 
   await startNats({ clientPorts: [port] });
   await control.logged((e) => e.msg === "control started");
+  assert.ok(control.logs.some((e) => /^connected to NATS at .* after \d+ attempts$/.test(e.msg) && e.level === 30));
   await sidecar.logged((e) => e.msg === "sidecar started");
   await becomesReady(controlAdmin, []);
   await becomesReady(sidecarAdmin, []);
