@@ -5,7 +5,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createConnection, createServer } from "node:net";
 import { constants } from "node:os";
-import { createInterface } from "node:readline";
+import type { Readable, Writable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 
@@ -129,8 +129,28 @@ function signal(child: ChildProcess, sig: NodeJS.Signals): void {
 
 /** Each line of the child's stdout and stderr, prefixed, to ours. */
 function prefix(child: ChildProcess, tag: string): void {
-  createInterface({ input: child.stdout! }).on("line", (line) => process.stdout.write(`${tag}${line}\n`));
-  createInterface({ input: child.stderr! }).on("line", (line) => process.stderr.write(`${tag}${line}\n`));
+  prefixLines(child.stdout!, process.stdout, tag);
+  prefixLines(child.stderr!, process.stderr, tag);
+}
+
+/** A line longer than this is written in pieces, each prefixed: output without newlines must not grow a buffer. */
+const MAX_LINE_BYTES = 64 * 1024;
+
+function prefixLines(from: Readable, to: Writable, tag: string): void {
+  let partial = "";
+  from.setEncoding("utf8");
+  from.on("data", (chunk: string) => {
+    const lines = (partial + chunk).split("\n");
+    partial = lines.pop()!;
+    while (partial.length > MAX_LINE_BYTES) {
+      lines.push(partial.slice(0, MAX_LINE_BYTES));
+      partial = partial.slice(MAX_LINE_BYTES);
+    }
+    if (lines.length) to.write(lines.map((l) => `${tag}${l}\n`).join(""));
+  });
+  from.on("end", () => {
+    if (partial) to.write(`${tag}${partial}\n`);
+  });
 }
 
 /** Says when the app's port answers and when the sidecar is ready; gives up silently when either ends first. */

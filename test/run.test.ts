@@ -40,7 +40,7 @@ test("the Python catalog behind mesh run answers through another sidecar; SIGINT
   const { sidecar, app } = await pids(run);
   await run.printed(/^mesh run: catalog is in the mesh/);
   assert.ok(run.lines.some((l) => /^\[app\] catalog listening on http:\/\/127\.0\.0\.1:\d+/.test(l)), run.lines.join("\n"));
-  assert.ok(run.lines.some((l) => /^\[sidecar\] \{.*"msg":"sidecar started"/.test(l)), run.lines.join("\n"));
+  await run.printed(/^\[sidecar\] \{.*"msg":"sidecar started"/);
 
   const res = await call(caller.outbound.port, "catalog", "/items");
   assert.equal(res.statusCode, 200);
@@ -87,4 +87,13 @@ test("usage errors exit 2 and start nothing; a command that cannot start exits 1
   const r = await runMesh(["run", "--service", "ghost", "--nats", nats, "--", "/nonexistent/app"]);
   assert.equal(r.code, 127, r.stderr);
   assert.match(r.stderr, /mesh run: cannot start '\/nonexistent\/app'/);
+});
+
+test("output without newlines is passed on in bounded, prefixed pieces", { timeout: 60_000 }, async () => {
+  const run = spawnMesh(["run", "--service", "chatty", "--nats", nats, "--", "python3", "-c", "import sys; sys.stdout.write('x' * 200000)"]);
+  assert.equal(await run.exited, 0, run.lines.slice(-5).join("\n"));
+  const pieces = run.lines.filter((l) => l.startsWith("[app] "));
+  assert.ok(pieces.length >= 4, `${pieces.length} pieces`);
+  assert.ok(pieces.every((l) => l.length <= 64 * 1024 + 6));
+  assert.equal(pieces.map((l) => l.slice(6)).join(""), "x".repeat(200000));
 });

@@ -35,7 +35,8 @@ export function spawnMesh(args: string[], opts: { env?: NodeJS.ProcessEnv; detac
   const lines: string[] = [];
   const waiters = new Set<() => void>();
   const exited = new Promise<number>((resolve) =>
-    child.once("exit", (code, signal) => {
+    // "close": exited, and every line it printed has been read.
+    child.once("close", (code, signal) => {
       resolve(code ?? 128 + (SIGNAL_NUMBERS[signal ?? ""] ?? 0));
       for (const w of waiters) w();
     }),
