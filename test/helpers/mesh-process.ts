@@ -34,9 +34,11 @@ export function spawnMesh(args: string[], opts: { env?: NodeJS.ProcessEnv; detac
   const logs: Array<Record<string, any>> = [];
   const lines: string[] = [];
   const waiters = new Set<() => void>();
+  let closed = false;
   const exited = new Promise<number>((resolve) =>
     // "close": exited, and every line it printed has been read.
     child.once("close", (code, signal) => {
+      closed = true;
       resolve(code ?? 128 + (SIGNAL_NUMBERS[signal ?? ""] ?? 0));
       for (const w of waiters) w();
     }),
@@ -63,7 +65,7 @@ export function spawnMesh(args: string[], opts: { env?: NodeJS.ProcessEnv; detac
       const check = () => {
         const found = find();
         if (found !== undefined) return waiters.delete(check), resolve(found);
-        if (child.exitCode !== null || child.signalCode !== null) {
+        if (closed) {
           waiters.delete(check);
           reject(new Error(`mesh ${args[0]} exited before ${what}:\n${lines.join("\n")}`));
         }
