@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test, type TestContext } from "node:test";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { createUser } from "@nats-io/nkeys";
+import { nkeys } from "@nats-io/transport-node";
 import { writeCreds, seedFile } from "../local/creds.ts";
 import { bucketSpecs } from "../control/index.ts";
 import { startApp } from "./helpers/apps.ts";
@@ -97,7 +97,7 @@ test("secure mode: the admin key passes; an unknown key and a sidecar's key fail
   assert.match(r.text, /^✓ bucket mesh_routes: /m);
 
   const stranger = join(dir, "stranger.nk");
-  await writeFile(stranger, new TextDecoder().decode(createUser().getSeed()));
+  await writeFile(stranger, new TextDecoder().decode(nkeys.createUser().getSeed()));
   r = await check(["--nats", nats, "--creds", stranger]);
   assert.equal(r.code, 1, r.text);
   assert.match(r.text, /^✗ NATS at .* refused the key of 'stranger': .*\n {4}hint: pass --creds with a key/m);
