@@ -44,13 +44,27 @@ async function stop(mesh: MeshProcess): Promise<void> {
   assert.equal(await mesh.exited, 0, mesh.lines.join("\n"));
 }
 
-/** The weights of the pricing Route's last rule, as control has them in force. */
-async function pricingWeights(): Promise<number[]> {
+interface MeshState {
+  /** the weights of the pricing Route's last rule, as control has them in force */
+  weights: number[];
+  /** revisions in the pricing Route's history */
+  revisions: number;
+  /** access records of calls to the demo's entry service made before `before` */
+  recordsBefore: number;
+}
+
+async function meshState(before = 0): Promise<MeshState> {
   const nc = await connect({ servers: [NATS], noAsyncTraces: true });
   try {
     const { items } = await requestControl(nc, "get", { kind: "Route", service: "pricing" });
     const rules = (items[0]!.document as { rules: Array<{ backends?: Array<{ weight?: number }> }> }).rules;
-    return rules.at(-1)!.backends!.map((b) => b.weight ?? 0);
+    const { entries } = await requestControl(nc, "history", { kind: "Route", service: "pricing" });
+    const { records } = await requestControl(nc, "logs", { since: 0, limit: 1000 });
+    return {
+      weights: rules.at(-1)!.backends!.map((b) => b.weight ?? 0),
+      revisions: entries.length,
+      recordsBefore: records.filter((r) => Date.parse(r.record.time) < before).length,
+    };
   } finally {
     await nc.close();
   }
@@ -59,21 +73,24 @@ async function pricingWeights(): Promise<number[]> {
 test("a restart keeps the policy a user applied; --reset restores the examples", { timeout: 240_000 }, async () => {
   let run = await started();
   assert.match(run.policy, /^applied \d+ example policies from .*policies\.yaml to an empty mesh$/);
-  assert.deepEqual(await pricingWeights(), [90, 10]);
+  assert.deepEqual((await meshState()).weights, [90, 10]);
   const applied = await runMesh(["apply", "-f", "-", "--nats", NATS], { stdin: CANARY_50 });
   assert.equal(applied.code, 0, applied.stderr);
   await stop(run.mesh);
+  const stoppedAt = Date.now();
 
   run = await started();
   assert.match(run.policy, /^kept \d+ policy document\(s\) from the last run in .* \(mesh up --reset restores the examples\)$/);
-  assert.deepEqual(await pricingWeights(), [50, 50]);
-  const history = await runMesh(["history", "routes", "pricing", "--nats", NATS]);
-  assert.equal(history.code, 0, history.stderr);
+  const kept = await meshState(stoppedAt);
+  assert.deepEqual(kept.weights, [50, 50]);
+  assert.equal(kept.revisions, 2, "the example's revision and the user's");
+  assert.ok(kept.recordsBefore > 0, "access records of the first run's calls");
   await stop(run.mesh);
 
   run = await started("--reset");
   assert.match(run.policy, /^applied \d+ example policies from .* after --reset$/);
-  assert.deepEqual(await pricingWeights(), [90, 10]);
+  const reset = await meshState(stoppedAt);
+  assert.deepEqual([reset.weights, reset.revisions, reset.recordsBefore], [[90, 10], 1, 0]);
   await stop(run.mesh);
 });
 
