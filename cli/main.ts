@@ -7,12 +7,14 @@ import { CliError, Exit } from "./client.ts";
 import type { Command } from "./command.ts";
 import { bashCompletion, zshCompletion } from "./completion.ts";
 import { formatVersions, versions } from "./version.ts";
+import { CHECK_COMMAND } from "./commands/check.ts";
 import { CONTROL_COMMAND } from "./commands/control.ts";
 import { CREDS_COMMAND } from "./commands/creds.ts";
 import { DASHBOARD_COMMAND } from "./commands/dashboard.ts";
 import { LOGS_COMMAND } from "./commands/logs.ts";
 import { HISTORY_COMMANDS } from "./commands/history.ts";
 import { POLICY_COMMANDS } from "./commands/policy.ts";
+import { RUN_COMMAND } from "./commands/run.ts";
 import { SIDECAR_COMMAND } from "./commands/sidecar.ts";
 import { TOP_COMMAND } from "./commands/top.ts";
 import { UP_COMMAND } from "./commands/up.ts";
@@ -93,6 +95,8 @@ const COMPLETION: Command = {
 const COMMANDS: Readonly<Record<string, Command>> = {
   up: UP_COMMAND,
   sidecar: SIDECAR_COMMAND,
+  run: RUN_COMMAND,
+  check: CHECK_COMMAND,
   control: CONTROL_COMMAND,
   ...POLICY_COMMANDS,
   ...HISTORY_COMMANDS,

@@ -20,11 +20,12 @@ export function redactUrl(url: string): string {
   return `${scheme}${colon === -1 ? "***" : `${auth!.slice(0, colon)}:***`}@${rest}`;
 }
 
-export function controlConfig(opts: ControlOptions, instance: string, nc: NatsConnection): Record<string, unknown> {
+/** `nc` is absent while control is still connecting. */
+export function controlConfig(opts: ControlOptions, instance: string, nc: NatsConnection | undefined): Record<string, unknown> {
   return {
     instance,
     nats: opts.nats.map(redactUrl),
-    connectedTo: nc.isClosed() ? null : redactUrl(nc.getServer()),
+    connectedTo: !nc || nc.isClosed() ? null : redactUrl(nc.getServer()),
     credentials: opts.creds ? { file: opts.creds, key: "redacted" } : null,
     admin: opts.admin,
     logLevel: opts.logLevel,

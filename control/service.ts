@@ -12,6 +12,7 @@ import {
   type ControlVerb,
   type ValidControlRequests,
 } from "../schemas/index.ts";
+import { whileJetStreamSettles } from "../runtime/index.ts";
 import { ensureBuckets } from "./buckets.ts";
 import { ControlError } from "./errors.ts";
 import { PolicyStore } from "./policy-store.ts";
@@ -91,11 +92,12 @@ export async function startControl(
   collectDefaultMetrics({ register: registry });
   const requests = new Counter({ name: "mesh_control_requests_total", help: "Control requests by verb and outcome", labelNames: ["verb", "outcome"], registers: [registry] });
   const duration = new Histogram({ name: "mesh_control_request_duration_seconds", help: "Control request handling time", labelNames: ["verb"], registers: [registry] });
-  const buckets = await ensureBuckets(nc, logger);
+  // A cluster that has just (re)started may not answer yet: retried, not fatal (docs/architecture.md §14).
+  const buckets = await whileJetStreamSettles("creating buckets", logger, () => ensureBuckets(nc, logger));
   const store = new PolicyStore(buckets);
   const quota = new QuotaLeases(buckets.quota, opts.now);
   // Access logs are not worth refusing to serve policy for: without the stream, sidecars drop and count records.
-  await ensureAccessStream(nc, logger).catch((err) => logger.error({ err }, "access log stream MESH_ACCESS not created"));
+  await whileJetStreamSettles("creating stream MESH_ACCESS", logger, () => ensureAccessStream(nc, logger)).catch((err) => logger.error({ err }, "access log stream MESH_ACCESS not created"));
   const telemetry = await startTelemetry({ nc, logger, registry, holder: instance });
   const instances = new InstanceRegistry(buckets.registry);
   let adminUrl: string | undefined;

@@ -49,6 +49,11 @@ export function ensureNatsServer(log?: (line: string) => void): Promise<string> 
   return found;
 }
 
+/** A nats-server already here (NATS_SERVER_BIN, PATH, Debian's path), without installing one; undefined when none. */
+export async function findNatsServer(): Promise<string | undefined> {
+  return (await fromEnv().catch(() => undefined)) ?? (await onPath("nats-server")) ?? (await firstExecutable(PACKAGE_BINS));
+}
+
 async function locate(log?: (line: string) => void): Promise<string> {
   const bin =
     (await fromEnv()) ??

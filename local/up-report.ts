@@ -15,12 +15,13 @@ export function displayPath(path: string): string {
 
 const pad = (s: string) => s.padEnd(18);
 
-export function readyReport(plan: UpPlan, opts: UpOptions, cluster: NatsCluster, tookMs: number): string {
+export function readyReport(plan: UpPlan, opts: UpOptions, cluster: NatsCluster, tookMs: number, policyNote?: string): string {
   const seconds = (tookMs / 1000).toFixed(1);
   const what = plan.apps.length ? `${plan.apps.length} demo apps behind sidecars` : "no demo apps";
   const lines = [
     "",
     `natsmesh is ready in ${seconds} s: ${cluster.servers.length} NATS node(s), ${what}, ingress on ${HOST}:${plan.ingress.listenPort}`,
+    ...(policyNote ? [`Policy: ${policyNote}`] : []),
     "",
     ...tryIt(plan),
     "",

@@ -1,4 +1,5 @@
 import { Defaults, parseSidecarConfig, ValidationError } from "../../schemas/index.ts";
+import { NatsUnreachableError } from "../../runtime/index.ts";
 import { NATS_FLAGS, UsageError, stringValue, type Parsed } from "../args.ts";
 import { CliError, Exit } from "../client.ts";
 import type { Command } from "../command.ts";
@@ -12,6 +13,7 @@ const FIELDS: ReadonlyArray<[flag: string, field: string, number?: true]> = [
   ["admin", "admin"],
   ["creds", "creds"],
   ["instance", "instance"],
+  ["connect-timeout", "connectTimeoutMs", true],
   ["timeout-ms", "requestTimeoutMs", true],
   ["max-concurrent", "maxConcurrent", true],
   ["max-deadline-ms", "maxDeadlineMs", true],
@@ -49,7 +51,13 @@ async function sidecar(p: Parsed): Promise<number> {
   }
   // Loaded on use: a CLI call that only talks to control never loads the sidecar (docs/cli.md "Latency").
   const { runSidecar } = await import("../../sidecar/index.ts");
-  return runSidecar(config);
+  return runSidecar(config).catch(unreachableExit);
+}
+
+/** A first connection that gave up (--connect-timeout) exits 3 with the CLI's own words. */
+export function unreachableExit(err: unknown): never {
+  if (err instanceof NatsUnreachableError) throw new CliError(Exit.unreachable, err.message);
+  throw err;
 }
 
 /** `requestTimeoutMs` -> `--timeout-ms`, for messages in the user's words. */
@@ -72,6 +80,7 @@ export const SIDECAR_COMMAND: Command = {
       admin: { type: "string", env: "MESH_ADMIN", value: "127.0.0.1:15090", help: "admin listener: /healthz /readyz /metrics /config" },
       ...NATS_FLAGS,
       instance: { type: "string", env: "MESH_INSTANCE", value: "ID", help: "instance name (default: host and random suffix)" },
+      "connect-timeout": { type: "string", env: "MESH_CONNECT_TIMEOUT", value: "MS", help: "exit 3 when NATS cannot be reached within MS at start (default: keep trying)" },
       "timeout-ms": { type: "string", env: "MESH_TIMEOUT_MS", value: "N", help: "deadline of a call whose route sets none (default 30000)" },
       "max-concurrent": { type: "string", env: "MESH_MAX_CONCURRENT", value: "N", help: "requests served at once; more are answered overloaded (default 1000, 0 = no limit)" },
       "max-deadline-ms": { type: "string", env: "MESH_MAX_DEADLINE_MS", value: "N", help: "cap on a caller's deadline (default 300000)" },
