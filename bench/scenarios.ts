@@ -106,7 +106,9 @@ export interface RunningSidecar {
 export async function startSidecar(env: BenchEnv, spec: SidecarSpec): Promise<RunningSidecar> {
   const listen = `127.0.0.1:${await freePort()}`;
   const admin = `127.0.0.1:${await freePort()}`;
-  const args = [...(await profileFlags(env, spec.role)), MESH_BIN, "sidecar", "--service", spec.service, "--listen", listen, "--admin", admin, "--nats", env.natsUrl, "--log-level", "warn"];
+  // BENCH_SIDECAR_NODE_FLAGS: node flags for the mesh's sidecars only (e.g. to try V8 heap settings).
+  const nodeFlags = process.env.BENCH_SIDECAR_NODE_FLAGS?.split(" ").filter(Boolean) ?? [];
+  const args = [...nodeFlags, ...(await profileFlags(env, spec.role)), MESH_BIN, "sidecar", "--service", spec.service, "--listen", listen, "--admin", admin, "--nats", env.natsUrl, "--log-level", "warn"];
   if (spec.app) args.push("--app", spec.app);
   if (spec.flags) args.push(...spec.flags);
   const child = startChild(spec.role, process.execPath, args);
