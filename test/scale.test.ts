@@ -13,6 +13,7 @@ import { stringify } from "yaml";
 import { controlRequest } from "../cli/client.ts";
 import { kvStream, POLICY_BUCKETS, registerSubject, type RoutePolicy } from "../schemas/index.ts";
 import { scaleDocuments, scaleHeartbeat, scaleRoute, scaleService } from "../bench/scale-policy.ts";
+import { startApp } from "./helpers/apps.ts";
 import { onFileEnd } from "./helpers/cleanup.ts";
 import { startTestControl } from "./helpers/control.ts";
 import { call, eventually, runMesh, startTestSidecar } from "./helpers/mesh.ts";
@@ -138,4 +139,27 @@ test("mesh services counts 2000 registered instances of 500 services", async () 
   assert.equal(new Set(services.map((s) => s.service)).size, instances / perService);
   assert.equal(services.reduce((sum, s) => sum + s.instances, 0), instances);
   assert.equal(services.reduce((sum, s) => sum + s.ready, 0), instances);
+});
+
+test("a sidecar follows the instances of a service while its Route asks for p2c-ewma, and by queue group again once it does not", async () => {
+  const app = await startApp();
+  const provider = await startTestSidecar({ service: "balanced", app: app.url, nats: nats.urls });
+  const caller = await startTestSidecar({ service: "loadgen", nats: nats.urls });
+  const subjects: string[] = [];
+  const watch = nc.subscribe("mesh.rpc.balanced.>", { callback: (_err, msg) => void subjects.push(msg.subject) });
+  onFileEnd(() => watch.unsubscribe());
+  /** calls once and says on which subject the request went */
+  const lastSubject = async () => {
+    const res = await call(caller.outbound.port, "balanced", "/");
+    await res.body.dump();
+    assert.equal(res.statusCode, 200);
+    await nc.flush();
+    return subjects.at(-1);
+  };
+  const apply = (doc: Record<string, unknown>) => controlRequest(nc, "apply", { documents: [{ kind: "Route", service: "balanced", ...doc }] });
+
+  await apply({ loadBalancer: "p2c-ewma" });
+  await eventually(async () => (await lastSubject()) === `mesh.rpc.balanced.~${provider.instance}.loadgen`, IN_FORCE_WITHIN_MS, 100);
+  await apply({ timeoutMs: 5_000 });
+  await eventually(async () => (await lastSubject()) === "mesh.rpc.balanced._.loadgen", IN_FORCE_WITHIN_MS, 100);
 });

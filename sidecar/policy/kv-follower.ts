@@ -57,6 +57,8 @@ export interface KvFollowerOptions<T> {
 }
 
 const DEFAULT_RESYNC_MS = 30_000;
+/** one decoder for every value: constructing one per value showed in profiles (docs/scale.md) */
+const utf8 = new TextDecoder();
 const DEFAULT_RETRY_MS = 1_000;
 /** direct gets in flight at once while reading a whole bucket */
 const READ_CONCURRENCY = 16;
@@ -250,7 +252,7 @@ export class KvFollower<T> {
   #checkValue(v: KvValue): ReturnType<ValueCheck<T>> {
     let doc: unknown;
     try {
-      doc = JSON.parse(new TextDecoder().decode(v.value));
+      doc = JSON.parse(utf8.decode(v.value));
     } catch (err) {
       return { ok: false, problems: [`value is not JSON: ${(err as Error).message}`] };
     }

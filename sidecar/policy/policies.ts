@@ -14,11 +14,14 @@ import {
   type QuotaPolicy,
   type RoutePolicy,
 } from "../../schemas/index.ts";
-import { KvFollower, type AppliedValue, type RejectedValue, type ValueCheck } from "./kv-follower.ts";
+import { KvFollower, type AppliedValue, type KvFollowerOptions, type RejectedValue, type ValueCheck } from "./kv-follower.ts";
 import { KvReader } from "./kv-reader.ts";
 import { compileAuthz, denyAll, type AuthzDecider } from "./authz.ts";
 import { InstanceView } from "./instances.ts";
 import { compileRoute, type CompiledRoute } from "./routing.ts";
+
+/** services whose instances one sidecar follows at most (one per p2c-ewma Route); beyond it, the queue group balances */
+const MAX_REGISTRY_FOLLOWS = 1_000;
 
 /** A registry value is applied only if it is an entry, and the one of its key (control writes them so). */
 const registryValue: ValueCheck<RegistryEntry> = (doc, key) => {
@@ -62,11 +65,14 @@ export class SidecarPolicies {
   readonly #authz: KvFollower<AuthzPolicy>;
   readonly #provider: boolean;
   /**
-   * The registry changes with every heartbeat of every instance, so it is
-   * followed only once some route asks for p2c-ewma, which needs it.
+   * The registry changes with every heartbeat of every instance, so only the
+   * instances of services whose Route asks for p2c-ewma are followed, one
+   * follower per such service (`<service>.>`): what a sidecar receives grows
+   * with the services it balances itself, not with the mesh (docs/scale.md).
    */
-  readonly #registry: KvFollower<RegistryEntry>;
-  #registryStarted: Promise<void> | undefined;
+  readonly #registry = new Map<string, { follower: KvFollower<RegistryEntry>; started: Promise<void> }>();
+  readonly #registryOptions: Omit<KvFollowerOptions<RegistryEntry>, "key" | "bucket" | "check" | "onChange" | "quiet" | "valuesInChanges">;
+  readonly #logger: Logger;
   #loaded = false;
 
   constructor(opts: SidecarPoliciesOptions) {
@@ -87,19 +93,13 @@ export class SidecarPolicies {
         onChange: (key, applied) => {
           if (applied) this.routes.set(key, compileRoute(applied.document as RoutePolicy));
           else this.routes.delete(key);
-          if (applied?.document.loadBalancer === "p2c-ewma") this.#followRegistry();
+          if (applied?.document.loadBalancer === "p2c-ewma") this.#followRegistry(key);
+          else this.#unfollowRegistry(key);
         },
       }),
     );
-    this.#registry = new KvFollower<RegistryEntry>({
-      ...common,
-      quiet: true,
-      valuesInChanges: true,
-      bucket: REGISTRY_BUCKET,
-      key: ">",
-      check: registryValue,
-      onChange: (key, applied) => this.instances.update(key, applied?.document as RegistryEntry | undefined),
-    });
+    this.#registryOptions = common;
+    this.#logger = opts.logger;
     this.#provider = opts.provider;
     this.#authz = new KvFollower<AuthzPolicy>({
       ...common,
@@ -139,24 +139,51 @@ export class SidecarPolicies {
     const authz = this.#provider ? undefined : this.#authz.start();
     authz?.catch(() => undefined);
     await Promise.all(waitFor.map((w) => w.start()));
-    // A p2c-ewma route read just now started the registry watch: have its instances before serving.
-    await this.#registryStarted;
+    // p2c-ewma routes read just now started registry watches: have their instances before serving.
+    await Promise.all([...this.#registry.values()].map((r) => r.started));
     this.#loaded = true;
   }
 
   stop(): void {
     for (const w of this.#followers) w.stop();
-    this.#registry.stop();
+    for (const r of this.#registry.values()) r.follower.stop();
   }
 
   /** After a reconnect: changes republished while this sidecar was away were lost, so read everything again. */
   resync(): void {
     for (const w of this.#followers) w.resync();
-    if (this.#registryStarted) this.#registry.resync();
+    for (const r of this.#registry.values()) r.follower.resync();
   }
 
-  #followRegistry(): void {
-    this.#registryStarted ??= this.#registry.start().catch(() => undefined);
+  /** Follows the instances of `service` (registry keys `<service>.<instance>`), once. */
+  #followRegistry(service: string): void {
+    if (this.#registry.has(service)) return;
+    if (this.#registry.size >= MAX_REGISTRY_FOLLOWS) {
+      this.#logger.warn({ service, max: MAX_REGISTRY_FOLLOWS }, "too many p2c-ewma services to follow: this one is balanced by its queue group");
+      return;
+    }
+    const follower = new KvFollower<RegistryEntry>({
+      ...this.#registryOptions,
+      quiet: true,
+      valuesInChanges: true,
+      bucket: REGISTRY_BUCKET,
+      key: `${service}.>`,
+      check: registryValue,
+      // A read still in flight when the service was unfollowed changes nothing.
+      onChange: (key, applied) => {
+        if (this.#registry.get(service)?.follower === follower) this.instances.update(key, applied?.document as RegistryEntry | undefined);
+      },
+    });
+    this.#registry.set(service, { follower, started: follower.start().catch(() => undefined) });
+  }
+
+  /** The Route no longer asks for p2c-ewma: stop following its instances and forget them. */
+  #unfollowRegistry(service: string): void {
+    const followed = this.#registry.get(service);
+    if (!followed) return;
+    followed.follower.stop();
+    this.#registry.delete(service);
+    for (const key of followed.follower.applied.keys()) this.instances.update(key, undefined);
   }
 
   /** What `/config` shows: every applied document with its revision, and newer revisions that were rejected. */
