@@ -59,20 +59,22 @@ export class SidecarPolicies {
    * checks the destination's to fail fast (the provider's check is the one that counts).
    */
   readonly authz = new Map<string, AuthzDecider>();
-  /** live instances of every service, for latency-aware balancing */
-  readonly instances = new InstanceView();
+  /** live instances of the services this sidecar balances itself (p2c-ewma) */
+  readonly instances: InstanceView;
   readonly #followers: Array<KvFollower<any>> = [];
   readonly #authz: KvFollower<AuthzPolicy>;
   readonly #provider: boolean;
   /**
-   * The registry changes with every heartbeat of every instance, so only the
-   * instances of services whose Route asks for p2c-ewma are followed, one
-   * follower per such service (`<service>.>`): what a sidecar receives grows
-   * with the services it balances itself, not with the mesh (docs/scale.md).
+   * The registry changes with every heartbeat of every instance, so a sidecar
+   * follows only the instances of services it calls whose Route asks for
+   * p2c-ewma, one follower per such service (`<service>.>`), from the first
+   * call on (until they are read, the queue group balances): what it
+   * receives grows with what it calls, not with the mesh (docs/scale.md).
    */
-  readonly #registry = new Map<string, { follower: KvFollower<RegistryEntry>; started: Promise<void> }>();
+  readonly #registry = new Map<string, KvFollower<RegistryEntry>>();
   readonly #registryOptions: Omit<KvFollowerOptions<RegistryEntry>, "key" | "bucket" | "check" | "onChange" | "quiet" | "valuesInChanges">;
   readonly #logger: Logger;
+  #warnedFull = false;
   #loaded = false;
 
   constructor(opts: SidecarPoliciesOptions) {
@@ -81,6 +83,10 @@ export class SidecarPolicies {
       help: "Policy values in KV that failed validation on receipt and were not applied",
       labelNames: ["bucket"],
       registers: [opts.registry],
+    });
+    // Asked for only on a p2c-ewma Route's call path, and only when no fresh list is cached.
+    this.instances = new InstanceView(Date.now, (service) => {
+      if (this.routes.get(service)?.source.loadBalancer === "p2c-ewma") this.#followRegistry(service);
     });
     const reader = new KvReader(opts.nc);
     const common = { nc: opts.nc, reader, logger: opts.logger, onRejected: (bucket: string) => rejected.inc({ bucket }) };
@@ -93,8 +99,7 @@ export class SidecarPolicies {
         onChange: (key, applied) => {
           if (applied) this.routes.set(key, compileRoute(applied.document as RoutePolicy));
           else this.routes.delete(key);
-          if (applied?.document.loadBalancer === "p2c-ewma") this.#followRegistry(key);
-          else this.#unfollowRegistry(key);
+          if (applied?.document.loadBalancer !== "p2c-ewma") this.#unfollowRegistry(key);
         },
       }),
     );
@@ -139,27 +144,27 @@ export class SidecarPolicies {
     const authz = this.#provider ? undefined : this.#authz.start();
     authz?.catch(() => undefined);
     await Promise.all(waitFor.map((w) => w.start()));
-    // p2c-ewma routes read just now started registry watches: have their instances before serving.
-    await Promise.all([...this.#registry.values()].map((r) => r.started));
     this.#loaded = true;
   }
 
   stop(): void {
     for (const w of this.#followers) w.stop();
-    for (const r of this.#registry.values()) r.follower.stop();
+    for (const f of this.#registry.values()) f.stop();
   }
 
   /** After a reconnect: changes republished while this sidecar was away were lost, so read everything again. */
   resync(): void {
     for (const w of this.#followers) w.resync();
-    for (const r of this.#registry.values()) r.follower.resync();
+    for (const f of this.#registry.values()) f.resync();
   }
 
   /** Follows the instances of `service` (registry keys `<service>.<instance>`), once. */
   #followRegistry(service: string): void {
     if (this.#registry.has(service)) return;
     if (this.#registry.size >= MAX_REGISTRY_FOLLOWS) {
-      this.#logger.warn({ service, max: MAX_REGISTRY_FOLLOWS }, "too many p2c-ewma services to follow: this one is balanced by its queue group");
+      if (this.#warnedFull) return;
+      this.#warnedFull = true;
+      this.#logger.warn({ service, max: MAX_REGISTRY_FOLLOWS }, "too many p2c-ewma services to follow: the others are balanced by their queue groups");
       return;
     }
     const follower = new KvFollower<RegistryEntry>({
@@ -171,19 +176,20 @@ export class SidecarPolicies {
       check: registryValue,
       // A read still in flight when the service was unfollowed changes nothing.
       onChange: (key, applied) => {
-        if (this.#registry.get(service)?.follower === follower) this.instances.update(key, applied?.document as RegistryEntry | undefined);
+        if (this.#registry.get(service) === follower) this.instances.update(key, applied?.document as RegistryEntry | undefined);
       },
     });
-    this.#registry.set(service, { follower, started: follower.start().catch(() => undefined) });
+    this.#registry.set(service, follower);
+    follower.start().catch(() => undefined);
   }
 
   /** The Route no longer asks for p2c-ewma: stop following its instances and forget them. */
   #unfollowRegistry(service: string): void {
     const followed = this.#registry.get(service);
     if (!followed) return;
-    followed.follower.stop();
+    followed.stop();
     this.#registry.delete(service);
-    for (const key of followed.follower.applied.keys()) this.instances.update(key, undefined);
+    for (const key of followed.applied.keys()) this.instances.update(key, undefined);
   }
 
   /** What `/config` shows: every applied document with its revision, and newer revisions that were rejected. */
