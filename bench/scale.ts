@@ -51,6 +51,8 @@ const HEARTBEAT_MS = 2_000;
 /** heartbeats go out in this many slices per interval, as independent sidecars would spread them */
 const HEARTBEAT_SLICES = 20;
 const RSS_SAMPLE_MS = 250;
+/** how long each case first sits idle, to measure what the sidecars spend with no request (s) */
+const IDLE_S = num("SCALE_IDLE_S", 3);
 
 const say = (line: string) => process.stderr.write(`bench:scale: ${line}\n`);
 
@@ -58,8 +60,12 @@ interface CaseResult {
   name: string;
   readyMs: { caller: number; provider: number };
   load: LoadResult;
-  /** CPU µs per request, per process */
+  /** CPU µs per request, per process: all it used over the measured window */
   cpuUs: Record<"caller" | "provider" | "nats-server" | "control", number>;
+  /** CPU ms per second each process used idle, before the load (heartbeats, telemetry, timers) */
+  idleCpuMsPerS: Record<"caller" | "provider" | "nats-server" | "control", number>;
+  /** cpuUs less the idle rate over the window: what the requests themselves cost */
+  netCpuUs: Record<"caller" | "provider", number>;
   /** caller sidecar RSS: idle after start, and the largest sample under load */
   callerRssMiB: { idle: number; loadMax: number };
   providerRssMiB: { idle: number; loadMax: number };
@@ -124,6 +130,12 @@ async function measureCase(name: string, env: BenchEnv, pids: { nats: number; co
       loadMax.caller = Math.max(loadMax.caller, (await rssMiB(caller.s.child.pid)) ?? 0);
       loadMax.provider = Math.max(loadMax.provider, (await rssMiB(provider.s.child.pid)) ?? 0);
     };
+    const idleStart = await cpuNow();
+    const idleT0 = performance.now();
+    await new Promise((r) => setTimeout(r, IDLE_S * 1000)); // a window to measure over, not a wait for an event
+    const idleEnd = await cpuNow();
+    const idleS = (performance.now() - idleT0) / 1000;
+    const idleRate = (k: keyof typeof watched) => ((idleEnd[k]! - idleStart[k]!) * 1000) / idleS;
     let timer: NodeJS.Timeout | undefined;
     let cpuStart: Promise<Record<string, number>> | undefined;
     let cpuEnd: Promise<Record<string, number>> | undefined;
@@ -140,11 +152,14 @@ async function measureCase(name: string, env: BenchEnv, pids: { nats: number; co
     await sample();
     const [a, b] = await Promise.all([cpuStart!, cpuEnd!]);
     const perRequest = (k: keyof typeof watched) => ((b[k]! - a[k]!) * 1e6) / load.requests;
+    const netPerRequest = (k: keyof typeof watched) => ((b[k]! - a[k]! - (idleRate(k) / 1000) * load.elapsedS) * 1e6) / load.requests;
     const result: CaseResult = {
       name,
       readyMs: { caller: caller.ms, provider: provider.ms },
       load,
       cpuUs: { caller: perRequest("caller"), provider: perRequest("provider"), "nats-server": perRequest("nats-server"), control: perRequest("control") },
+      idleCpuMsPerS: { caller: idleRate("caller"), provider: idleRate("provider"), "nats-server": idleRate("nats-server"), control: idleRate("control") },
+      netCpuUs: { caller: netPerRequest("caller"), provider: netPerRequest("provider") },
       callerRssMiB: { idle: idle.caller, loadMax: loadMax.caller },
       providerRssMiB: { idle: idle.provider, loadMax: loadMax.provider },
       callerPolicies: await policiesApplied(caller.s.admin),
@@ -200,6 +215,11 @@ function table(small: CaseResult, large: CaseResult): string {
     ["req/s", small.load.rps, large.load.rps, "×"],
     ["caller sidecar CPU µs/req", small.cpuUs.caller, large.cpuUs.caller, "×"],
     ["provider sidecar CPU µs/req", small.cpuUs.provider, large.cpuUs.provider, "×"],
+    ["caller CPU µs/req less its idle rate", small.netCpuUs.caller, large.netCpuUs.caller, "×"],
+    ["provider CPU µs/req less its idle rate", small.netCpuUs.provider, large.netCpuUs.provider, "×"],
+    ["caller idle CPU ms/s", small.idleCpuMsPerS.caller, large.idleCpuMsPerS.caller, "×"],
+    ["nats-server idle CPU ms/s", small.idleCpuMsPerS["nats-server"], large.idleCpuMsPerS["nats-server"], "×"],
+    ["control idle CPU ms/s", small.idleCpuMsPerS.control, large.idleCpuMsPerS.control, "×"],
     ["nats-server CPU µs/req", small.cpuUs["nats-server"], large.cpuUs["nats-server"], "×"],
     ["control CPU µs/req", small.cpuUs.control, large.cpuUs.control, "×"],
     ["caller RSS idle MiB", small.callerRssMiB.idle, large.callerRssMiB.idle, "Δ"],
@@ -231,6 +251,8 @@ async function main(): Promise<void> {
   const registry = await keepRegistryAlive(nc);
   const dir = await makeTempDir("natsmesh-bench-scale-");
   const docs = scaleDocuments(DOCS);
+  // What `mesh apply` costs whatever the file (process start, connect): one document.
+  const oneCliMs = await cliApply(nats.url, dir, "one", [{ kind: "Route", service: "one", timeoutMs: 1_000 }]);
   const routesCliMs = await cliApply(nats.url, dir, "routes", docs.slice(0, DOCS));
   const authzCliMs = await cliApply(nats.url, dir, "authz", docs.slice(DOCS));
   // The control round trip alone, for all of them at once (updates: each key gets a new revision).
@@ -245,9 +267,10 @@ async function main(): Promise<void> {
   const heartbeatsFailed = registry.failed();
   await nc.close();
 
-  const apply = { routesCliMs, authzCliMs, [`all${docs.length}RoundTripMs`]: allRoundTripMs };
+  const apply = { oneCliMs, routesCliMs, authzCliMs, [`all${docs.length}RoundTripMs`]: allRoundTripMs };
   console.log(`\n${table(small, large)}\n`);
   console.log(`| mesh apply | documents | ms |\n| --- | ---: | ---: |`);
+  console.log(`| \`mesh apply -f\` one Route (CLI process, start to exit) | 1 | ${oneCliMs.toFixed(0)} |`);
   console.log(`| \`mesh apply -f\` Routes (CLI process, start to exit) | ${DOCS} | ${routesCliMs.toFixed(0)} |`);
   console.log(`| \`mesh apply -f\` Authz (CLI process, start to exit) | ${DOCS} | ${authzCliMs.toFixed(0)} |`);
   console.log(`| apply verb, control round trip | ${docs.length} | ${allRoundTripMs.toFixed(0)} |`);
