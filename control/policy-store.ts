@@ -195,11 +195,16 @@ function revisionOf(kind: PolicyKind, e: KvEntry): PolicyRevision {
 /**
  * The live value of every key, read through one ordered consumer instead of a
  * get per key (2000 registry entries: tens of ms, not a round trip each;
- * docs/scale.md). Deleted keys are left out.
+ * docs/scale.md), up to the last write when the read began. Deleted keys are left out.
  */
 async function currentEntries(kv: KV): Promise<KvEntry[]> {
+  // Heartbeats keep writing while we read: what was stored when we started is enough, so stop there.
+  const lastSeq = (await kv.status()).streamInfo.state.last_seq;
   const last = new Map<string, KvEntry>();
-  for await (const e of await kv.history()) last.set(e.key, e);
+  for await (const e of await kv.history()) {
+    last.set(e.key, e);
+    if (e.revision >= lastSeq) break;
+  }
   return [...last.values()].filter((e) => e.operation === "PUT");
 }
 
