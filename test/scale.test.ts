@@ -9,9 +9,13 @@ import { join } from "node:path";
 import { before, describe, test } from "node:test";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import { headers } from "@nats-io/transport-node";
+import pino from "pino";
 import { stringify } from "yaml";
 import { controlRequest } from "../cli/client.ts";
-import { kvStream, POLICY_BUCKETS, registerSubject, type RoutePolicy } from "../schemas/index.ts";
+import { checkStoredPolicy, kvChangesSubject, kvStream, POLICY_BUCKETS, registerSubject, type RoutePolicy } from "../schemas/index.ts";
+import { KvFollower, KvReader } from "../sidecar/index.ts";
 import { scaleDocuments, scaleHeartbeat, scaleRoute, scaleService } from "../bench/scale-policy.ts";
 import { startApp } from "./helpers/apps.ts";
 import { onFileEnd } from "./helpers/cleanup.ts";
@@ -162,4 +166,43 @@ test("a sidecar follows the instances of a service while its Route asks for p2c-
   await eventually(async () => (await lastSubject()) === `mesh.rpc.balanced.~${provider.instance}.loadgen`, IN_FORCE_WITHIN_MS, 100);
   await apply({ timeoutMs: 5_000 });
   await eventually(async () => (await lastSubject()) === "mesh.rpc.balanced._.loadgen", IN_FORCE_WITHIN_MS, 100);
+});
+
+test("a follower asks again for an announced revision that no replica returns yet", async () => {
+  // A bucket without republish, so the only announcement is the one this test sends before the write.
+  const own = await startNats();
+  const client = await connectClient(own.urls);
+  onFileEnd(() => client.close());
+  const kv = await new Kvm(client).create(POLICY_BUCKETS.Route, { history: 10 });
+  let firstRead: () => void = () => {};
+  const firstReadDone = new Promise<void>((resolve) => (firstRead = resolve));
+  /** the real reader, telling when the follower, not finding the announced revision, asked for the key's newest */
+  class TellingReader extends KvReader {
+    override async last(bucket: string, key: string) {
+      const v = await super.last(bucket, key);
+      firstRead();
+      return v;
+    }
+  }
+  let applied: (revision: number) => void = () => {};
+  const appliedRevision = new Promise<number>((resolve) => (applied = resolve));
+  const follower = new KvFollower<RoutePolicy>({
+    nc: client,
+    reader: new TellingReader(client),
+    logger: pino({ level: "silent" }),
+    bucket: POLICY_BUCKETS.Route,
+    key: ">",
+    check: (doc, key) => checkStoredPolicy("Route", key, doc) as { ok: true; value: RoutePolicy },
+    onChange: (_key, value) => value && applied(value.revision),
+    onRejected: () => undefined,
+    resyncMs: 3_600_000, // so it is not the periodic check that finds the write
+  });
+  await follower.start();
+  onFileEnd(() => follower.stop());
+  const h = headers();
+  h.set("Nats-Sequence", "1");
+  client.publish(kvChangesSubject(POLICY_BUCKETS.Route, "pricing"), new Uint8Array(), { headers: h });
+  await firstReadDone; // it found nothing stored yet: it must ask again
+  const revision = await kv.put("pricing", JSON.stringify({ kind: "Route", service: "pricing", timeoutMs: 1_234 }));
+  assert.equal(await appliedRevision, revision);
 });
