@@ -3,7 +3,8 @@
 // one control and one echo app:
 //
 //   1. small: a fresh caller and provider sidecar, no policy at all; the load
-//      generator (bench/load.ts) calls `bench` through the caller.
+//      generator (bench/load.ts) calls `bench` through the caller, at each
+//      concurrency (fresh sidecars for each).
 //   2. grow: 2000 registry entries kept alive by heartbeats sent the way 2000
 //      provider sidecars would (mesh.ctl.v1.register.<service> every 2 s), and
 //      500 Route + 500 Authz documents for other services applied with
@@ -17,7 +18,7 @@
 // generator's measured window divided by the requests in it, as bench/run.ts
 // counts it. Ratios are large/small of the same run.
 // Env: SCALE_DOCS (500), SCALE_INSTANCES (2000), BENCH_DURATION_S (5),
-// BENCH_WARMUP_S (1), BENCH_CONCURRENCY (32), BENCH_PROFILE=1 (--cpu-prof).
+// BENCH_WARMUP_S (1), BENCH_CONCURRENCY ("1,32"), SCALE_IDLE_S (3), SCALE_REPEATS (3), BENCH_PROFILE=1 (--cpu-prof).
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -44,7 +45,9 @@ const DOCS = num("SCALE_DOCS", 500);
 const INSTANCES = num("SCALE_INSTANCES", 2000);
 const DURATION_S = num("BENCH_DURATION_S", 5);
 const WARMUP_S = num("BENCH_WARMUP_S", 1);
-const CONCURRENCY = num("BENCH_CONCURRENCY", 32);
+/** each case runs once per concurrency; c=1 shows the cost per request without the batching a saturated c=32 gets */
+const CONCURRENCIES = (process.env.BENCH_CONCURRENCY ?? "1,32").split(",").map((c) => Number(c.trim()));
+if (CONCURRENCIES.some((c) => !Number.isInteger(c) || c < 1)) throw new Error(`BENCH_CONCURRENCY='${process.env.BENCH_CONCURRENCY}' is not a list of positive integers`);
 /** instances per service in the registry, and how often each heartbeats (the sidecar's interval) */
 const INSTANCES_PER_SERVICE = 4;
 const HEARTBEAT_MS = 2_000;
@@ -53,11 +56,14 @@ const HEARTBEAT_SLICES = 20;
 const RSS_SAMPLE_MS = 250;
 /** how long each case first sits idle, to measure what the sidecars spend with no request (s) */
 const IDLE_S = num("SCALE_IDLE_S", 3);
+/** load runs per case and concurrency: other work on the machine comes and goes */
+const REPEATS = num("SCALE_REPEATS", 3);
 
 const say = (line: string) => process.stderr.write(`bench:scale: ${line}\n`);
 
 interface CaseResult {
   name: string;
+  concurrency: number;
   readyMs: { caller: number; provider: number };
   load: LoadResult;
   /** CPU µs per request, per process: all it used over the measured window */
@@ -71,6 +77,8 @@ interface CaseResult {
   providerRssMiB: { idle: number; loadMax: number };
   /** what the caller's /config shows it applied */
   callerPolicies: number;
+  /** caller CPU µs per request of every run, lowest first (the median run is the one reported) */
+  callerCpuUsByRun: number[];
 }
 
 async function startApp(): Promise<string> {
@@ -81,8 +89,8 @@ async function startApp(): Promise<string> {
 }
 
 /** Runs bench/load.ts once; `window` is called when its measured window opens and closes. */
-async function runLoad(origin: string, window: (edge: "start" | "end") => void): Promise<LoadResult> {
-  const spec: LoadSpec = { origin, path: "/echo", headers: { host: "bench" }, concurrency: CONCURRENCY, warmupS: WARMUP_S, durationS: DURATION_S, timeoutMs: 10_000 };
+async function runLoad(origin: string, concurrency: number, window: (edge: "start" | "end") => void): Promise<LoadResult> {
+  const spec: LoadSpec = { origin, path: "/echo", headers: { host: "bench" }, concurrency, warmupS: WARMUP_S, durationS: DURATION_S, timeoutMs: 10_000 };
   let pending = "";
   let result: LoadResult | undefined;
   const child = startChild("load generator", process.execPath, ["--import", "tsx", join(BENCH_DIR, "load.ts"), JSON.stringify(spec)], {
@@ -110,8 +118,27 @@ async function policiesApplied(admin: string): Promise<number> {
   return ((await res.json()) as { policies: unknown[] }).policies.length;
 }
 
-/** Fresh caller and provider sidecars, then one load run through them. */
-async function measureCase(name: string, env: BenchEnv, pids: { nats: number; control: number }): Promise<CaseResult> {
+/** One load run, with every watched process's CPU at the edges of its measured window and RSS sampled within it. */
+async function measuredLoad(origin: string, concurrency: number, cpuNow: () => Promise<Record<string, number>>, sample: () => Promise<void>) {
+  let timer: NodeJS.Timeout | undefined;
+  let cpuStart: Promise<Record<string, number>> | undefined;
+  let cpuEnd: Promise<Record<string, number>> | undefined;
+  const load = await runLoad(origin, concurrency, (edge) => {
+    if (edge === "start") {
+      cpuStart = cpuNow();
+      timer = setInterval(() => void sample(), RSS_SAMPLE_MS);
+    } else {
+      clearInterval(timer);
+      cpuEnd = cpuNow();
+    }
+  });
+  await sample();
+  const [a, b] = await Promise.all([cpuStart!, cpuEnd!]);
+  return { load, a, b };
+}
+
+/** Fresh caller and provider sidecars, then SCALE_REPEATS load runs through them. */
+async function measureCase(name: string, concurrency: number, env: BenchEnv, pids: { nats: number; control: number }): Promise<CaseResult> {
   const timed = async (spec: Parameters<typeof startSidecar>[1]) => {
     const t0 = performance.now();
     const s = await startSidecar(env, spec);
@@ -136,25 +163,20 @@ async function measureCase(name: string, env: BenchEnv, pids: { nats: number; co
     const idleEnd = await cpuNow();
     const idleS = (performance.now() - idleT0) / 1000;
     const idleRate = (k: keyof typeof watched) => ((idleEnd[k]! - idleStart[k]!) * 1000) / idleS;
-    let timer: NodeJS.Timeout | undefined;
-    let cpuStart: Promise<Record<string, number>> | undefined;
-    let cpuEnd: Promise<Record<string, number>> | undefined;
-    say(`${name}: load c=${CONCURRENCY} for ${DURATION_S} s...`);
-    const load = await runLoad(`http://${caller.s.listen}`, (edge) => {
-      if (edge === "start") {
-        cpuStart = cpuNow();
-        timer = setInterval(() => void sample(), RSS_SAMPLE_MS);
-      } else {
-        clearInterval(timer);
-        cpuEnd = cpuNow();
-      }
-    });
-    await sample();
-    const [a, b] = await Promise.all([cpuStart!, cpuEnd!]);
+    // Several runs on the same sidecars; the one with the median caller CPU per request is reported.
+    const runs: Array<{ load: LoadResult; a: Record<string, number>; b: Record<string, number> }> = [];
+    for (let r = 0; r < REPEATS; r++) {
+      say(`${name}: load c=${concurrency} for ${DURATION_S} s (run ${r + 1} of ${REPEATS})...`);
+      runs.push(await measuredLoad(`http://${caller.s.listen}`, concurrency, cpuNow, sample));
+    }
+    const callerUs = (run: (typeof runs)[number]) => (run.b.caller! - run.a.caller!) / run.load.requests;
+    runs.sort((x, y) => callerUs(x) - callerUs(y));
+    const { load, a, b } = runs[Math.floor(runs.length / 2)]!;
     const perRequest = (k: keyof typeof watched) => ((b[k]! - a[k]!) * 1e6) / load.requests;
     const netPerRequest = (k: keyof typeof watched) => ((b[k]! - a[k]! - (idleRate(k) / 1000) * load.elapsedS) * 1e6) / load.requests;
     const result: CaseResult = {
       name,
+      concurrency,
       readyMs: { caller: caller.ms, provider: provider.ms },
       load,
       cpuUs: { caller: perRequest("caller"), provider: perRequest("provider"), "nats-server": perRequest("nats-server"), control: perRequest("control") },
@@ -163,8 +185,9 @@ async function measureCase(name: string, env: BenchEnv, pids: { nats: number; co
       callerRssMiB: { idle: idle.caller, loadMax: loadMax.caller },
       providerRssMiB: { idle: idle.provider, loadMax: loadMax.provider },
       callerPolicies: await policiesApplied(caller.s.admin),
+      callerCpuUsByRun: runs.map((run) => callerUs(run) * 1e6),
     };
-    say(`${name}: ${load.rps.toFixed(0)} req/s, ${load.errors} errors, caller ${result.cpuUs.caller.toFixed(1)} µs/req, RSS ${idle.caller.toFixed(1)} -> ${loadMax.caller.toFixed(1)} MiB`);
+    say(`${name} c=${concurrency}: ${load.rps.toFixed(0)} req/s, ${load.errors} errors, caller ${result.cpuUs.caller.toFixed(1)} µs/req, RSS ${idle.caller.toFixed(1)} -> ${loadMax.caller.toFixed(1)} MiB`);
     return result;
   } finally {
     await caller.s.child.stop();
@@ -209,28 +232,33 @@ async function cliApply(natsUrl: string, dir: string, name: string, documents: u
   return ms;
 }
 
+/** Rows of the report: what, how to read it from a case, and whether large vs small is a ratio or a difference in MiB. */
+const ROWS: Array<[string, (c: CaseResult) => number, "×" | "Δ"]> = [
+  ["req/s", (c) => c.load.rps, "×"],
+  ["caller sidecar CPU µs/req", (c) => c.cpuUs.caller, "×"],
+  ["provider sidecar CPU µs/req", (c) => c.cpuUs.provider, "×"],
+  ["caller CPU µs/req less its idle rate", (c) => c.netCpuUs.caller, "×"],
+  ["provider CPU µs/req less its idle rate", (c) => c.netCpuUs.provider, "×"],
+  ["caller idle CPU ms/s", (c) => c.idleCpuMsPerS.caller, "×"],
+  ["nats-server idle CPU ms/s", (c) => c.idleCpuMsPerS["nats-server"], "×"],
+  ["control idle CPU ms/s", (c) => c.idleCpuMsPerS.control, "×"],
+  ["nats-server CPU µs/req", (c) => c.cpuUs["nats-server"], "×"],
+  ["control CPU µs/req", (c) => c.cpuUs.control, "×"],
+  ["caller RSS idle MiB", (c) => c.callerRssMiB.idle, "Δ"],
+  ["caller RSS under load (max) MiB", (c) => c.callerRssMiB.loadMax, "Δ"],
+  ["provider RSS under load (max) MiB", (c) => c.providerRssMiB.loadMax, "Δ"],
+  ["caller start to /readyz ms", (c) => c.readyMs.caller, "×"],
+  ["p50 ms", (c) => c.load.p50Ms, "×"],
+  ["p99 ms", (c) => c.load.p99Ms, "×"],
+];
+
 function table(small: CaseResult, large: CaseResult): string {
-  const ratio = (a: number, b: number) => (b / a).toFixed(2);
-  const rows: Array<[string, number, number, string]> = [
-    ["req/s", small.load.rps, large.load.rps, "×"],
-    ["caller sidecar CPU µs/req", small.cpuUs.caller, large.cpuUs.caller, "×"],
-    ["provider sidecar CPU µs/req", small.cpuUs.provider, large.cpuUs.provider, "×"],
-    ["caller CPU µs/req less its idle rate", small.netCpuUs.caller, large.netCpuUs.caller, "×"],
-    ["provider CPU µs/req less its idle rate", small.netCpuUs.provider, large.netCpuUs.provider, "×"],
-    ["caller idle CPU ms/s", small.idleCpuMsPerS.caller, large.idleCpuMsPerS.caller, "×"],
-    ["nats-server idle CPU ms/s", small.idleCpuMsPerS["nats-server"], large.idleCpuMsPerS["nats-server"], "×"],
-    ["control idle CPU ms/s", small.idleCpuMsPerS.control, large.idleCpuMsPerS.control, "×"],
-    ["nats-server CPU µs/req", small.cpuUs["nats-server"], large.cpuUs["nats-server"], "×"],
-    ["control CPU µs/req", small.cpuUs.control, large.cpuUs.control, "×"],
-    ["caller RSS idle MiB", small.callerRssMiB.idle, large.callerRssMiB.idle, "Δ"],
-    ["caller RSS under load (max) MiB", small.callerRssMiB.loadMax, large.callerRssMiB.loadMax, "Δ"],
-    ["provider RSS under load (max) MiB", small.providerRssMiB.loadMax, large.providerRssMiB.loadMax, "Δ"],
-    ["caller start to /readyz ms", small.readyMs.caller, large.readyMs.caller, "×"],
-    ["p50 ms", small.load.p50Ms, large.load.p50Ms, "×"],
-    ["p99 ms", small.load.p99Ms, large.load.p99Ms, "×"],
-  ];
-  const lines = [`| c=${CONCURRENCY} | small | ${DOCS} Routes + ${DOCS} Authz + ${INSTANCES} instances | large vs small |`, "| --- | ---: | ---: | ---: |"];
-  for (const [what, s, l, how] of rows) lines.push(`| ${what} | ${s.toFixed(1)} | ${l.toFixed(1)} | ${how === "×" ? `${ratio(s, l)}×` : `${l - s >= 0 ? "+" : ""}${(l - s).toFixed(1)} MiB`} |`);
+  const lines = [`| c=${small.concurrency} | small | ${DOCS} Routes + ${DOCS} Authz + ${INSTANCES} instances | large vs small |`, "| --- | ---: | ---: | ---: |"];
+  for (const [what, pick, how] of ROWS) {
+    const [s, l] = [pick(small), pick(large)];
+    const change = how === "×" ? `${(l / s).toFixed(2)}×` : `${l - s >= 0 ? "+" : ""}${(l - s).toFixed(1)} MiB`;
+    lines.push(`| ${what} | ${s.toFixed(1)} | ${l.toFixed(1)} | ${change} |`);
+  }
   return lines.join("\n");
 }
 
@@ -244,7 +272,8 @@ async function main(): Promise<void> {
   const env: BenchEnv = { appOrigin, natsUrl: nats.url, profileDir };
   const pids = { nats: nats.pid, control: control.pid };
 
-  const small = await measureCase("small", env, pids);
+  const smalls: CaseResult[] = [];
+  for (const c of CONCURRENCIES) smalls.push(await measureCase("small", c, env, pids));
 
   say(`growing: ${INSTANCES} registry entries with heartbeats, ${DOCS} Routes and ${DOCS} Authz...`);
   const nc = await connectCli({ nats: nats.url });
@@ -261,14 +290,17 @@ async function main(): Promise<void> {
   const allRoundTripMs = performance.now() - t0;
   say(`mesh apply -f of ${DOCS} Routes: ${routesCliMs.toFixed(0)} ms, of ${DOCS} Authz: ${authzCliMs.toFixed(0)} ms (CLI start included); apply of all ${docs.length} (control round trip): ${allRoundTripMs.toFixed(0)} ms`);
 
-  const large = await measureCase("large", env, pids);
+  const larges: CaseResult[] = [];
+  for (const c of CONCURRENCIES) larges.push(await measureCase("large", c, env, pids));
   registry.stop();
-  if (large.callerPolicies < 2 * DOCS) throw new Error(`the large caller applied only ${large.callerPolicies} of ${2 * DOCS} documents`);
+  const short = larges.find((l) => l.callerPolicies < 2 * DOCS);
+  if (short) throw new Error(`the large caller applied only ${short.callerPolicies} of ${2 * DOCS} documents`);
   const heartbeatsFailed = registry.failed();
   await nc.close();
 
   const apply = { oneCliMs, routesCliMs, authzCliMs, [`all${docs.length}RoundTripMs`]: allRoundTripMs };
-  console.log(`\n${table(small, large)}\n`);
+  for (const [i, small] of smalls.entries()) console.log(`\n${table(small, larges[i]!)}`);
+  console.log();
   console.log(`| mesh apply | documents | ms |\n| --- | ---: | ---: |`);
   console.log(`| \`mesh apply -f\` one Route (CLI process, start to exit) | 1 | ${oneCliMs.toFixed(0)} |`);
   console.log(`| \`mesh apply -f\` Routes (CLI process, start to exit) | ${DOCS} | ${routesCliMs.toFixed(0)} |`);
@@ -277,8 +309,8 @@ async function main(): Promise<void> {
   if (heartbeatsFailed) console.log(`registry heartbeats not accepted by control: ${heartbeatsFailed}`);
   await mkdir(RESULTS_DIR, { recursive: true });
   const file = join(RESULTS_DIR, `scale-${new Date().toISOString().replaceAll(":", "-")}.json`);
-  const settings = { docs: DOCS, instances: INSTANCES, concurrency: CONCURRENCY, durationS: DURATION_S, warmupS: WARMUP_S, node: process.version, natsServer: nats.version };
-  await writeFile(file, `${JSON.stringify({ settings, small, large, apply, heartbeatsFailed }, null, 2)}\n`);
+  const settings = { docs: DOCS, instances: INSTANCES, concurrencies: CONCURRENCIES, durationS: DURATION_S, warmupS: WARMUP_S, node: process.version, natsServer: nats.version };
+  await writeFile(file, `${JSON.stringify({ settings, smalls, larges, apply, heartbeatsFailed }, null, 2)}\n`);
   say(`saved ${file}`);
 }
 
