@@ -16,6 +16,7 @@ import { stringify } from "yaml";
 import { controlRequest } from "../cli/client.ts";
 import { checkStoredPolicy, kvChangesSubject, kvStream, POLICY_BUCKETS, registerSubject, type RoutePolicy } from "../schemas/index.ts";
 import { KvFollower, KvReader } from "../sidecar/index.ts";
+import { mapLimit, mapLimitAll } from "../runtime/index.ts";
 import { scaleDocuments, scaleHeartbeat, scaleRoute, scaleService } from "../bench/scale-policy.ts";
 import { startApp } from "./helpers/apps.ts";
 import { onFileEnd } from "./helpers/cleanup.ts";
@@ -205,4 +206,23 @@ test("a follower asks again for an announced revision that no replica returns ye
   await firstReadDone; // it found nothing stored yet: it must ask again
   const revision = await kv.put("pricing", JSON.stringify({ kind: "Route", service: "pricing", timeoutMs: 1_234 }));
   assert.equal(await appliedRevision, revision);
+});
+
+test("mapLimit keeps the items' order, never has more than the limit in flight, and reports each failure", async () => {
+  let inFlight = 0;
+  let most = 0;
+  const settled = await mapLimit([1, 2, 3, 4, 5, 6, 7], 3, async (n) => {
+    most = Math.max(most, ++inFlight);
+    await new Promise((r) => setImmediate(r));
+    inFlight--;
+    if (n % 3 === 0) throw new Error(`no ${n}`);
+    return n * 10;
+  });
+  assert.equal(most, 3);
+  assert.deepEqual(
+    settled.map((s) => (s.status === "fulfilled" ? s.value : (s.reason as Error).message)),
+    [10, 20, "no 3", 40, 50, "no 6", 70],
+  );
+  await assert.rejects(mapLimitAll([1, 2, 3], 2, async (n) => (n === 2 ? Promise.reject(new Error("two")) : n)), /two/);
+  assert.deepEqual(await mapLimitAll([], 4, async () => 1), []);
 });
