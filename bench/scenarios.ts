@@ -92,6 +92,8 @@ export interface SidecarSpec {
   service: string;
   /** the local app; absent = caller-only sidecar */
   app?: string;
+  /** more `mesh sidecar` flags */
+  flags?: string[];
 }
 
 export interface RunningSidecar {
@@ -106,6 +108,7 @@ export async function startSidecar(env: BenchEnv, spec: SidecarSpec): Promise<Ru
   const admin = `127.0.0.1:${await freePort()}`;
   const args = [...(await profileFlags(env, spec.role)), MESH_BIN, "sidecar", "--service", spec.service, "--listen", listen, "--admin", admin, "--nats", env.natsUrl, "--log-level", "warn"];
   if (spec.app) args.push("--app", spec.app);
+  if (spec.flags) args.push(...spec.flags);
   const child = startChild(spec.role, process.execPath, args);
   await waitFor(child, "report ready on /readyz", readyzProbe(admin));
   return { child, listen, admin };

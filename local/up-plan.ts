@@ -47,6 +47,8 @@ export interface UpOptions {
   basePort: number;
   /** secure mode: `mesh creds` into `<dataDir>/creds`, NATS with its auth.conf, every process with its own key */
   secure?: boolean;
+  /** wipe dataDir first (policy, history, access records, logs, keys), so the example policies apply again */
+  reset?: boolean;
 }
 
 export interface SidecarPlan {

@@ -6,4 +6,5 @@ export * from "./credentials.ts";
 export * from "./admin-server.ts";
 export * from "./lifecycle.ts";
 export * from "./buckets.ts";
+export * from "./package-root.ts";
 export * from "./map-limit.ts";
