@@ -14,8 +14,15 @@ import {
   type ServiceSummary,
   type ValidControlRequests,
 } from "../schemas/index.ts";
+import { mapLimit, mapLimitAll } from "../runtime/index.ts";
 import type { MeshBuckets } from "./buckets.ts";
 import { ControlError } from "./errors.ts";
+
+/**
+ * KV round trips in flight at once when a verb touches many keys: a 500-document
+ * apply or a 2000-entry registry read is a few RTTs, not 500 or 2000 (docs/scale.md).
+ */
+const KV_CONCURRENCY = 64;
 
 /**
  * What control does with policy: validate, publish, read back, roll back.
@@ -33,20 +40,22 @@ export class PolicyStore {
     return { warnings: (await this.#check(req.documents)).warnings };
   }
 
-  /** All or nothing: every document validates, or none is written. */
+  /**
+   * All or nothing: every document validates, or none is written. The writes
+   * go out together (distinct keys: validation refuses duplicates); if any
+   * fails, the ones that succeeded are put back as they were.
+   */
   async apply(req: ValidControlRequests["apply"]): Promise<ControlReplies["apply"]> {
     const { documents, warnings } = await this.#check(req.documents);
-    const previous = await Promise.all(documents.map((d) => this.#kv(d.kind).get(d.service)));
-    const applied: ControlReplies["apply"]["applied"] = [];
-    try {
-      for (const doc of documents) {
-        const revision = await this.#kv(doc.kind).put(doc.service, JSON.stringify(doc));
-        applied.push({ kind: doc.kind, service: doc.service, revision });
-      }
-    } catch (err) {
-      await this.#undo(applied, previous);
-      throw new ControlError("internal", `apply failed and was undone: ${(err as Error).message}`, { cause: err });
+    const previous = await mapLimitAll(documents, KV_CONCURRENCY, (d) => this.#kv(d.kind).get(d.service));
+    const writes = await mapLimit(documents, KV_CONCURRENCY, (doc) => this.#kv(doc.kind).put(doc.service, JSON.stringify(doc)));
+    const failed = writes.find((w) => w.status === "rejected");
+    if (failed) {
+      const done = documents.flatMap((doc, i) => (writes[i]!.status === "fulfilled" ? [{ doc, before: previous[i]! }] : []));
+      await this.#undo(done);
+      throw new ControlError("internal", `apply failed and was undone: ${(failed.reason as Error).message}`, { cause: failed.reason });
     }
+    const applied = documents.map((doc, i) => ({ kind: doc.kind, service: doc.service, revision: (writes[i] as PromiseFulfilledResult<number>).value }));
     return { applied, warnings };
   }
 
@@ -54,11 +63,9 @@ export class PolicyStore {
   async get(req: ValidControlRequests["get"]): Promise<ControlReplies["get"]> {
     const kv = this.#kv(req.kind);
     const keys = req.service ? [req.service] : await collect(await kv.keys());
-    const items: PolicyRevision[] = [];
-    for (const key of keys.sort()) {
-      const entry = await kv.get(key);
-      if (entry && entry.operation === "PUT") items.push(await this.#inForce(req.kind, revisionOf(req.kind, entry)));
-    }
+    const entries = await mapLimitAll(keys.sort(), KV_CONCURRENCY, (key) => kv.get(key));
+    const current = entries.filter((e): e is KvEntry => e?.operation === "PUT");
+    const items = await mapLimitAll(current, KV_CONCURRENCY, (e) => this.#inForce(req.kind, revisionOf(req.kind, e)));
     if (req.service && items.length === 0) throw new ControlError("not_found", `no ${req.kind} policy for '${req.service}'`);
     return { items };
   }
@@ -103,13 +110,7 @@ export class PolicyStore {
 
   /** Every live instance in the registry, as control wrote it; entries written into KV by hand are skipped. */
   async instances(): Promise<RegistryEntry[]> {
-    const out: RegistryEntry[] = [];
-    for (const key of await collect(await this.#b.registry.keys())) {
-      const entry = await this.#b.registry.get(key);
-      const instance = entry && entry.operation === "PUT" ? registryEntryOf(key, entry) : undefined;
-      if (instance) out.push(instance);
-    }
-    return out;
+    return (await currentEntries(this.#b.registry)).flatMap((entry) => registryEntryOf(entry.key, entry) ?? []);
   }
 
   async services(): Promise<ControlReplies["services"]> {
@@ -161,13 +162,12 @@ export class PolicyStore {
     return entries.map((e) => revisionOf(kind, e));
   }
 
-  async #undo(applied: Array<{ kind: PolicyKind; service: string }>, previous: Array<KvEntry | null>): Promise<void> {
-    for (const [i, done] of applied.entries()) {
-      const before = previous[i];
-      const kv = this.#kv(done.kind);
-      if (before?.operation === "PUT") await kv.put(done.service, before.value).catch(() => undefined);
-      else await kv.delete(done.service).catch(() => undefined);
-    }
+  async #undo(done: Array<{ doc: { kind: PolicyKind; service: string }; before: KvEntry | null }>): Promise<void> {
+    await mapLimit(done, KV_CONCURRENCY, async ({ doc, before }) => {
+      const kv = this.#kv(doc.kind);
+      if (before?.operation === "PUT") await kv.put(doc.service, before.value);
+      else await kv.delete(doc.service);
+    });
   }
 
   #kv(kind: PolicyKind): KV {
@@ -210,6 +210,22 @@ function revisionOf(kind: PolicyKind, e: KvEntry): PolicyRevision {
     }
   }
   return revision;
+}
+
+/**
+ * The live value of every key, read through one ordered consumer instead of a
+ * get per key (2000 registry entries: tens of ms, not a round trip each;
+ * docs/scale.md), up to the last write when the read began. Deleted keys are left out.
+ */
+async function currentEntries(kv: KV): Promise<KvEntry[]> {
+  // Heartbeats keep writing while we read: what was stored when we started is enough, so stop there.
+  const lastSeq = (await kv.status()).streamInfo.state.last_seq;
+  const last = new Map<string, KvEntry>();
+  for await (const e of await kv.history()) {
+    last.set(e.key, e);
+    if (e.revision >= lastSeq) break;
+  }
+  return [...last.values()].filter((e) => e.operation === "PUT");
 }
 
 async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {

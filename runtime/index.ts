@@ -7,3 +7,4 @@ export * from "./admin-server.ts";
 export * from "./lifecycle.ts";
 export * from "./buckets.ts";
 export * from "./package-root.ts";
+export * from "./map-limit.ts";

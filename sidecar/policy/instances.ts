@@ -20,11 +20,14 @@ export const MAX_INSTANCES = 10_000;
 export class InstanceView {
   readonly #entries = new Map<string, RegistryEntry & { seenAt: number }>();
   readonly #now: () => number;
+  readonly #onAsked: ((service: string) => void) | undefined;
   /** ready lists by `service/version`, valid while nothing changed and for at most RECHECK_MS (entries age out) */
   readonly #cache = new Map<string, { ids: string[]; at: number }>();
 
-  constructor(now: () => number = Date.now) {
+  /** `onAsked`: told of a service whose instances were asked for, when no fresh list was cached (so not per request) */
+  constructor(now: () => number = Date.now, onAsked?: (service: string) => void) {
     this.#now = now;
+    this.#onAsked = onAsked;
   }
 
   update(key: string, entry: RegistryEntry | undefined): void {
@@ -43,6 +46,7 @@ export class InstanceView {
     const now = this.#now();
     const cached = this.#cache.get(key);
     if (cached && now - cached.at < RECHECK_MS) return cached.ids;
+    this.#onAsked?.(service);
     const ids = this.#scan(service, version);
     this.#cache.set(key, { ids, at: now });
     return ids;

@@ -14,11 +14,14 @@ import {
   type QuotaPolicy,
   type RoutePolicy,
 } from "../../schemas/index.ts";
-import { KvFollower, type AppliedValue, type RejectedValue, type ValueCheck } from "./kv-follower.ts";
+import { KvFollower, type AppliedValue, type KvFollowerOptions, type RejectedValue, type ValueCheck } from "./kv-follower.ts";
 import { KvReader } from "./kv-reader.ts";
 import { compileAuthz, denyAll, type AuthzDecider } from "./authz.ts";
 import { InstanceView } from "./instances.ts";
 import { compileRoute, type CompiledRoute } from "./routing.ts";
+
+/** services whose instances one sidecar follows at most (one per p2c-ewma Route); beyond it, the queue group balances */
+const MAX_REGISTRY_FOLLOWS = 1_000;
 
 /** A registry value is applied only if it is an entry, and the one of its key (control writes them so). */
 const registryValue: ValueCheck<RegistryEntry> = (doc, key) => {
@@ -56,17 +59,22 @@ export class SidecarPolicies {
    * checks the destination's to fail fast (the provider's check is the one that counts).
    */
   readonly authz = new Map<string, AuthzDecider>();
-  /** live instances of every service, for latency-aware balancing */
-  readonly instances = new InstanceView();
+  /** live instances of the services this sidecar balances itself (p2c-ewma) */
+  readonly instances: InstanceView;
   readonly #followers: Array<KvFollower<any>> = [];
   readonly #authz: KvFollower<AuthzPolicy>;
   readonly #provider: boolean;
   /**
-   * The registry changes with every heartbeat of every instance, so it is
-   * followed only once some route asks for p2c-ewma, which needs it.
+   * The registry changes with every heartbeat of every instance, so a sidecar
+   * follows only the instances of services it calls whose Route asks for
+   * p2c-ewma, one follower per such service (`<service>.>`), from the first
+   * call on (until they are read, the queue group balances): what it
+   * receives grows with what it calls, not with the mesh (docs/scale.md).
    */
-  readonly #registry: KvFollower<RegistryEntry>;
-  #registryStarted: Promise<void> | undefined;
+  readonly #registry = new Map<string, KvFollower<RegistryEntry>>();
+  readonly #registryOptions: Omit<KvFollowerOptions<RegistryEntry>, "key" | "bucket" | "check" | "onChange" | "quiet" | "valuesInChanges">;
+  readonly #logger: Logger;
+  #warnedFull = false;
   #loaded = false;
 
   constructor(opts: SidecarPoliciesOptions) {
@@ -75,6 +83,10 @@ export class SidecarPolicies {
       help: "Policy values in KV that failed validation on receipt and were not applied",
       labelNames: ["bucket"],
       registers: [opts.registry],
+    });
+    // Asked for only on a p2c-ewma Route's call path, and only when no fresh list is cached.
+    this.instances = new InstanceView(Date.now, (service) => {
+      if (this.routes.get(service)?.source.loadBalancer === "p2c-ewma") this.#followRegistry(service);
     });
     const reader = new KvReader(opts.nc);
     const common = { nc: opts.nc, reader, logger: opts.logger, onRejected: (bucket: string) => rejected.inc({ bucket }) };
@@ -87,19 +99,12 @@ export class SidecarPolicies {
         onChange: (key, applied) => {
           if (applied) this.routes.set(key, compileRoute(applied.document as RoutePolicy));
           else this.routes.delete(key);
-          if (applied?.document.loadBalancer === "p2c-ewma") this.#followRegistry();
+          if (applied?.document.loadBalancer !== "p2c-ewma") this.#unfollowRegistry(key);
         },
       }),
     );
-    this.#registry = new KvFollower<RegistryEntry>({
-      ...common,
-      quiet: true,
-      valuesInChanges: true,
-      bucket: REGISTRY_BUCKET,
-      key: ">",
-      check: registryValue,
-      onChange: (key, applied) => this.instances.update(key, applied?.document as RegistryEntry | undefined),
-    });
+    this.#registryOptions = common;
+    this.#logger = opts.logger;
     this.#provider = opts.provider;
     this.#authz = new KvFollower<AuthzPolicy>({
       ...common,
@@ -139,24 +144,52 @@ export class SidecarPolicies {
     const authz = this.#provider ? undefined : this.#authz.start();
     authz?.catch(() => undefined);
     await Promise.all(waitFor.map((w) => w.start()));
-    // A p2c-ewma route read just now started the registry watch: have its instances before serving.
-    await this.#registryStarted;
     this.#loaded = true;
   }
 
   stop(): void {
     for (const w of this.#followers) w.stop();
-    this.#registry.stop();
+    for (const f of this.#registry.values()) f.stop();
   }
 
   /** After a reconnect: changes republished while this sidecar was away were lost, so read everything again. */
   resync(): void {
     for (const w of this.#followers) w.resync();
-    if (this.#registryStarted) this.#registry.resync();
+    for (const f of this.#registry.values()) f.resync();
   }
 
-  #followRegistry(): void {
-    this.#registryStarted ??= this.#registry.start().catch(() => undefined);
+  /** Follows the instances of `service` (registry keys `<service>.<instance>`), once. */
+  #followRegistry(service: string): void {
+    if (this.#registry.has(service)) return;
+    if (this.#registry.size >= MAX_REGISTRY_FOLLOWS) {
+      if (this.#warnedFull) return;
+      this.#warnedFull = true;
+      this.#logger.warn({ service, max: MAX_REGISTRY_FOLLOWS }, "too many p2c-ewma services to follow: the others are balanced by their queue groups");
+      return;
+    }
+    const follower = new KvFollower<RegistryEntry>({
+      ...this.#registryOptions,
+      quiet: true,
+      valuesInChanges: true,
+      bucket: REGISTRY_BUCKET,
+      key: `${service}.>`,
+      check: registryValue,
+      // A read still in flight when the service was unfollowed changes nothing.
+      onChange: (key, applied) => {
+        if (this.#registry.get(service) === follower) this.instances.update(key, applied?.document as RegistryEntry | undefined);
+      },
+    });
+    this.#registry.set(service, follower);
+    follower.start().catch(() => undefined);
+  }
+
+  /** The Route no longer asks for p2c-ewma: stop following its instances and forget them. */
+  #unfollowRegistry(service: string): void {
+    const followed = this.#registry.get(service);
+    if (!followed) return;
+    followed.stop();
+    this.#registry.delete(service);
+    for (const key of followed.applied.keys()) this.instances.update(key, undefined);
   }
 
   /** What `/config` shows: every applied document with its revision, and newer revisions that were rejected. */
