@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 // The `mesh` command. It runs the compiled JavaScript in dist/ (built by
-// `npm run build`, which `npm ci` runs through `prepare`); no TypeScript
-// loader at run time. MESH_FROM_SOURCE=1 runs the TypeScript sources through
+// `npm run build`, which `npm ci` runs through `prepare`), bundled in
+// dist/bundle/; no TypeScript loader at run time. MESH_FROM_SOURCE=1 runs the TypeScript sources through
 // tsx instead, for development without a rebuild (docs/architecture.md §16).
 import { existsSync } from "node:fs";
 
-const compiled = new URL("../dist/cli/main.js", import.meta.url);
+const compiled = new URL("../dist/bundle/main.mjs", import.meta.url);
 let main;
 if (process.env.MESH_FROM_SOURCE === "1") {
   const { register } = await import("tsx/esm/api");

@@ -12,7 +12,7 @@ import {
   type ControlVerb,
   type ValidControlRequests,
 } from "../schemas/index.ts";
-import { whileJetStreamSettles } from "../runtime/index.ts";
+import { atMost, whileJetStreamSettles } from "../runtime/index.ts";
 import { ensureBuckets } from "./buckets.ts";
 import { ControlError } from "./errors.ts";
 import { PolicyStore } from "./policy-store.ts";
@@ -154,8 +154,9 @@ export async function startControl(
     access,
     instance,
     setAdminUrl: (url) => void (adminUrl = url),
+    // Bounded: with NATS gone a drain never settles, and a stopping control must still stop.
     stop: async () => {
-      await sub.drain();
+      await atMost(sub.drain());
       await telemetry.stop();
     },
   };

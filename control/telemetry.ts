@@ -20,6 +20,7 @@ import { MergedFamily, rebinner, type FamilyOptions } from "./merged-metrics.ts"
 import { TELEMETRY_LIMITS, namedRowOwner, reportMatchesSubject, requestRowOwner, type RowRejection } from "./telemetry-limits.ts";
 import { RecentTraffic } from "./recent-traffic.ts";
 import { startLease, type Lease } from "./telemetry-lease.ts";
+import { atMost } from "../runtime/lifecycle.ts";
 
 /** An instance's gauges count while it reported within this many of its intervals. */
 const GAUGE_STALE_INTERVALS = 3;
@@ -172,8 +173,8 @@ class MeshTelemetry implements ControlTelemetry {
 
   async stop(): Promise<void> {
     clearInterval(this.#sweep);
-    await this.#sub?.drain().catch(() => undefined);
-    await this.#lease?.stop();
+    if (this.#sub) await atMost(this.#sub.drain());
+    if (this.#lease) await atMost(this.#lease.stop());
   }
 
   #onMessage(subject: string, data: Uint8Array): void {

@@ -65,6 +65,16 @@ export function exitWhenStopped(logger: Logger, code = 0): void {
 }
 
 /** Drains the connection (flushing what is buffered) if NATS is there, within a bound; then it is closed regardless. */
+/**
+ * `work`, or nothing after `ms`: for shutdown steps that wait on NATS (a
+ * subscription's drain, a last KV write), which never settle while the
+ * connection is down and reconnecting. The timer does not hold the process.
+ */
+export function atMost(work: Promise<unknown>, ms = NATS_DRAIN_LIMIT_MS): Promise<void> {
+  const bounded = new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
+  return Promise.race([work.then(() => undefined, () => undefined), bounded]);
+}
+
 export async function closeNats(nc: NatsConnection, connected: boolean): Promise<void> {
   if (connected) {
     const bounded = new Promise<void>((resolve) => setTimeout(resolve, NATS_DRAIN_LIMIT_MS).unref());
