@@ -105,6 +105,11 @@ export class PolicyStore {
       summary.instances++;
       summary[instance.state]++;
       summary.names.push(instance.instance);
+      if (instance.region !== undefined || summary.regions) {
+        summary.regions ??= {};
+        const region = instance.region ?? "-";
+        summary.regions[region] = (summary.regions[region] ?? 0) + 1;
+      }
       byVersion.set(id, summary);
     }
     const services = [...byVersion.values()].sort((a, b) => a.service.localeCompare(b.service) || a.version.localeCompare(b.version));

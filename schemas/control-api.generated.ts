@@ -346,6 +346,12 @@ export interface ServiceSummary {
    */
   draining: number;
   /**
+   * Instances by region (NATS cluster; docs/multi-region.md); instances that report none are under "-". Absent: no instance reported a region.
+   */
+  regions?: {
+    [k: string]: number;
+  };
+  /**
    * The instances' names.
    *
    * @maxItems 100000

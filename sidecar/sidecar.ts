@@ -31,6 +31,7 @@ import { createQuotaGate, type QuotaGate } from "./inbound/quota-gate.ts";
 import { RegistryHeartbeat } from "./inbound/registry-heartbeat.ts";
 import { fanOut, type RequestObserver } from "./observability/request-record.ts";
 import { createObservability } from "./observability/observability.ts";
+import { regionOf } from "./region.ts";
 
 export interface SidecarDeps {
   logger?: Logger;
@@ -66,7 +67,7 @@ interface ProviderParts {
 
 function providerParts(
   config: Readonly<SidecarConfig> & { app: string },
-  c: { nc: NatsConnection; inbox: Inbox; instance: string; logger: Logger; observe: RequestObserver; policies: SidecarPolicies; metrics: SidecarMetrics; quota: QuotaGate },
+  c: { nc: NatsConnection; inbox: Inbox; instance: string; logger: Logger; observe: RequestObserver; policies: SidecarPolicies; metrics: SidecarMetrics; quota: QuotaGate; region: () => string | undefined },
 ): ProviderParts {
   const pool = new Pool(config.app, { connections: Defaults.appConnections, keepAliveTimeout: 30_000 });
   const inbound = new InboundAdapter({
@@ -87,7 +88,7 @@ function providerParts(
     maxDeadlineMs: config.maxDeadlineMs,
     onMalformed: createMalformedReporter(c.logger, c.metrics.registry),
   });
-  const heartbeat = new RegistryHeartbeat(c.nc, c.logger, { service: config.service, version: config.version, instance: c.instance, app: config.app });
+  const heartbeat = new RegistryHeartbeat(c.nc, c.logger, { service: config.service, version: config.version, instance: c.instance, app: config.app }, c.region);
   const health = new AppHealth({
     pool,
     logger: c.logger,
@@ -103,7 +104,10 @@ function providerParts(
   return { pool, quota: c.quota, inbound, health, heartbeat };
 }
 
-function callerParts(config: Readonly<SidecarConfig>, c: { nc: NatsConnection; inbox: Inbox; policies: SidecarPolicies; metrics: SidecarMetrics; logger: Logger; observe: RequestObserver }) {
+function callerParts(
+  config: Readonly<SidecarConfig>,
+  c: { nc: NatsConnection; inbox: Inbox; policies: SidecarPolicies; metrics: SidecarMetrics; logger: Logger; observe: RequestObserver; region: () => string | undefined },
+) {
   const destinations = new Destinations({
     now: Date.now,
     random: Math.random,
@@ -113,6 +117,7 @@ function callerParts(config: Readonly<SidecarConfig>, c: { nc: NatsConnection; i
   const mesh = new MeshCaller({
     nc: c.nc,
     caller: config.service,
+    region: c.region,
     routes: c.policies.routes,
     destinations,
     onRetry: (service) => c.metrics.retry(config.service, service),
@@ -179,8 +184,9 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
     provider: app !== undefined,
     onQuota: (policy) => quota?.setPolicy(policy),
   });
-  const provider = app && quota ? providerParts({ ...config, app }, { nc, inbox, instance, logger, observe, policies, metrics, quota }) : undefined;
-  const outbound = callerParts(config, { nc, inbox, policies, metrics, logger, observe });
+  const region = regionOf(config.region, nc);
+  const provider = app && quota ? providerParts({ ...config, app }, { nc, inbox, instance, logger, observe, policies, metrics, quota, region }) : undefined;
+  const outbound = callerParts(config, { nc, inbox, policies, metrics, logger, observe, region });
 
   const state: { draining?: Promise<void> } = {};
   const readiness = () => readinessOf(config, { state, connected, policies, provider });
@@ -191,7 +197,7 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
     routes: {
       "/config": () => {
         const { applied, rejected } = policies.describe();
-        return { service: config.service, version: config.version, instance, policies: applied, rejectedPolicies: rejected };
+        return { service: config.service, version: config.version, instance, region: region() ?? null, policies: applied, rejectedPolicies: rejected };
       },
     },
   });

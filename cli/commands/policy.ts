@@ -141,11 +141,12 @@ async function services(p: Parsed): Promise<number> {
     console.log(JSON.stringify(reply.services, null, 2));
     return Exit.ok;
   }
-  const rows = [["SERVICE", "VERSION", "INSTANCES", "HEALTH"]];
+  const rows = [["SERVICE", "VERSION", "INSTANCES", "HEALTH", "REGIONS"]];
   for (const s of reply.services) {
     const others = [s.unready > 0 ? `${s.unready} unready` : "", s.draining > 0 ? `${s.draining} draining` : ""].filter(Boolean);
     const health = others.length > 0 ? [`${s.ready} ready`, ...others].join(", ") : `${s.ready}/${s.instances} ready`;
-    rows.push([s.service, s.version, String(s.instances), health]);
+    const regions = Object.entries(s.regions ?? {}).map(([r, n]) => `${r}:${n}`).join(" ");
+    rows.push([s.service, s.version, String(s.instances), health, regions]);
   }
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
   for (const r of rows) console.log(r.map((cell, c) => cell.padEnd(widths[c]!)).join("  ").trimEnd());

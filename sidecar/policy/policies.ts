@@ -87,7 +87,8 @@ export class SidecarPolicies {
         onChange: (key, applied) => {
           if (applied) this.routes.set(key, compileRoute(applied.document as RoutePolicy));
           else this.routes.delete(key);
-          if (applied?.document.loadBalancer === "p2c-ewma") this.#followRegistry();
+          // Both choose instances from the registry (docs/multi-region.md for localityFailover).
+          if (applied?.document.loadBalancer === "p2c-ewma" || applied?.document.localityFailover === false) this.#followRegistry();
         },
       }),
     );
