@@ -43,6 +43,11 @@ export class PolicyStore {
       }
     } catch (err) {
       await this.#undo(applied, previous);
+      if (storeUnreachable(err)) {
+        const home = this.#b.home ? ` (home cluster '${this.#b.home}')` : "";
+        const message = `the policy buckets${home} cannot be reached, so nothing was applied: is their region down? (${(err as Error).message})`;
+        throw new ControlError("store_unavailable", message, { cause: err });
+      }
       throw new ControlError("internal", `apply failed and was undone: ${(err as Error).message}`, { cause: err });
     }
     return { applied, warnings };
@@ -197,4 +202,13 @@ async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
   for await (const item of iterable) out.push(item);
   return out;
+}
+
+/**
+ * A write nobody could take: no responders (the bucket's stream has no
+ * server at all, its cluster is gone) or no answer in time (docs/multi-region.md).
+ */
+function storeUnreachable(err: unknown): boolean {
+  const text = `${(err as Error)?.message} ${String((err as Error)?.cause ?? "")}`;
+  return /no responders|timeout|timed out|503/i.test(text);
 }

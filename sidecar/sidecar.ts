@@ -176,15 +176,16 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
   // With an application to serve it is a provider; without, it only calls out.
   const app = config.app;
   const quota = app ? createQuotaGate({ nc, service: config.service, logger, onDecision: (caller, d) => metrics.quota(config.service, caller, d) }) : undefined;
+  const region = regionOf(config.region, nc);
   policies = new SidecarPolicies({
     nc,
+    region,
     logger,
     registry: metrics.registry,
     service: config.service,
     provider: app !== undefined,
     onQuota: (policy) => quota?.setPolicy(policy),
   });
-  const region = regionOf(config.region, nc);
   const provider = app && quota ? providerParts({ ...config, app }, { nc, inbox, instance, logger, observe, policies, metrics, quota, region }) : undefined;
   const outbound = callerParts(config, { nc, inbox, policies, metrics, logger, observe, region });
 

@@ -58,6 +58,9 @@ export interface KvFollowerOptions<T> {
 
 const DEFAULT_RESYNC_MS = 30_000;
 const DEFAULT_RETRY_MS = 1_000;
+/** a mirror behind an announced revision is asked again this often, 25 ms apart and doubling (~0.8 s in all) */
+const MIRROR_LAG_RETRIES = 6;
+const MIRROR_LAG_STEP_MS = 25;
 /** direct gets in flight at once while reading a whole bucket */
 const READ_CONCURRENCY = 16;
 
@@ -174,18 +177,33 @@ export class KvFollower<T> {
     }
     // The announced revision is read from the stream itself: only a message stored under this very key
     // counts, so a reflected message that names another key's revision is ignored.
-    const { reader, bucket } = this.#o;
-    reader.at(bucket, revision).then(
-      async (v) => {
-        if (v?.key === key) return this.#handle(v);
-        const last = await reader.last(bucket, key); // gone already (history trimmed): the newest is what counts
-        if (last) return this.#handle(last);
-      },
+    const { bucket } = this.#o;
+    this.#readAnnounced(key, revision).then(
+      (v) => v && this.#handle(v),
       (err) => {
         this.#o.logger.warn({ err, bucket, key }, "could not read a changed policy; reading the bucket again");
         this.resync();
       },
     );
+  }
+
+  /**
+   * The announced revision of `key`, or its newest when that one is gone
+   * (history trimmed). A direct get may be answered by this region's mirror
+   * of the bucket (docs/multi-region.md), which can lag the announcement by a
+   * moment: while the answer is older than the announced revision, it asks
+   * again a few times, then reads the whole bucket.
+   */
+  async #readAnnounced(key: string, revision: number): Promise<KvValue | undefined> {
+    const { reader, bucket } = this.#o;
+    for (let attempt = 0; attempt < MIRROR_LAG_RETRIES; attempt++) {
+      const v = await reader.at(bucket, revision);
+      if (v?.key === key) return v;
+      const last = await reader.last(bucket, key);
+      if (v || (last && last.revision >= revision)) return last;
+      await new Promise((r) => setTimeout(r, MIRROR_LAG_STEP_MS * 2 ** attempt).unref());
+    }
+    throw new Error(`revision ${revision} of '${key}' not found`);
   }
 
   /** One value at a time, so a key's revisions are decided in order. */

@@ -1,5 +1,5 @@
 import { RequestError, type Msg, type NatsConnection } from "@nats-io/transport-node";
-import { JS_API, MESH_JS_API, kvStream } from "../../schemas/index.ts";
+import { JS_API, MESH_JS_API, kvMirrorStream, kvStream } from "../../schemas/index.ts";
 
 /** One stored revision of a KV key, as a direct get returns it. */
 export interface KvValue {
@@ -38,11 +38,14 @@ const SUBJECTS_PAGE = 100_000;
 export class KvReader {
   readonly #nc: NatsConnection;
   readonly #timeoutMs: number;
+  readonly #region: () => string | undefined;
   #api: Promise<string> | undefined;
 
-  constructor(nc: NatsConnection, timeoutMs = DEFAULT_TIMEOUT_MS) {
+  /** `region`: this sidecar's, whose mirror of a bucket answers when the bucket's home does not (docs/multi-region.md). */
+  constructor(nc: NatsConnection, timeoutMs = DEFAULT_TIMEOUT_MS, region: () => string | undefined = () => undefined) {
     this.#nc = nc;
     this.#timeoutMs = timeoutMs;
+    this.#region = region;
   }
 
   /** Keys of `bucket` under `filter` (`>` = all) that have a stored message (deleted ones included). */
@@ -92,9 +95,24 @@ export class KvReader {
     return valueOf(bucket, msg);
   }
 
+  /**
+   * STREAM.INFO of the bucket's stream; when its home cluster cannot answer
+   * (without a meta leader nobody can, docs/multi-region.md), of this
+   * region's mirror, which holds the same subjects and sequences.
+   */
   async #info(bucket: string, body: Record<string, unknown>): Promise<StreamInfoReply> {
+    try {
+      return await this.#streamInfo(kvStream(bucket), body, bucket);
+    } catch (err) {
+      const region = this.#region();
+      if (err instanceof BucketMissingError || region === undefined) throw err;
+      return this.#streamInfo(kvMirrorStream(bucket, region), body, bucket).catch(() => Promise.reject(err));
+    }
+  }
+
+  async #streamInfo(stream: string, body: Record<string, unknown>, bucket: string): Promise<StreamInfoReply> {
     const api = await this.#apiPrefix();
-    const reply = (await this.#request(`${api}.STREAM.INFO.${kvStream(bucket)}`, body, bucket)).json<StreamInfoReply>();
+    const reply = (await this.#request(`${api}.STREAM.INFO.${stream}`, body, bucket)).json<StreamInfoReply>();
     if (reply.error?.err_code === STREAM_NOT_FOUND) throw new BucketMissingError(bucket);
     if (reply.error) throw new Error(`stream info of '${bucket}' failed: ${reply.error.description}`);
     return reply;

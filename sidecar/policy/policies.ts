@@ -39,6 +39,8 @@ export interface SidecarPoliciesOptions {
   registry: Registry;
   /** this sidecar's service */
   service: string;
+  /** this sidecar's region: its mirrors of the policy buckets answer when their home cannot (docs/multi-region.md) */
+  region?: () => string | undefined;
   /** providers follow their own Quota document */
   provider: boolean;
   /** called with this service's Quota document whenever it changes (undefined = removed) */
@@ -76,7 +78,7 @@ export class SidecarPolicies {
       labelNames: ["bucket"],
       registers: [opts.registry],
     });
-    const reader = new KvReader(opts.nc);
+    const reader = new KvReader(opts.nc, undefined, opts.region);
     const common = { nc: opts.nc, reader, logger: opts.logger, onRejected: (bucket: string) => rejected.inc({ bucket }) };
     this.#followers.push(
       new KvFollower<RoutePolicy>({
