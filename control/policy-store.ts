@@ -33,6 +33,15 @@ export class PolicyStore {
 
   /** All or nothing: every document validates, or none is written. */
   async apply(req: ValidControlRequests["apply"]): Promise<ControlReplies["apply"]> {
+    try {
+      return await this.#apply(req);
+    } catch (err) {
+      if (err instanceof ControlError || !storeUnreachable(err)) throw err;
+      throw this.#unavailable(err);
+    }
+  }
+
+  async #apply(req: ValidControlRequests["apply"]): Promise<ControlReplies["apply"]> {
     const { documents, warnings } = await this.#check(req.documents);
     const previous = await Promise.all(documents.map((d) => this.#kv(d.kind).get(d.service)));
     const applied: ControlReplies["apply"]["applied"] = [];
@@ -43,11 +52,7 @@ export class PolicyStore {
       }
     } catch (err) {
       await this.#undo(applied, previous);
-      if (storeUnreachable(err)) {
-        const home = this.#b.home ? ` (home cluster '${this.#b.home}')` : "";
-        const message = `the policy buckets${home} cannot be reached, so nothing was applied: is their region down? (${(err as Error).message})`;
-        throw new ControlError("store_unavailable", message, { cause: err });
-      }
+      if (storeUnreachable(err)) throw this.#unavailable(err);
       throw new ControlError("internal", `apply failed and was undone: ${(err as Error).message}`, { cause: err });
     }
     return { applied, warnings };
@@ -163,6 +168,13 @@ export class PolicyStore {
       if (before?.operation === "PUT") await kv.put(done.service, before.value).catch(() => undefined);
       else await kv.delete(done.service).catch(() => undefined);
     }
+  }
+
+  /** The buckets' home cluster is gone (docs/multi-region.md): nothing was written. */
+  #unavailable(err: unknown): ControlError {
+    const home = this.#b.home ? ` (home cluster '${this.#b.home}')` : "";
+    const message = `the policy buckets${home} cannot be reached, so nothing was applied: is their region down? (${(err as Error).message})`;
+    return new ControlError("store_unavailable", message, { cause: err });
   }
 
   #kv(kind: PolicyKind): KV {

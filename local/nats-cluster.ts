@@ -58,6 +58,8 @@ export interface StartNatsClusterOptions {
   gateway?: { ports: number[]; clusters: { name: string; urls: string[] }[] };
   /** Accept leaf node connections on these ports, one per node. */
   leafListenPorts?: number[];
+  /** The JetStream domain of a supercluster (docs/multi-region.md: what lets a leaf node use it). */
+  jetstreamDomain?: string;
   /** Be a leaf node of these hub URLs (`nats-leaf://...`). */
   leafRemotes?: string[];
   /**
@@ -234,6 +236,7 @@ async function launch(cluster: Cluster, bin: string, opts: StartNatsClusterOptio
     ...(opts.gateway ? { gateway: opts.gateway } : {}),
     ...(opts.leafListenPorts ? { leafListenPorts: opts.leafListenPorts } : {}),
     ...(opts.leafRemotes ? { leafRemotes: opts.leafRemotes } : {}),
+    ...(opts.jetstreamDomain ? { jetstreamDomain: opts.jetstreamDomain } : {}),
     indexOf: (node) => cluster.servers.indexOf(node),
   };
   for (const i of range(count)) {

@@ -35,6 +35,8 @@ export interface Plan {
   members: ServerNode[];
   /** the cluster block's name */
   clusterName: string;
+  /** the JetStream domain (superclusters, so a leaf node can reach their JetStream) */
+  jetstreamDomain?: string;
   /** a gateway block (superclusters, docs/multi-region.md): this cluster's gateway ports by node, every cluster's gateway URLs */
   gateway?: { ports: number[]; clusters: { name: string; urls: string[] }[] };
   /** leafnode listen ports by node (hub side) */
@@ -191,7 +193,8 @@ function renderConfig(node: ServerNode, plan: Plan): string {
     `http_port: ${node.monitorPort}`,
     `max_payload: ${plan.maxPayload}`,
   ];
-  if (plan.jetstream) lines.push(`jetstream { store_dir: ${JSON.stringify(node.storeDir)} }`);
+  const domain = plan.jetstreamDomain ? `, domain: ${plan.jetstreamDomain}` : "";
+  if (plan.jetstream) lines.push(`jetstream { store_dir: ${JSON.stringify(node.storeDir)}${domain} }`);
   if (plan.clustered) {
     const routes = plan.routes.join(", ");
     const extra = plan.clusterConfig ? `, ${plan.clusterConfig}` : "";

@@ -57,6 +57,16 @@ export interface Supercluster {
  */
 export const SYSTEM_ACCOUNT_CONFIG = "accounts { SYS: {} }\nsystem_account: SYS";
 
+/**
+ * The supercluster's JetStream domain. nats-server denies `$JS.API.>` across
+ * a leaf connection unless told where it goes: the leaf maps its accounts'
+ * JetStream API to this domain (`default_js_domain`), the hub maps
+ * `$JS.natsmesh.API.>` back to its own. Not `mesh`: `$JS.mesh.API` is secure
+ * mode's import of control's read API.
+ */
+export const JETSTREAM_DOMAIN = "natsmesh";
+const LEAF_JETSTREAM_CONFIG = `default_js_domain: { $G: ${JETSTREAM_DOMAIN} }`;
+
 export const GATEWAY_DISTANCE = 3000;
 export const LEAF_DISTANCE = 3100;
 
@@ -107,6 +117,7 @@ export async function startSupercluster(opts: StartSuperclusterOptions): Promise
           gateway: { ports: perCluster(c).map((i) => gatewayPorts[i]!), clusters: gateways },
           ...(c === 0 ? { leafListenPorts: leafPorts } : {}),
           metaMembers: members,
+          jetstreamDomain: JETSTREAM_DOMAIN,
         });
         const region = Object.assign(cluster, { name });
         started.push(region);
@@ -126,6 +137,7 @@ export async function startSupercluster(opts: StartSuperclusterOptions): Promise
         clusterName: LEAF_NAME,
         dataDir: join(dataDir, LEAF_NAME),
         jetstream: false,
+        extraConfig: [common.extraConfig, LEAF_JETSTREAM_CONFIG].join("\n"),
         clientPorts: [clientPorts[total]!],
         leafRemotes: leafPorts.map((p) => `nats-leaf://${HOST}:${p}`),
       });

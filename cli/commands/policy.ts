@@ -145,7 +145,7 @@ async function services(p: Parsed): Promise<number> {
   for (const s of reply.services) {
     const others = [s.unready > 0 ? `${s.unready} unready` : "", s.draining > 0 ? `${s.draining} draining` : ""].filter(Boolean);
     const health = others.length > 0 ? [`${s.ready} ready`, ...others].join(", ") : `${s.ready}/${s.instances} ready`;
-    const regions = Object.entries(s.regions ?? {}).map(([r, n]) => `${r}:${n}`).join(" ");
+    const regions = Object.entries(s.regions ?? {}).sort(([a], [b]) => a.localeCompare(b)).map(([r, n]) => `${r}:${n}`).join(" ");
     rows.push([s.service, s.version, String(s.instances), health, regions]);
   }
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));

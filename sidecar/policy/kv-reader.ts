@@ -134,26 +134,53 @@ export class KvReader {
    * mode: it answers, even if only "no such stream"), else `$JS.API`.
    */
   #apiPrefix(): Promise<string> {
-    this.#api ??= this.#nc
-      .request(`${MESH_JS_API}.STREAM.INFO.${kvStream("mesh_routes")}`, "{}", { timeout: this.#timeoutMs })
-      .then(
-        () => MESH_JS_API,
-        (err) => {
-          if (err instanceof RequestError && err.isNoResponders()) return JS_API;
-          this.#api = undefined; // unreachable for now: find out again next time
-          throw err;
-        },
-      );
+    this.#api ??= this.#probeApi().catch((err) => {
+      this.#api = undefined; // unreachable for now: find out again next time
+      throw err;
+    });
     return this.#api;
+  }
+
+  /**
+   * Both prefixes at once, each with STREAM.INFO and a direct get: across a
+   * gateway a request nobody serves may get a timeout instead of "no
+   * responders", and while the buckets' home cluster is gone only a direct
+   * get (from this region's mirror) is answered (docs/multi-region.md). An
+   * answer on `$JS.API` counts unless it says this account has no JetStream.
+   */
+  async #probeApi(): Promise<string> {
+    const stream = kvStream("mesh_routes");
+    const ask = (subject: string, body: unknown) => this.#nc.request(subject, JSON.stringify(body), { timeout: this.#timeoutMs });
+    const probe = (api: string) => Promise.any([ask(`${api}.STREAM.INFO.${stream}`, {}), ask(`${api}.DIRECT.GET.${stream}`, { seq: 1 })]);
+    const mesh = probe(MESH_JS_API).then(() => MESH_JS_API);
+    const plain = probe(JS_API).then((m) => (jetStreamDisabled(m) ? Promise.reject(new Error("no JetStream in this account")) : JS_API));
+    try {
+      return await Promise.any([mesh, plain]);
+    } catch (err) {
+      const [meshErr] = (err as AggregateError).errors as [AggregateError, unknown];
+      const errors: unknown[] = meshErr.errors ?? [meshErr];
+      if (errors.some((e) => e instanceof RequestError && e.isNoResponders())) return JS_API;
+      throw errors[0];
+    }
   }
 }
 
 const STREAM_NOT_FOUND = 10059;
+/** what an account without JetStream answers on `$JS.API` */
+const JETSTREAM_NOT_ENABLED = 10039;
 
 interface StreamInfoReply {
   error?: { code: number; err_code: number; description: string };
   total?: number;
   state?: { last_seq: number; subjects?: Record<string, number> };
+}
+
+function jetStreamDisabled(msg: Msg): boolean {
+  try {
+    return msg.json<StreamInfoReply>().error?.err_code === JETSTREAM_NOT_ENABLED;
+  } catch {
+    return false; // a direct get's answer: JetStream is there
+  }
 }
 
 function valueOf(bucket: string, msg: Msg): KvValue {
