@@ -115,7 +115,7 @@ export async function startSupercluster(opts: StartSuperclusterOptions): Promise
           dataDir: join(dataDir, name),
           clientPorts: perCluster(c).map((i) => clientPorts[i]!),
           gateway: { ports: perCluster(c).map((i) => gatewayPorts[i]!), clusters: gateways },
-          ...(c === 0 ? { leafListenPorts: leafPorts } : {}),
+          ...(c === 0 && opts.leaf ? { leafListenPorts: leafPorts } : {}),
           metaMembers: members,
           jetstreamDomain: JETSTREAM_DOMAIN,
         });
