@@ -159,9 +159,11 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
     logger,
     onReconnect: () => policies?.resync(),
   });
+  const region = regionOf(config.region, nc);
   // Metrics, telemetry to control, access logs to JetStream, spans to OTLP: all fed by one record per request.
   const observability = createObservability({
     nc,
+    region,
     service: config.service,
     instance,
     version: config.version,
@@ -176,7 +178,6 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
   // With an application to serve it is a provider; without, it only calls out.
   const app = config.app;
   const quota = app ? createQuotaGate({ nc, service: config.service, logger, onDecision: (caller, d) => metrics.quota(config.service, caller, d) }) : undefined;
-  const region = regionOf(config.region, nc);
   policies = new SidecarPolicies({
     nc,
     region,

@@ -6,11 +6,12 @@ import assert from "node:assert/strict";
 import { before, describe, test } from "node:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import pino from "pino";
+import { requestControl } from "../control/index.ts";
 import { validatePolicy, type QuotaPolicy } from "../schemas/index.ts";
 import { createQuotaGate, type AdmitDecision, type QuotaGate } from "../sidecar/inbound/quota-gate.ts";
 import { startApp } from "./helpers/apps.ts";
 import { onFileEnd } from "./helpers/cleanup.ts";
-import { startTestControl } from "./helpers/control.ts";
+import { startTestControl, type TestControl } from "./helpers/control.ts";
 import { eventually, runMesh, spawnSidecar, startTestSidecar } from "./helpers/mesh.ts";
 import { apply, bodiesOf, cliConnection, configOf, served, startRegions, tapRequests, type Supercluster } from "./helpers/region.ts";
 
@@ -19,6 +20,7 @@ let east: string[];
 let west: string[];
 let edge: string[];
 let cli: NatsConnection;
+let controls: TestControl[];
 /** an application per region that answers with the region's name */
 const apps: Record<string, string> = {};
 /** a quota clock the gates and control share: 10 s into a minute, whatever the real time */
@@ -28,8 +30,7 @@ before(async () => {
   sc = await startRegions({ clusters: 2, leaf: true });
   [east, west, edge] = [sc.clusters[0]!.urls, sc.clusters[1]!.urls, sc.leaf!.urls];
   // Control in east first: the buckets' home is east; the one in west makes west's mirrors.
-  await startTestControl(east, undefined, { now: () => quotaClock });
-  await startTestControl(west, undefined, { now: () => quotaClock });
+  controls = [await startTestControl(east, undefined, { now: () => quotaClock }), await startTestControl(west, undefined, { now: () => quotaClock })];
   for (const region of ["east", "west", "edge"]) apps[region] = (await startApp((_req, res) => void res.end(region))).url;
   cli = await cliConnection(east);
 });
@@ -67,6 +68,20 @@ describe("regions on a supercluster", () => {
     await eventually(async () => (await served(fromWest.outbound.port, "echo")).body === "west");
     assert.deepEqual(new Set(await bodiesOf(fromEast.outbound.port, "echo")), new Set(["east"]));
     assert.deepEqual(new Set(await bodiesOf(fromWest.outbound.port, "echo")), new Set(["west"]));
+  });
+
+  test("telemetry merged by control labels requests with the reporting sidecar's cluster; access records carry the region", async () => {
+    const fromWest = await startTestSidecar({ service: "frontend", nats: west });
+    await eventually(async () => (await served(fromWest.outbound.port, "echo")).body === "west");
+    // The replica holding the telemetry lease exposes the merged series.
+    await eventually(async () => {
+      const text = (await Promise.all(controls.map((c) => c.registry.metrics()))).join("\n");
+      return /mesh_requests_total\{[^}]*source="frontend"[^}]*destination="echo"[^}]*cluster="west"\}/.test(text);
+    }, 20_000);
+    await eventually(async () => {
+      const { records } = await requestControl(cli, "logs", { service: "echo" });
+      return records.some(({ record: r }) => r.reporter.startsWith("frontend/") && r.region === "west");
+    }, 20_000);
   });
 
   test("p2c-ewma picks the caller's region; it crosses only once no instance there is ready", async () => {
