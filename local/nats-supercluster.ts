@@ -25,7 +25,7 @@ export interface StartSuperclusterOptions {
   dataDir?: string;
   bin?: string;
   log?: NatsLaunchLog;
-  /** config files every server includes (secure mode: the same accounts everywhere) */
+  /** config files every server includes (secure mode: the same accounts everywhere; not with `leaf`) */
   include?: string[];
   /** Appended to every server's config */
   extraConfig?: string;
@@ -79,6 +79,7 @@ export async function startSupercluster(opts: StartSuperclusterOptions): Promise
   if (!Number.isInteger(opts.clusters) || opts.clusters < 2 || opts.clusters > MAX_CLUSTERS) {
     throw new RangeError(`clusters must be 2 or 3, got ${opts.clusters}`);
   }
+  if (opts.leaf && opts.include?.length) throw new RangeError("a leaf node with included auth config is not supported yet (docs/multi-region.md)");
   const nodes = opts.nodes ?? 1;
   const total = opts.clusters * nodes;
   const bin = opts.bin ?? (await ensureNatsServer());
@@ -97,7 +98,8 @@ export async function startSupercluster(opts: StartSuperclusterOptions): Promise
     config: opts.wellKnown ? "repo" : "generated",
     ...(opts.log ? { log: opts.log } : {}),
     ...(opts.include ? { include: opts.include } : {}),
-    extraConfig: [SYSTEM_ACCOUNT_CONFIG, opts.extraConfig ?? ""].join("\n"),
+    // Only with a leaf: an `accounts` block here would replace the one of an included auth.conf (secure mode).
+    extraConfig: [opts.leaf ? SYSTEM_ACCOUNT_CONFIG : "", opts.extraConfig ?? ""].join("\n"),
     ...(opts.readyTimeoutMs ? { readyTimeoutMs: opts.readyTimeoutMs } : {}),
   };
   const started: RegionCluster[] = [];
