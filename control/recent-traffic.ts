@@ -55,7 +55,7 @@ class PairRing {
  * see). What `mesh top` shows, through the `stats` control verb.
  */
 export class RecentTraffic {
-  readonly #pairs = new Map<string, { source: string; destination: string; ring: PairRing }>();
+  readonly #pairs = new Map<string, { source: string; destination: string; cluster: string; ring: PairRing }>();
   readonly #now: () => number;
   readonly #startedAt: number;
 
@@ -64,11 +64,14 @@ export class RecentTraffic {
     this.#startedAt = now();
   }
 
-  /** `buckets`: per-bucket duration counts on DURATION_BUCKETS_SECONDS, then +Inf. */
-  add(source: string, destination: string, code: string, count: number, buckets: readonly number[]): void {
-    const key = `${source}\u0001${destination}`;
+  /**
+   * `buckets`: per-bucket duration counts on DURATION_BUCKETS_SECONDS, then +Inf.
+   * `cluster`: the callers' region, "" for none; a bounded label (control/telemetry.ts).
+   */
+  add(source: string, destination: string, code: string, count: number, buckets: readonly number[], cluster = ""): void {
+    const key = `${source}\u0001${destination}\u0001${cluster}`;
     let pair = this.#pairs.get(key);
-    if (!pair) this.#pairs.set(key, (pair = { source, destination, ring: new PairRing() }));
+    if (!pair) this.#pairs.set(key, (pair = { source, destination, cluster, ring: new PairRing() }));
     pair.ring.add(Math.floor(this.#now() / RECENT_SLOT_MS), count, isFailure(code) ? count : 0, buckets);
   }
 
@@ -93,6 +96,7 @@ export class RecentTraffic {
       };
       pairs.push({
         source: p.source,
+        ...(p.cluster ? { cluster: p.cluster } : {}),
         destination: p.destination,
         requests: s.requests,
         rps: Math.round((s.requests / (covered / 1000)) * 100) / 100,
@@ -101,7 +105,7 @@ export class RecentTraffic {
         p99Ms: ms(0.99),
       });
     }
-    pairs.sort((a, b) => a.source.localeCompare(b.source) || a.destination.localeCompare(b.destination));
+    pairs.sort((a, b) => a.source.localeCompare(b.source) || a.destination.localeCompare(b.destination) || (a.cluster ?? "").localeCompare(b.cluster ?? ""));
     return { windowSeconds: Math.round(covered / 100) / 10, pairs };
   }
 }

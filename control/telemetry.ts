@@ -203,7 +203,7 @@ class MeshTelemetry implements ControlTelemetry {
       const counts = toControl(row[8]);
       this.#requests.add(labels, row[6]);
       this.#duration.add(labels, row[7], counts);
-      if (row[0] === "outbound") this.#recent.add(row[1], row[2], row[5], row[6], counts);
+      if (row[0] === "outbound") this.#recent.add(row[1], row[2], row[5], row[6], counts, cluster);
     }
     for (const row of r.counters) {
       const family = this.#counters[row[0]];

@@ -529,6 +529,10 @@ export interface PairStats {
    */
   source: string;
   /**
+   * The callers' region (NATS cluster; docs/multi-region.md), or `_other` past control's cap of 100. Absent: callers that know no region.
+   */
+  cluster?: string;
+  /**
    * The called service (or `_other` past a sidecar's label cap).
    */
   destination: string;

@@ -70,7 +70,7 @@ describe("regions on a supercluster", () => {
     assert.deepEqual(new Set(await bodiesOf(fromWest.outbound.port, "echo")), new Set(["west"]));
   });
 
-  test("telemetry merged by control labels requests with the reporting sidecar's cluster; access records carry the region", async () => {
+  test("telemetry merged by control labels requests with the reporting sidecar's cluster; access records and mesh top carry the region", async () => {
     const fromWest = await startTestSidecar({ service: "frontend", nats: west });
     await eventually(async () => (await served(fromWest.outbound.port, "echo")).body === "west");
     // The replica holding the telemetry lease exposes the merged series.
@@ -81,6 +81,11 @@ describe("regions on a supercluster", () => {
     await eventually(async () => {
       const { records } = await requestControl(cli, "logs", { service: "echo" });
       return records.some(({ record: r }) => r.reporter.startsWith("frontend/") && r.region === "west");
+    }, 20_000);
+    // mesh top: a row per callers' cluster.
+    await eventually(async () => {
+      const res = await runMesh(["top", "echo", "--once", "--window", "60s", "--nats", west.join(",")]);
+      return /SOURCE\s+CLUSTER\s+DESTINATION/.test(res.stdout) && /frontend\s+west\s+echo/.test(res.stdout);
     }, 20_000);
   });
 

@@ -40,15 +40,19 @@ async function top(p: Parsed): Promise<number> {
 const percent = (v: number | null) => (v === null ? "-" : `${(v * 100).toFixed(2)}%`);
 const millis = (v: number | null) => (v === null ? "-" : v >= 100 ? `${Math.round(v)}ms` : `${v.toFixed(1)}ms`);
 
-export function topRow(p: PairStats): string[] {
-  return [p.source, p.destination, p.rps.toFixed(1), percent(p.successRate), millis(p.p50Ms), millis(p.p99Ms), String(p.requests)];
+/** `withCluster`: a CLUSTER column (the callers' region) after SOURCE, when any pair has one (docs/multi-region.md). */
+export function topRow(p: PairStats, withCluster = false): string[] {
+  const cluster = withCluster ? [p.cluster ?? "-"] : [];
+  return [p.source, ...cluster, p.destination, p.rps.toFixed(1), percent(p.successRate), millis(p.p50Ms), millis(p.p99Ms), String(p.requests)];
 }
 
 /** One frame: a title line, then a row per service pair (or a note that there is no traffic). */
 export function renderTop(stats: MeshStats, at: Date): string {
   const title = `mesh top  ${at.toISOString()}  last ${stats.windowSeconds}s, from the callers' sidecars`;
   if (stats.pairs.length === 0) return `${title}\n(no requests in the window)`;
-  const rows = [["SOURCE", "DESTINATION", "RPS", "SUCCESS", "P50", "P99", "REQUESTS"], ...stats.pairs.map(topRow)];
+  const withCluster = stats.pairs.some((p) => p.cluster !== undefined);
+  const head = ["SOURCE", ...(withCluster ? ["CLUSTER"] : []), "DESTINATION", "RPS", "SUCCESS", "P50", "P99", "REQUESTS"];
+  const rows = [head, ...stats.pairs.map((p) => topRow(p, withCluster))];
   return `${title}\n${formatTable(rows)}`;
 }
 
