@@ -16,7 +16,7 @@
 //
 // With --clusters N (docs/multi-region.md) the N*nodes NATS servers take the
 // client ports in order, cluster by cluster, gateways at client + 3000
-// (7222..), each cluster gets a control replica (8100, then 8131, 8132), and
+// (7222..), each cluster gets a control replica (8100, then 8111, 8112), and
 // the demo's sidecars are spread over the clusters, each connected to its own.
 import { join } from "node:path";
 import type { DemoService } from "../services/manifest.ts";
