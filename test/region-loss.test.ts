@@ -78,8 +78,14 @@ describe("losing a whole region", () => {
     }, 60_000);
     // A change now reaches the sidecar that started during the outage.
     const newcomer = await startTestSidecar({ service: "newcomer", nats: west });
-    const [next] = await apply(westCli, { ...ROUTE, timeoutMs: 5000 });
-    assert.ok(next! > routeRevision);
+    // Writes are taken again once the home's streams have leaders (seconds after its servers are back);
+    // until then apply is refused (store_unavailable) or unanswered in time, and a user tries again.
+    let next = 0;
+    await eventually(async () => {
+      next = (await apply(westCli, { ...ROUTE, timeoutMs: 5000 }))[0]!;
+      return true;
+    }, 60_000, 1_000);
+    assert.ok(next > routeRevision);
     await eventually(async () => (await routeRevisionAt(westCaller.admin.port)) === next && (await routeRevisionAt(newcomer.admin.port)) === next, 20_000);
     // Telemetry: control in east merges west's calls again.
     const eastCli = await cliConnection(east);

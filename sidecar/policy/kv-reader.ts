@@ -142,24 +142,25 @@ export class KvReader {
   }
 
   /**
-   * Both prefixes at once, each with STREAM.INFO and a direct get: across a
-   * gateway a request nobody serves may get a timeout instead of "no
-   * responders", and while the buckets' home cluster is gone only a direct
-   * get (from this region's mirror) is answered (docs/multi-region.md). An
-   * answer on `$JS.API` counts unless it says this account has no JetStream.
+   * `$JS.mesh.API` first (secure mode may publish nothing else), with
+   * STREAM.INFO and a direct get at once: while the buckets' home cluster is
+   * gone only a direct get (from this region's mirror) is answered
+   * (docs/multi-region.md). No responders to either: `$JS.API`. No answer in
+   * time (a request crossing a gateway may get no "no responders"):
+   * `$JS.API` if it answers with JetStream enabled.
    */
   async #probeApi(): Promise<string> {
     const stream = kvStream("mesh_routes");
     const ask = (subject: string, body: unknown) => this.#nc.request(subject, JSON.stringify(body), { timeout: this.#timeoutMs });
     const probe = (api: string) => Promise.any([ask(`${api}.STREAM.INFO.${stream}`, {}), ask(`${api}.DIRECT.GET.${stream}`, { seq: 1 })]);
-    const mesh = probe(MESH_JS_API).then(() => MESH_JS_API);
-    const plain = probe(JS_API).then((m) => (jetStreamDisabled(m) ? Promise.reject(new Error("no JetStream in this account")) : JS_API));
     try {
-      return await Promise.any([mesh, plain]);
+      await probe(MESH_JS_API);
+      return MESH_JS_API;
     } catch (err) {
-      const [meshErr] = (err as AggregateError).errors as [AggregateError, unknown];
-      const errors: unknown[] = meshErr.errors ?? [meshErr];
-      if (errors.some((e) => e instanceof RequestError && e.isNoResponders())) return JS_API;
+      const errors = (err as AggregateError).errors ?? [err];
+      if (errors.every((e) => e instanceof RequestError && e.isNoResponders())) return JS_API;
+      const plain = await probe(JS_API).catch(() => undefined);
+      if (plain && !jetStreamDisabled(plain)) return JS_API;
       throw errors[0];
     }
   }
