@@ -7,3 +7,4 @@ export { demoServices } from "../services/manifest.ts";
 export { CredsError, seedFile, writeCreds, type CredsResult } from "./creds.ts";
 export { ensureNatsServer, natsServerVersion, NatsServerError } from "./nats-binary.ts";
 export { startNatsCluster, stopAll, type NatsCluster, type NatsNode } from "./nats-cluster.ts";
+export { startSupercluster, type Supercluster, type StartSuperclusterOptions } from "./nats-supercluster.ts";
