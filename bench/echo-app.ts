@@ -8,7 +8,27 @@ const BODY = Buffer.from(
   JSON.stringify({ service: "bench", ok: true, message: "hello from the bench echo app", padding: "xxxxxxxxxxxxxxxxxxxx" }),
 );
 
+/** `GET /bytes/<n>`: n bytes, written as the socket drains (the large-transfer table). */
+const BYTES = /^\/bytes\/(\d{1,12})$/;
+const FILL = Buffer.alloc(1024 * 1024, 0x61);
+
+function sendBytes(res: import("node:http").ServerResponse, total: number): void {
+  res.writeHead(200, { "content-type": "application/octet-stream", "content-length": total });
+  let left = total;
+  const pump = () => {
+    while (left > 0) {
+      const n = Math.min(left, FILL.length);
+      left -= n;
+      if (!res.write(n === FILL.length ? FILL : FILL.subarray(0, n))) return void res.once("drain", pump);
+    }
+    res.end();
+  };
+  pump();
+}
+
 const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
+  const bytes = BYTES.exec(req.url ?? "");
+  if (bytes) return sendBytes(res, Number(bytes[1]));
   // Drain any request body so the connection can be reused.
   req.resume();
   req.once("end", () => {

@@ -19,6 +19,7 @@ import { addRatios, type Cell, type CpuColumn, cpuRatioTable, cpuTable, errorLin
 import { cleanup, cpuSeconds, installSignalHandlers, rssMiB, startChild, waitFor, wasInterrupted } from "./procs.ts";
 import { BASELINE, type BenchEnv, type Deployment, SCENARIOS, type Scenario, startControl } from "./scenarios.ts";
 import { measureSidecarStartup, type StartupResult } from "./startup.ts";
+import { measureTransfer, TRANSFER_BYTES, type TransferResult, transferTable } from "./transfer.ts";
 
 const BENCH_DIR = fileURLToPath(new URL(".", import.meta.url));
 const REPO_DIR = join(BENCH_DIR, "..");
@@ -50,6 +51,8 @@ function settingsFromEnv(): Settings {
 const say = (line: string) => process.stderr.write(`bench: ${line}\n`);
 /** the BENCH_SCENARIOS name of the sidecar start-up table */
 const STARTUP = "startup";
+/** BENCH_SCENARIOS name of the large-download table (bench/transfer.ts) */
+const TRANSFER = "transfer";
 
 /** Children run TypeScript through tsx's loader, resolved from the repo root. */
 function tsxChild(name: string, file: string, args: string[], onStdout?: (chunk: string) => void) {
@@ -220,7 +223,7 @@ async function main(): Promise<void> {
 
   // BENCH_SCENARIOS="floor,mesh" runs a subset (e.g. to profile one); `startup` names the start-up table.
   const only = process.env.BENCH_SCENARIOS?.split(",").map((s) => s.trim()).filter(Boolean);
-  const known = [...SCENARIOS.map((s) => s.name), STARTUP];
+  const known = [...SCENARIOS.map((s) => s.name), STARTUP, TRANSFER];
   const unknown = only?.filter((n) => !known.includes(n)) ?? [];
   if (unknown.length) throw new Error(`BENCH_SCENARIOS: no scenario ${unknown.map((n) => `'${n}'`).join(", ")}; known: ${known.join(", ")}`);
   const selected = SCENARIOS.filter((s) => !only || only.includes(s.name));
@@ -231,7 +234,7 @@ async function main(): Promise<void> {
   const app = await startApp();
   say(`nats-server ${nats.version} at ${nats.url} (via ${nats.launcher}); echo app at ${app.origin}`);
   // Sidecars run against a complete mesh: control creates the buckets and the MESH_ACCESS stream they write to.
-  const control = selected.some((s) => s.needsControl) || startup ? await startControl({ natsUrl: nats.url }) : undefined;
+  const control = selected.some((s) => s.needsControl) || startup || !only || only.includes(TRANSFER) ? await startControl({ natsUrl: nats.url }) : undefined;
   if (control) say(`mesh control running (pid ${control.pid})`);
   const shared: Shared = { app: app.pid, nats: nats.pid, control: control?.pid };
 
@@ -253,6 +256,12 @@ async function main(): Promise<void> {
     for (const p of [dep.caller, dep.provider]) if (p?.output().trim()) logs[`${scenario.name}/${p.name}`] = p.output();
   }
 
+  let transferResult: TransferResult | undefined;
+  if (!only || only.includes(TRANSFER)) {
+    say(`large download (${TRANSFER_BYTES / 1024 / 1024} MiB)...`);
+    transferResult = await measureTransfer({ appOrigin: app.origin, natsUrl: nats.url, profileDir: profileRoot && join(profileRoot, TRANSFER) }, say);
+  }
+
   let startupResult: StartupResult | undefined;
   if (startup) {
     say(`sidecar start-up...`);
@@ -262,12 +271,13 @@ async function main(): Promise<void> {
 
   addRatios(cells, BASELINE);
   const tables = cells.length ? [mainTable(cells, BASELINE), "", cpuTable(cells), "", cpuRatioTable(cells, BASELINE), "", sidesLegend(cells)] : [];
+  if (transferResult) tables.push("", transferTable(transferResult));
   if (startupResult) tables.push("", startupTable(startupResult));
   console.log(`\n${tables.join("\n")}\n`);
   for (const line of errorLines(cells)) console.log(`errors: ${line}`);
   for (const [who, text] of Object.entries(logs)) console.log(`${who} logged:\n${text.trimEnd().split("\n").slice(-10).join("\n")}`);
 
-  const file = await saveResults({ startedAt, stamp, settings, nats, app, cells, startup: startupResult, logs, profileRoot });
+  const file = await saveResults({ startedAt, stamp, settings, nats, app, cells, startup: startupResult, transfer: transferResult, logs, profileRoot });
   say(`saved ${file}`);
 }
 
@@ -279,6 +289,7 @@ interface RunRecord {
   app: { bodyBytes: number };
   cells: Cell[];
   startup: StartupResult | undefined;
+  transfer: TransferResult | undefined;
   logs: Record<string, string>;
   profileRoot: string | undefined;
 }
@@ -303,6 +314,7 @@ async function saveResults(run: RunRecord): Promise<string> {
     },
     cells: run.cells,
     ...(run.startup ? { sidecarStartup: run.startup } : {}),
+    ...(run.transfer ? { largeDownload: run.transfer } : {}),
     logs: run.logs,
     ...(run.profileRoot ? { profiles: run.profileRoot } : {}),
   };

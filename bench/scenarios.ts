@@ -92,6 +92,8 @@ export interface SidecarSpec {
   service: string;
   /** the local app; absent = caller-only sidecar */
   app?: string;
+  /** more `mesh sidecar` flags */
+  flags?: string[];
 }
 
 export interface RunningSidecar {
@@ -104,8 +106,11 @@ export interface RunningSidecar {
 export async function startSidecar(env: BenchEnv, spec: SidecarSpec): Promise<RunningSidecar> {
   const listen = `127.0.0.1:${await freePort()}`;
   const admin = `127.0.0.1:${await freePort()}`;
-  const args = [...(await profileFlags(env, spec.role)), MESH_BIN, "sidecar", "--service", spec.service, "--listen", listen, "--admin", admin, "--nats", env.natsUrl, "--log-level", "warn"];
+  // BENCH_SIDECAR_NODE_FLAGS: node flags for the mesh's sidecars only (e.g. to try V8 heap settings).
+  const nodeFlags = process.env.BENCH_SIDECAR_NODE_FLAGS?.split(" ").filter(Boolean) ?? [];
+  const args = [...nodeFlags, ...(await profileFlags(env, spec.role)), MESH_BIN, "sidecar", "--service", spec.service, "--listen", listen, "--admin", admin, "--nats", env.natsUrl, "--log-level", "warn"];
   if (spec.app) args.push("--app", spec.app);
+  if (spec.flags) args.push(...spec.flags);
   const child = startChild(spec.role, process.execPath, args);
   await waitFor(child, "report ready on /readyz", readyzProbe(admin));
   return { child, listen, admin };

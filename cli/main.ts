@@ -2,14 +2,19 @@
 // by the one argument parser (cli/args.ts). Exit codes
 // (docs/architecture.md §8): 0 ok, 1 rejected input, 2 usage, 3 NATS or
 // control unreachable.
-import { ensureNatsServer, natsServerVersion, NatsServerError } from "../local/index.ts";
-import { HelpRequested, UsageError, flagHelp, parseArgv, suggest } from "./args.ts";
+import { HelpRequested, OUTPUT_FLAG, UsageError, flagHelp, jsonOutput, parseArgv, suggest } from "./args.ts";
 import { CliError, Exit } from "./client.ts";
 import type { Command } from "./command.ts";
+import { bashCompletion, zshCompletion } from "./completion.ts";
+import { formatVersions, versions } from "./version.ts";
+import { CHECK_COMMAND } from "./commands/check.ts";
 import { CONTROL_COMMAND } from "./commands/control.ts";
 import { CREDS_COMMAND } from "./commands/creds.ts";
+import { DASHBOARD_COMMAND } from "./commands/dashboard.ts";
 import { LOGS_COMMAND } from "./commands/logs.ts";
+import { HISTORY_COMMANDS } from "./commands/history.ts";
 import { POLICY_COMMANDS } from "./commands/policy.ts";
+import { RUN_COMMAND } from "./commands/run.ts";
 import { SIDECAR_COMMAND } from "./commands/sidecar.ts";
 import { TOP_COMMAND } from "./commands/top.ts";
 import { UP_COMMAND } from "./commands/up.ts";
@@ -19,12 +24,31 @@ const ENSURE_NATS_SERVER: Command = {
   summary: "find (on Debian/Ubuntu as root: install) nats-server 2.9+",
   args: { flags: {} },
   run: async () => {
+    // Loaded on use, as every heavy command is (docs/cli.md "Latency").
+    const { ensureNatsServer, natsServerVersion, NatsServerError } = await import("../local/index.ts");
     try {
       const bin = await ensureNatsServer((line) => process.stderr.write(`mesh ensure-nats-server: ${line}\n`));
       console.log(`${bin} ${await natsServerVersion(bin)}`);
       return Exit.ok;
     } catch (err) {
       if (!(err instanceof NatsServerError)) throw err;
+      throw new CliError(Exit.unreachable, err.message);
+    }
+  },
+};
+
+const ENSURE_CHROMIUM: Command = {
+  synopsis: "ensure-chromium",
+  summary: "find (on Debian/Ubuntu as root: install) chromium, for the dashboard's browser tests",
+  args: { flags: {} },
+  run: async () => {
+    // Loaded on use, as every heavy command is (docs/cli.md "Latency").
+    const { ChromiumError, ensureChromium } = await import("../local/index.ts");
+    try {
+      console.log(await ensureChromium((line) => process.stderr.write(`mesh ensure-chromium: ${line}\n`)));
+      return Exit.ok;
+    } catch (err) {
+      if (!(err instanceof ChromiumError)) throw err;
       throw new CliError(Exit.unreachable, err.message);
     }
   },
@@ -44,16 +68,46 @@ const HELP: Command = {
   },
 };
 
+const VERSION: Command = {
+  synopsis: "version [-o json]",
+  summary: "natsmesh's version, the nats.js client's and Node's (also mesh --version)",
+  args: { flags: OUTPUT_FLAG },
+  run: async (p) => {
+    const v = versions();
+    console.log(jsonOutput(p) ? JSON.stringify(v) : formatVersions(v));
+    return Exit.ok;
+  },
+};
+
+const COMPLETION: Command = {
+  synopsis: "completion bash|zsh",
+  summary: "a shell completion script: source <(mesh completion bash)",
+  args: { flags: {}, positionals: { min: 1, max: 1, names: "SHELL" } },
+  run: async (p) => {
+    const shell = p.positionals[0]!;
+    if (shell !== "bash" && shell !== "zsh") throw new UsageError(`no completion for shell '${shell}' (bash or zsh)`);
+    process.stdout.write(shell === "bash" ? bashCompletion(COMMANDS) : zshCompletion(COMMANDS));
+    return Exit.ok;
+  },
+};
+
 /** Every command, in the order `mesh help` lists them. */
 const COMMANDS: Readonly<Record<string, Command>> = {
   up: UP_COMMAND,
   sidecar: SIDECAR_COMMAND,
+  run: RUN_COMMAND,
+  check: CHECK_COMMAND,
   control: CONTROL_COMMAND,
   ...POLICY_COMMANDS,
+  ...HISTORY_COMMANDS,
   logs: LOGS_COMMAND,
   top: TOP_COMMAND,
+  dashboard: DASHBOARD_COMMAND,
   creds: CREDS_COMMAND,
   "ensure-nats-server": ENSURE_NATS_SERVER,
+  "ensure-chromium": ENSURE_CHROMIUM,
+  completion: COMPLETION,
+  version: VERSION,
   help: HELP,
 };
 
@@ -85,6 +139,7 @@ export async function main(args: string[]): Promise<number> {
   const [name, ...rest] = args;
   if (name === undefined) return fail(new UsageError("no command given (mesh help lists them)"), "mesh");
   if (name === "--help" || name === "-h") return HELP.run({ values: {}, positionals: [] });
+  if (name === "--version" || name === "-V") return VERSION.run({ values: {}, positionals: [] });
   const command = commandOf(name);
   if (!command) return fail(new UsageError(`unknown command '${name}'${suggest(name, Object.keys(COMMANDS))} (mesh help lists them)`), "mesh");
   try {

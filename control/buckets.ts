@@ -17,6 +17,7 @@ import {
   type QuotaPer,
 } from "../schemas/index.ts";
 import { ensureKv, withReplicaFallback } from "../runtime/index.ts";
+import { LEASE_BUCKET, LEASE_TTL_MS } from "./telemetry-lease.ts";
 
 /** KV history kept per policy key: what `mesh history` and `mesh rollback` can reach. */
 export const POLICY_HISTORY = 10;
@@ -42,27 +43,60 @@ function republishOf(bucket: string, headersOnly: boolean): NonNullable<KvOption
   return { src: `$KV.${bucket}.>`, dest: kvChangesSubject(bucket), headers_only: headersOnly };
 }
 
-/** Idempotent: every control replica calls this at start. */
-export async function ensureBuckets(nc: NatsConnection, logger: Logger): Promise<MeshBuckets> {
-  const kvm = new Kvm(nc);
-  const jsm = await jetstreamManager(nc);
-  const registryOpts = { history: 1, ttl: REGISTRY_TTL_MS, republish: republishOf(REGISTRY_BUCKET, false) };
-  const first = await ensureKv(kvm, jsm, REGISTRY_BUCKET, registryOpts, [3, 2, 1]);
-  const replicas = [first.replicas];
-  const policy = {} as Record<PolicyKind, KV>;
-  for (const kind of POLICY_KINDS) {
-    const bucket = POLICY_BUCKETS[kind];
-    policy[kind] = (await ensureKv(kvm, jsm, bucket, { history: POLICY_HISTORY, republish: republishOf(bucket, true) }, replicas)).kv;
-  }
-  const quota = {} as Record<QuotaPer, KV>;
-  for (const per of QUOTA_PERS) {
+/**
+ * Every KV bucket control creates, with the settings it creates it with:
+ * ensureBuckets creates from this table and `mesh check` compares the live
+ * buckets against it, so the settings are stated once.
+ */
+export interface BucketSpec {
+  bucket: string;
+  history: number;
+  /** entries expire after this long; absent: never */
+  ttlMs?: number;
+  republish?: NonNullable<KvOptions["republish"]>;
+  /** true: min(3, cluster size) replicas; false: always 1 */
+  replicated: boolean;
+}
+
+export function bucketSpecs(): BucketSpec[] {
+  return [
+    { bucket: REGISTRY_BUCKET, history: 1, ttlMs: REGISTRY_TTL_MS, republish: republishOf(REGISTRY_BUCKET, false), replicated: true },
+    ...POLICY_KINDS.map((kind) => ({ bucket: POLICY_BUCKETS[kind], history: POLICY_HISTORY, republish: republishOf(POLICY_BUCKETS[kind], true), replicated: true })),
     // History 1: only the current count matters; the max age drops windows nobody asks for any more.
     // One replica: a revision-checked update is serialized only by a single stream store. In a
     // replicated stream the check runs before consensus, and concurrent updates with the same
     // revision can all succeed (nats-server#4320, fixed in 2.9.21 but still leader-local during a
     // leader change); that would grant permits twice. A counter node down = control unavailable
     // for quota (onUnavailable decides); a control restart loses nothing.
-    quota[per] = (await ensureKv(kvm, jsm, QUOTA_COUNTER_BUCKETS[per], { history: 1, ttl: quotaCounterTtlMs(per) }, [1])).kv;
+    ...QUOTA_PERS.map((per) => ({ bucket: QUOTA_COUNTER_BUCKETS[per], history: 1, ttlMs: quotaCounterTtlMs(per), replicated: false })),
+    { bucket: LEASE_BUCKET, history: 1, ttlMs: LEASE_TTL_MS, replicated: true },
+  ];
+}
+
+function specOf(bucket: string): BucketSpec {
+  return bucketSpecs().find((s) => s.bucket === bucket)!;
+}
+
+/** The KV options a spec creates a bucket with. */
+export function kvOptionsOf(spec: BucketSpec): Partial<KvOptions> {
+  return { history: spec.history, ...(spec.ttlMs ? { ttl: spec.ttlMs } : {}), ...(spec.republish ? { republish: spec.republish } : {}) };
+}
+
+/** Idempotent: every control replica calls this at start. */
+export async function ensureBuckets(nc: NatsConnection, logger: Logger): Promise<MeshBuckets> {
+  const kvm = new Kvm(nc);
+  const jsm = await jetstreamManager(nc);
+  const first = await ensureKv(kvm, jsm, REGISTRY_BUCKET, kvOptionsOf(specOf(REGISTRY_BUCKET)), [3, 2, 1]);
+  const replicas = [first.replicas];
+  const policy = {} as Record<PolicyKind, KV>;
+  for (const kind of POLICY_KINDS) {
+    const bucket = POLICY_BUCKETS[kind];
+    policy[kind] = (await ensureKv(kvm, jsm, bucket, kvOptionsOf(specOf(bucket)), replicas)).kv;
+  }
+  const quota = {} as Record<QuotaPer, KV>;
+  for (const per of QUOTA_PERS) {
+    const bucket = QUOTA_COUNTER_BUCKETS[per];
+    quota[per] = (await ensureKv(kvm, jsm, bucket, kvOptionsOf(specOf(bucket)), [1])).kv;
   }
   const buckets = [REGISTRY_BUCKET, ...Object.values(POLICY_BUCKETS), ...Object.values(QUOTA_COUNTER_BUCKETS)];
   const home = (await jsm.streams.info(kvStream(POLICY_BUCKETS.Route))).cluster?.name;

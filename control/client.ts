@@ -10,6 +10,10 @@ import {
   type ControlVerb,
 } from "../schemas/index.ts";
 
+/** How much control keeps, for clients to say so: KV history per policy key, and the longest `stats` window. */
+export { POLICY_HISTORY } from "./buckets.ts";
+export { RECENT_MAX_WINDOW_MS } from "./recent-traffic.ts";
+
 /**
  * How to talk to control over NATS (`mesh.ctl.v1.<verb>`), for the CLI, the
  * local mesh and embedders: one request, its typed reply, or a typed failure.

@@ -3,7 +3,7 @@ import type { ControlErrorBody, PolicyProblem } from "../schemas/index.ts";
 /** Longest message a refusal carries (control-error.schema.json); longer ones are cut. */
 const MAX_MESSAGE = 16_384;
 
-/** An error control answers a request with; `code` is stable (DESIGN §2 exit codes derive from it). */
+/** An error control answers a request with; `code` is stable (exit codes derive from it: docs/architecture.md §8). */
 export class ControlError extends Error {
   readonly code: ControlErrorBody["code"];
   readonly problems: PolicyProblem[] | undefined;

@@ -108,6 +108,11 @@ export class MergedFamily {
     return s !== undefined;
   }
 
+  /** Every series' labels and value (histograms: their sum), visible or not: what control's own views read. */
+  *entries(): IterableIterator<[Readonly<Record<string, string>>, number]> {
+    for (const s of this.#series.values()) yield [s.labels, s.value];
+  }
+
   clear(): void {
     this.#series = new Map();
   }

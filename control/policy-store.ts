@@ -2,10 +2,12 @@ import type { KV, KvEntry } from "@nats-io/kv";
 import {
   checkRegistryEntry,
   checkStoredPolicy,
+  parsePolicyText,
   registryKey,
   validatePolicy,
   validatePolicyDocuments,
   type ControlReplies,
+  type ParseResult,
   type PolicyKind,
   type PolicyRevision,
   type RegistryEntry,
@@ -93,23 +95,36 @@ export class PolicyStore {
     if (!current) throw new ControlError("not_found", `no ${req.kind} history for '${req.service}'`);
     const candidates = entries.filter((e) => e.operation === "PUT" && (req.to === undefined ? e.revision < current.revision : e.revision === req.to));
     const target = candidates.reverse().find((e) => validatePolicy(e.document).ok);
-    if (!target) {
-      const which = req.to === undefined ? "an earlier valid revision" : `a valid revision ${req.to}`;
-      throw new ControlError("not_found", `${req.kind} '${req.service}' has no ${which} in its history`);
-    }
+    if (!target) throw new ControlError("not_found", noRollbackTarget(req, entries));
     const revision = await this.#kv(req.kind).update(req.service, JSON.stringify(target.document), current.revision).catch((err) => {
       throw new ControlError("conflict", `'${req.service}' changed during the rollback; try again`, { cause: err });
     });
     return { restored: target.revision, revision };
   }
 
-  async services(): Promise<ControlReplies["services"]> {
-    const byVersion = new Map<string, ServiceSummary>();
+  /**
+   * A policy file's text checked as `mesh validate` checks it (parse, schema,
+   * semantics, warnings about versions without instances); nothing is written.
+   */
+  async validateText(text: string): Promise<ParseResult> {
+    const known = await this.knownVersions();
+    return parsePolicyText(text, { knownVersions: (service) => known.get(service) ?? new Set() });
+  }
+
+  /** Every live instance in the registry, as control wrote it; entries written into KV by hand are skipped. */
+  async instances(): Promise<RegistryEntry[]> {
+    const out: RegistryEntry[] = [];
     for (const key of await collect(await this.#b.registry.keys())) {
       const entry = await this.#b.registry.get(key);
-      if (!entry || entry.operation !== "PUT") continue;
-      const instance = registryEntryOf(key, entry);
-      if (!instance) continue;
+      const instance = entry && entry.operation === "PUT" ? registryEntryOf(key, entry) : undefined;
+      if (instance) out.push(instance);
+    }
+    return out;
+  }
+
+  async services(): Promise<ControlReplies["services"]> {
+    const byVersion = new Map<string, ServiceSummary>();
+    for (const instance of await this.instances()) {
       const id = `${instance.service}/${instance.version}`;
       const summary = byVersion.get(id) ?? { service: instance.service, version: instance.version, instances: 0, ready: 0, unready: 0, draining: 0, names: [] };
       summary.instances++;
@@ -196,6 +211,15 @@ function registryEntryOf(key: string, entry: KvEntry): RegistryEntry | undefined
   }
   const checked = checkRegistryEntry(value);
   return checked.ok && key === registryKey(checked.value.service, checked.value.instance) ? checked.value : undefined;
+}
+
+/** Why a rollback has nothing to restore, in plain words, with the revisions KV keeps (at most POLICY_HISTORY). */
+function noRollbackTarget(req: ValidControlRequests["rollback"], entries: PolicyRevision[]): string {
+  const what = `${req.kind} '${req.service}'`;
+  if (req.to === undefined) return `${what} has no valid revision before the current one in its history`;
+  const found = entries.find((e) => e.revision === req.to);
+  if (!found) return `${what} has no revision ${req.to} in its history (kept: ${entries.map((e) => e.revision).join(", ")})`;
+  return found.operation === "PUT" ? `revision ${req.to} of ${what} is not a valid document` : `revision ${req.to} of ${what} is a deletion`;
 }
 
 function revisionOf(kind: PolicyKind, e: KvEntry): PolicyRevision {

@@ -12,6 +12,7 @@ import {
   type ControlVerb,
   type ValidControlRequests,
 } from "../schemas/index.ts";
+import { whileJetStreamSettles } from "../runtime/index.ts";
 import { ensureBuckets } from "./buckets.ts";
 import { ControlError } from "./errors.ts";
 import { PolicyStore } from "./policy-store.ts";
@@ -21,12 +22,19 @@ import { AccessReader } from "./access-read.ts";
 import { FairDispatcher } from "./dispatch.ts";
 import { ensureAccessStream } from "./access-stream.ts";
 import { startTelemetry, type ControlTelemetry } from "./telemetry.ts";
+import { DASHBOARD_PATH } from "./dashboard/paths.ts";
 
 export interface ControlService {
   readonly store: PolicyStore;
   readonly registry: Registry;
   /** mesh-wide metrics merged from sidecars' telemetry */
   readonly telemetry: ControlTelemetry;
+  /** access records from MESH_ACCESS (the `logs` verb, the dashboard's tail) */
+  readonly access: AccessReader;
+  /** this replica's name */
+  readonly instance: string;
+  /** Says where this replica's admin listener is, for the `info` verb (`mesh dashboard`). */
+  setAdminUrl(url: string): void;
   stop(): Promise<void>;
 }
 
@@ -37,6 +45,7 @@ interface HandlerContext {
   instances: InstanceRegistry;
   telemetry: ControlTelemetry;
   access: AccessReader;
+  info: () => ControlReplies["info"];
 }
 
 /**
@@ -62,6 +71,7 @@ const HANDLERS: { readonly [V in ControlVerb]: Handler<V> } = {
   register: (c, b, subject) => c.instances.register(b, subject),
   stats: async (c, b) => c.telemetry.stats(b),
   logs: (c, b) => c.access.logs(b),
+  info: async (c) => c.info(),
 };
 
 /**
@@ -82,14 +92,18 @@ export async function startControl(
   collectDefaultMetrics({ register: registry });
   const requests = new Counter({ name: "mesh_control_requests_total", help: "Control requests by verb and outcome", labelNames: ["verb", "outcome"], registers: [registry] });
   const duration = new Histogram({ name: "mesh_control_request_duration_seconds", help: "Control request handling time", labelNames: ["verb"], registers: [registry] });
-  const buckets = await ensureBuckets(nc, logger);
+  // A cluster that has just (re)started may not answer yet: retried, not fatal (docs/architecture.md §14).
+  const buckets = await whileJetStreamSettles("creating buckets", logger, () => ensureBuckets(nc, logger));
   const store = new PolicyStore(buckets);
   const quota = new QuotaLeases(buckets.quota, opts.now);
   // Access logs are not worth refusing to serve policy for: without the stream, sidecars drop and count records.
-  await ensureAccessStream(nc, logger).catch((err) => logger.error({ err }, "access log stream MESH_ACCESS not created"));
+  await whileJetStreamSettles("creating stream MESH_ACCESS", logger, () => ensureAccessStream(nc, logger)).catch((err) => logger.error({ err }, "access log stream MESH_ACCESS not created"));
   const telemetry = await startTelemetry({ nc, logger, registry, holder: instance });
   const instances = new InstanceRegistry(buckets.registry);
-  const context: HandlerContext = { store, quota, instances, telemetry, access: new AccessReader(nc, registry) };
+  let adminUrl: string | undefined;
+  const info = (): ControlReplies["info"] => (adminUrl ? { instance, admin: adminUrl, dashboard: `${adminUrl}${DASHBOARD_PATH}` } : { instance });
+  const access = new AccessReader(nc, registry);
+  const context: HandlerContext = { store, quota, instances, telemetry, access, info };
 
   const handle = async (msg: Msg): Promise<void> => {
     const verb = verbOf(msg.subject);
@@ -137,6 +151,9 @@ export async function startControl(
     store,
     registry,
     telemetry,
+    access,
+    instance,
+    setAdminUrl: (url) => void (adminUrl = url),
     stop: async () => {
       await sub.drain();
       await telemetry.stop();

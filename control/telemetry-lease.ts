@@ -2,7 +2,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { Logger } from "pino";
-import { ensureKv } from "../runtime/index.ts";
+import { ensureKv, whileJetStreamSettles } from "../runtime/index.ts";
 
 /**
  * Which control replica exposes the mesh-wide metrics. Every replica merges
@@ -26,12 +26,12 @@ export interface Lease {
 }
 
 async function openBucket(nc: NatsConnection): Promise<KV> {
-  return (await ensureKv(new Kvm(nc), await jetstreamManager(nc), LEASE_BUCKET, { history: 1, ttl: LEASE_TTL_MS })).kv;
+  return (await ensureKv(new Kvm(nc), await jetstreamManager(nc), LEASE_BUCKET, { history: 1, ttl: LEASE_TTL_MS })).kv; // bucketSpecs() (buckets.ts) lists the same
 }
 
 /** Tries to take (or keeps) the lease now and every LEASE_RENEW_MS; `onChange` hears of every gain and loss. */
 export async function startLease(nc: NatsConnection, holder: string, logger: Logger, onChange: (held: boolean) => void): Promise<Lease> {
-  const kv = await openBucket(nc);
+  const kv = await whileJetStreamSettles("opening the telemetry lease", logger, () => openBucket(nc));
   let revision: number | undefined;
   let stopped = false;
 

@@ -12,6 +12,7 @@ import {
   type MeshStats,
   type MetricSpec,
   type NamedRow,
+  type PairStats,
   type TelemetryCounterName,
   type TelemetryReport,
 } from "../schemas/index.ts";
@@ -44,7 +45,21 @@ export interface ControlTelemetry {
   leader(): boolean;
   /** what the `stats` control verb answers; without `windowSeconds`, the last RECENT_DEFAULT_WINDOW_MS */
   stats(req: ControlRequests["stats"]): MeshStats;
+  /** Per called service: its traffic over the last `windowMs` and running totals, for the dashboard (docs/dashboard.md). */
+  sample(windowMs: number): Map<string, ServiceSample>;
   stop(): Promise<void>;
+}
+
+/** One service as the dashboard samples it: calls to it over a window, totals since this replica started, breakers now. */
+export interface ServiceSample {
+  traffic?: Omit<PairStats, "source" | "destination">;
+  /** retries callers made towards it */
+  retries: number;
+  /** authz denials and quota rejections by its own sidecars */
+  authzDenied: number;
+  quotaRejected: number;
+  /** calling sidecar instances whose breaker towards it is open or half-open, as last reported */
+  breakersOpen: number;
 }
 
 interface InstanceState {
@@ -150,6 +165,21 @@ class MeshTelemetry implements ControlTelemetry {
     return this.#recent.stats(req.windowSeconds === undefined ? undefined : req.windowSeconds * 1000, req.service);
   }
 
+  sample(windowMs: number): Map<string, ServiceSample> {
+    const out = new Map<string, ServiceSample>();
+    const of = (service: string) => {
+      let s = out.get(service);
+      if (!s) out.set(service, (s = { retries: 0, authzDenied: 0, quotaRejected: 0, breakersOpen: 0 }));
+      return s;
+    };
+    for (const [service, traffic] of this.#recent.destinations(windowMs)) of(service).traffic = traffic;
+    for (const [labels, value] of this.#counters.retries!.entries()) of(labels.destination!).retries += value;
+    for (const [labels, value] of this.#counters.authz!.entries()) if (labels.decision === "deny") of(labels.service!).authzDenied += value;
+    for (const [labels, value] of this.#counters.quota!.entries()) if (QUOTA_REJECTIONS.has(labels.decision!)) of(labels.service!).quotaRejected += value;
+    for (const [labels, n] of breakerCounts(this.#instances, this.#now())) if (labels[3] !== "closed") of(labels[1]!).breakersOpen += n;
+    return out;
+  }
+
   async stop(): Promise<void> {
     clearInterval(this.#sweep);
     await this.#sub?.drain().catch(() => undefined);
@@ -210,7 +240,10 @@ class MeshTelemetry implements ControlTelemetry {
       if (!family) continue;
       const rejected = budget-- <= 0 ? "report_limit" : namedRowOwner(row) !== r.service ? "not_own_service" : this.#admitSeries(family, row[1], state);
       if (rejected) this.#reject(rejected);
-      else family.add(row[1], row[2]);
+      else {
+        family.add(row[1], row[2]);
+        if (row[0] === "stream_bytes") this.#recent.addStreamBytes(row[1][0]!, row[1][1]!, row[2], cluster);
+      }
     }
     for (const g of r.gauges) {
       const key = `${g[0]}\u0001${g[1].join("\u0001")}`;
@@ -251,9 +284,17 @@ class MeshTelemetry implements ControlTelemetry {
   }
 }
 
+/** Quota decisions that turned a request away. */
+const QUOTA_REJECTIONS: ReadonlySet<string> = new Set(["denied", "unavailable_denied"]);
+
 /** Recomputes the breaker gauge: instances per state, from fresh reports only. */
 function collectBreakers(family: MergedFamily, instances: Map<string, InstanceState>, now: number): void {
   family.clear();
+  for (const [labels, n] of breakerCounts(instances, now)) family.set(labels, n);
+}
+
+/** Calling instances per (source, destination, version, state), from fresh reports only. */
+function breakerCounts(instances: Map<string, InstanceState>, now: number): Array<[string[], number]> {
   const totals = new Map<string, { labels: string[]; n: number }>();
   for (const inst of instances.values()) {
     if (now - inst.seenAt > inst.intervalMs * GAUGE_STALE_INTERVALS + 1_000) continue;
@@ -266,7 +307,7 @@ function collectBreakers(family: MergedFamily, instances: Map<string, InstanceSt
       else totals.set(key, { labels: full, n: 1 });
     }
   }
-  for (const { labels, n } of totals.values()) family.set(labels, n);
+  return [...totals.values()].map(({ labels, n }) => [labels, n]);
 }
 
 function forgetSilent(instances: Map<string, InstanceState>, now: number): void {

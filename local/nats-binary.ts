@@ -49,6 +49,11 @@ export function ensureNatsServer(log?: (line: string) => void): Promise<string> 
   return found;
 }
 
+/** A nats-server already here (NATS_SERVER_BIN, PATH, Debian's path), without installing one; undefined when none. */
+export async function findNatsServer(): Promise<string | undefined> {
+  return (await fromEnv().catch(() => undefined)) ?? (await onPath("nats-server")) ?? (await firstExecutable(PACKAGE_BINS));
+}
+
 async function locate(log?: (line: string) => void): Promise<string> {
   const bin =
     (await fromEnv()) ??
@@ -69,12 +74,12 @@ async function fromEnv(): Promise<string | undefined> {
   return bin;
 }
 
-function onPath(name: string): Promise<string | undefined> {
+export function onPath(name: string): Promise<string | undefined> {
   const dirs = (process.env.PATH ?? "").split(delimiter).filter(Boolean);
   return firstExecutable(dirs.map((dir) => join(dir, name)));
 }
 
-async function firstExecutable(paths: string[]): Promise<string | undefined> {
+export async function firstExecutable(paths: string[]): Promise<string | undefined> {
   for (const path of paths) {
     if (await isExecutableFile(path)) return path;
   }
@@ -107,7 +112,7 @@ async function installFromApt(log?: (line: string) => void): Promise<string> {
   return bin;
 }
 
-async function isDebianLike(): Promise<boolean> {
+export async function isDebianLike(): Promise<boolean> {
   const text = await readFile("/etc/os-release", "utf8").catch(() => "");
   const ids = text
     .split("\n")

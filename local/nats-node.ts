@@ -4,7 +4,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdir, open, readdir, readFile, writeFile } from "node:fs/promises";
 import { join, relative } from "node:path";
-import { fileURLToPath } from "node:url";
+import { packageFile } from "../runtime/package-root.ts";
 import { NatsServerError } from "./nats-binary.ts";
 import type { NatsNode } from "./nats-cluster.ts";
 
@@ -15,7 +15,7 @@ export const DEFAULT_READY_TIMEOUT_MS = 20_000;
 const KILL_GRACE_MS = 10_000;
 const POLL_MS = 50;
 const LOG_TAIL_LINES = 10;
-const REPO_CONFIG = fileURLToPath(new URL("../nats.conf", import.meta.url));
+const REPO_CONFIG = packageFile("nats.conf");
 /** mesh up's well-known ports: client 4222+i, route 6222+i, monitor 8222+i. */
 export const REPO_CLIENT_BASE = 4222;
 

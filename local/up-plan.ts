@@ -60,6 +60,8 @@ export interface UpOptions {
   secure?: boolean;
   /** clusters joined by gateways, `nodes` each; absent or 1: one cluster */
   clusters?: number;
+  /** wipe dataDir first (policy, history, access records, logs, keys), so the example policies apply again */
+  reset?: boolean;
 }
 
 export interface SidecarPlan {

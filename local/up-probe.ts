@@ -12,7 +12,8 @@ export async function assertPortsFree(ports: Array<{ port: number; what: string 
   return undefined;
 }
 
-function tryListen(port: number): Promise<string | undefined> {
+/** Why `port` cannot be bound on 127.0.0.1 (EADDRINUSE, ...), or undefined when it can. */
+export function tryListen(port: number): Promise<string | undefined> {
   return new Promise((resolve) => {
     const server = createServer();
     server.once("error", (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));

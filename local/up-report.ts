@@ -2,7 +2,8 @@
 // newcomer should try, then every other useful address.
 import { relative } from "node:path";
 import { Defaults } from "../schemas/index.ts";
-import { demoEntry } from "../services/manifest.ts";
+import { DASHBOARD_PATH } from "../control/dashboard/paths.ts";
+import { demoEntry, demoStream } from "../services/manifest.ts";
 import type { NatsCluster } from "./nats-cluster.ts";
 import { credsDirOf, HOST, type SidecarPlan, type UpOptions, type UpPlan } from "./up-plan.ts";
 
@@ -14,14 +15,17 @@ export function displayPath(path: string): string {
 
 const pad = (s: string) => s.padEnd(18);
 
-export function readyReport(plan: UpPlan, opts: UpOptions, cluster: NatsCluster, tookMs: number): string {
+export function readyReport(plan: UpPlan, opts: UpOptions, cluster: NatsCluster, tookMs: number, policyNote?: string): string {
   const seconds = (tookMs / 1000).toFixed(1);
   const what = plan.apps.length ? `${plan.apps.length} demo apps behind sidecars` : "no demo apps";
   const lines = [
     "",
     `natsmesh is ready in ${seconds} s: ${cluster.servers.length} NATS node(s), ${what}, ingress on ${HOST}:${plan.ingress.listenPort}`,
+    ...(policyNote ? [`Policy: ${policyNote}`] : []),
     "",
     ...tryIt(plan),
+    "",
+    `Dashboard (topology, services, policy; docs/dashboard.md): http://${HOST}:${plan.controlAdminPort}${DASHBOARD_PATH}`,
     "",
     "Policy (the control service; see mesh help):",
     `  npx mesh services${natsFlag(cluster)}${credsFlag(opts)}`,
@@ -57,6 +61,7 @@ function tryIt(plan: UpPlan): string[] {
     `Try it (ingress sidecar -> ${demoEntry.service} -> ${others.join(", ")}, all over NATS):`,
     `  curl http://${demoEntry.service}.localhost:${port}${demoEntry.path}`,
     `  curl -x http://${HOST}:${port} http://${demoEntry.service}${demoEntry.path}    # same, with the ingress as HTTP proxy`,
+    `  curl -N http://${demoStream.service}.localhost:${port}${demoStream.path}    # live price ticks: server-sent events, streamed over NATS`,
   ];
 }
 

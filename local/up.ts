@@ -8,12 +8,11 @@ import { setMaxListeners } from "node:events";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
 import { Defaults, formatProblem, inboxPrefixFor, parsePolicyText } from "../schemas/index.ts";
 import { demoEntry, demoServices, examplePolicies, startDemoApp } from "../services/manifest.ts";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { requestControl } from "../control/index.ts";
-import { authenticatorFromFile } from "../runtime/index.ts";
+import { JETSTREAM_SETTLE_LIMIT_MS, authenticatorFromFile, packageFile } from "../runtime/index.ts";
 import { type CredsResult, seedFile, writeCreds } from "./creds.ts";
 import { ADMIN_IDENTITY, CONTROL_IDENTITY } from "./creds-permissions.ts";
 import { ensureNatsServer, NatsServerError } from "./nats-binary.ts";
@@ -22,6 +21,7 @@ import { startSupercluster } from "./nats-supercluster.ts";
 import { type ManagedProcess, ProcessSet } from "./processes.ts";
 import { displayPath, readyReport } from "./up-report.ts";
 import { assertPortsFree, httpGet } from "./up-probe.ts";
+import { NotADataDirError, policyDocuments, resetDataDir } from "./up-state.ts";
 import {
   type AppPlan,
   credsDirOf,
@@ -36,9 +36,12 @@ import {
 } from "./up-plan.ts";
 
 
-const MESH_BIN = fileURLToPath(new URL("../bin/mesh.js", import.meta.url));
-const APP_READY_TIMEOUT_MS = 20_000;
-const SIDECAR_READY_TIMEOUT_MS = 20_000;
+const MESH_BIN = packageFile("bin/mesh.js");
+const APP_READY_TIMEOUT_MS = 60_000;
+/** Generous: on a loaded machine starting node processes is slow; a process that exits ends the wait at once. */
+const SIDECAR_READY_TIMEOUT_MS = 60_000;
+/** Control retries its JetStream setup while a restarted cluster settles (up to JETSTREAM_SETTLE_LIMIT_MS); wait that long. */
+const CONTROL_READY_TIMEOUT_MS = JETSTREAM_SETTLE_LIMIT_MS;
 /** Subscription interest needs a moment to cross the routes to every node. */
 const THROUGH_MESH_TIMEOUT_MS = 20_000;
 const POLL_MS = 100;
@@ -81,6 +84,8 @@ class UpSession {
   private readonly logsDir: string;
   /** secure mode: the identities made (or kept) in <data>/creds */
   private creds: CredsResult | undefined;
+  /** what happened to policy at start, for the banner: examples applied, or the last run's kept */
+  private policyNote: string | undefined;
 
   constructor(
     private readonly opts: UpOptions,
@@ -99,7 +104,7 @@ class UpSession {
     try {
       await this.start();
       this.checkHalted();
-      process.stdout.write(readyReport(this.plan, this.opts, this.cluster!, Date.now() - startedAt));
+      process.stdout.write(readyReport(this.plan, this.opts, this.cluster!, Date.now() - startedAt, this.policyNote));
       await new Promise((resolve) => this.halt.signal.addEventListener("abort", resolve, { once: true }));
     } catch (err) {
       if (!this.stopRequested) code = this.report(err);
@@ -132,16 +137,20 @@ class UpSession {
   }
 
   private report(err: unknown): number {
-    const message = err instanceof UpError || err instanceof NatsServerError ? err.message : String((err as Error)?.stack ?? err);
+    const message = err instanceof UpError || err instanceof NatsServerError || err instanceof NotADataDirError ? err.message : String((err as Error)?.stack ?? err);
     console.error(`mesh up: startup failed: ${message}`);
     if (this.cluster) console.error(`mesh up: logs are in ${displayPath(this.logsDir)}`);
     return err instanceof NatsServerError ? 3 : 1;
   }
 
   private async start(): Promise<void> {
-    await mkdir(this.logsDir, { recursive: true });
     const busy = await assertPortsFree(plannedPorts(this.plan));
     if (busy) throw new UpError(`${busy}: is another mesh up running? Stop it, or pass --base-port`);
+    if (this.opts.reset) {
+      await resetDataDir(this.opts.dataDir);
+      say(`--reset: wiped ${displayPath(this.opts.dataDir)} (policy, history, access records, logs)`);
+    }
+    await mkdir(this.logsDir, { recursive: true });
     const bin = await ensureNatsServer(say);
     this.checkHalted();
     if (this.opts.secure) {
@@ -233,9 +242,9 @@ class UpSession {
     say("waiting for control, apps and sidecars to be ready");
     const controlReady = `http://${HOST}:${this.plan.controlAdminPort}/readyz`;
     await Promise.all([
-      this.waitFor("control", SIDECAR_READY_TIMEOUT_MS, [this.control!], () => this.probe(controlReady)),
+      this.waitFor("control", CONTROL_READY_TIMEOUT_MS, [this.control!], () => this.probe(controlReady)),
       ...this.extraControls.map((p, i) =>
-        this.waitFor(p.name, SIDECAR_READY_TIMEOUT_MS, [p], () => this.probe(`http://${HOST}:${this.plan.extraControlAdminPorts[i]}/readyz`)),
+        this.waitFor(p.name, CONTROL_READY_TIMEOUT_MS, [p], () => this.probe(`http://${HOST}:${this.plan.extraControlAdminPorts[i]}/readyz`)),
       ),
       ...this.plan.apps.map((app, i) =>
         this.waitFor(`app ${app.name}`, APP_READY_TIMEOUT_MS, [this.apps[i]!], () =>
@@ -249,7 +258,7 @@ class UpSession {
       ),
     ]);
     if (this.plan.apps.length === 0) return;
-    await this.applyExamplePolicies();
+    await this.examplesIntoEmptyMesh();
     const providers = this.plan.apps.length;
     await this.waitFor(`${providers} demo instances in the registry`, SIDECAR_READY_TIMEOUT_MS, this.sidecars, () => this.registered(providers));
     say(`sending GET ${demoEntry.path} to ${demoEntry.service} through the ingress`);
@@ -261,12 +270,24 @@ class UpSession {
     );
   }
 
-  /** The demo's Route, Authz and Quota documents, through control like `mesh apply` does. */
-  private async applyExamplePolicies(): Promise<void> {
+  /**
+   * The demo's Route, Authz and Quota documents, through control like `mesh
+   * apply` does, but only into an empty mesh: a restart keeps what the user
+   * applied (docs/run.md "State").
+   */
+  private async examplesIntoEmptyMesh(): Promise<void> {
+    const kept = await this.withControl(policyDocuments);
+    if (kept > 0) {
+      this.policyNote = `kept ${kept} policy document(s) from the last run in ${displayPath(this.opts.dataDir)} (mesh up --reset restores the examples)`;
+      say(this.policyNote);
+      return;
+    }
     const parsed = parsePolicyText(await readFile(examplePolicies, "utf8"));
     if (!parsed.ok) throw new UpError(`${displayPath(examplePolicies)}: ${parsed.problems.map(formatProblem).join("; ")}`);
     const { applied } = await this.withControl((nc) => requestControl(nc, "apply", { documents: parsed.documents }));
-    say(`applied ${applied.length} example policies from ${displayPath(examplePolicies)}`);
+    const why = this.opts.reset ? "after --reset" : "to an empty mesh";
+    this.policyNote = `applied ${applied.length} example policies from ${displayPath(examplePolicies)} ${why}`;
+    say(this.policyNote);
   }
 
   /** true once control lists `n` ready instances, so `mesh services` shows the whole demo when the banner says ready. */

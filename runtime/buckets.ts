@@ -1,5 +1,7 @@
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { KV, KvOptions, Kvm } from "@nats-io/kv";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Logger } from "pino";
 import { kvStream } from "../schemas/index.ts";
 
 /** nats-server refuses more replicas than the cluster has nodes; this is how it says so. */
@@ -48,4 +50,39 @@ async function ensureRepublish(jsm: JetStreamManager, bucket: string, republish:
   const current = config.republish;
   if (current?.src === republish.src && current.dest === republish.dest && Boolean(current.headers_only) === Boolean(republish.headers_only)) return;
   await jsm.streams.update(kvStream(bucket), { ...config, republish });
+}
+
+/** How long control keeps retrying its JetStream setup while a (re)started cluster settles. */
+export const JETSTREAM_SETTLE_LIMIT_MS = 60_000;
+
+/**
+ * True for what JetStream says (or does not say) while a restarted cluster
+ * elects its leaders: the meta group has a leader, but a stream's raft group
+ * has none yet, and requests that only a stream leader answers (the create or
+ * info of an existing stream) get no answer at all: nats.js's TimeoutError.
+ */
+export function jetStreamSettling(err: unknown): boolean {
+  const e = err as (Error & { cause?: Error }) | undefined;
+  if (e?.name === "TimeoutError" || e?.cause?.name === "TimeoutError") return true;
+  return /temporarily unavailable|leader not (found|available)|no metadata leader/i.test(String(e?.message));
+}
+
+/**
+ * Runs `work` until it succeeds, retrying (logged at info, with backoff) while
+ * JetStream is settling, for at most `limitMs`; other errors are thrown at
+ * once. docs/architecture.md §14 ("mesh up --secure" race).
+ */
+export async function whileJetStreamSettles<T>(what: string, logger: Logger, work: () => Promise<T>, limitMs = JETSTREAM_SETTLE_LIMIT_MS): Promise<T> {
+  const deadline = Date.now() + limitMs;
+  let waitMs = 250;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await work();
+    } catch (err) {
+      if (!jetStreamSettling(err) || Date.now() + waitMs > deadline) throw err;
+      logger.info({ what, attempt, retryInMs: waitMs, reason: String((err as Error).message) }, `${what}: JetStream did not answer yet; retrying`);
+      await sleep(waitMs);
+      waitMs = Math.min(waitMs * 2, 2_000);
+    }
+  }
 }

@@ -6,3 +6,4 @@ export * from "./credentials.ts";
 export * from "./admin-server.ts";
 export * from "./lifecycle.ts";
 export * from "./buckets.ts";
+export * from "./package-root.ts";

@@ -18,11 +18,31 @@ export function instanceName(): string {
   return `${hostname().split(".")[0]!.replace(/[^A-Za-z0-9_-]/g, "-")}-${randomBytes(3).toString("hex")}`;
 }
 
+/** pino-pretty's options: one line per entry, `[time] LEVEL component service: message {fields}`. */
+const PRETTY = {
+  colorize: process.stdout.isTTY === true,
+  translateTime: "SYS:HH:MM:ss.l",
+  singleLine: true,
+  ignore: "pid,hostname,component,service,instance",
+  messageFormat: "{component}{if service} {service}{end}: {msg}",
+};
+
+/** `MESH_LOG_FORMAT`: `json` or `pretty`; absent, pretty on a terminal and JSON anywhere else (files, pipes, `mesh up`). */
+export function logFormat(env = process.env.MESH_LOG_FORMAT, tty = process.stdout.isTTY === true): "json" | "pretty" {
+  if (env === "json" || env === "pretty") return env;
+  return tty ? "pretty" : "json";
+}
+
 /**
  * The process logger: JSON lines on stdout, asynchronously, with the fields
- * every mesh process logs with (`component`, `service`, `instance`).
+ * every mesh process logs with (`component`, `service`, `instance`). On a
+ * terminal the lines are made readable by pino-pretty in pino's worker
+ * thread, off the request path (docs/cli.md "Logs").
  */
 export function processLogger(level: string, base: { component: string; service?: string; instance?: string }): Logger {
+  if (logFormat() === "pretty") {
+    return pino({ level, base }, pino.transport({ target: "pino-pretty", options: PRETTY }));
+  }
   return pino({ level, base }, pino.destination({ sync: false }));
 }
 

@@ -15,7 +15,7 @@ export type * from "./control-api.generated.ts";
 
 export const CONTROL_QUEUE = "mesh-control";
 
-export const CONTROL_VERBS = ["apply", "validate", "get", "delete", "history", "rollback", "services", "quota", "register", "stats", "logs"] as const;
+export const CONTROL_VERBS = ["apply", "validate", "get", "delete", "history", "rollback", "services", "quota", "register", "stats", "logs", "info"] as const;
 
 export type ControlVerb = (typeof CONTROL_VERBS)[number];
 
@@ -37,6 +37,7 @@ export interface ControlRequests {
   register: G.ControlRegisterRequest;
   stats: G.ControlStatsRequestInput;
   logs: G.ControlLogsRequestInput;
+  info: G.ControlInfoRequest;
 }
 
 /** What a verb's handler receives: the request validated, defaults applied. */
@@ -59,6 +60,7 @@ export interface ControlReplies {
   register: Body<G.ControlRegisterReply>;
   stats: MeshStats;
   logs: AccessLogPage;
+  info: Body<G.ControlInfoReply>;
 }
 
 export type ControlReply<T> = ({ ok: true } & T) | G.ControlErrorReply;

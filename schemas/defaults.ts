@@ -11,4 +11,8 @@ export const Defaults = {
   drainTimeoutMs: 35_000,
   /** NATS reconnect pacing */
   reconnectTimeWaitMs: 250,
+  /** waits between failed first connection attempts: doubling from initial to max */
+  firstConnectBackoffMs: { initial: 250, max: 5_000 },
+  /** one first connection attempt may take this long (a server that accepts TCP but never answers) */
+  firstConnectAttemptMs: 5_000,
 } as const;

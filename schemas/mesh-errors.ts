@@ -15,7 +15,7 @@ export interface OutcomeClass {
 }
 
 /**
- * The errors the mesh itself answers with (DESIGN §3), keyed by their stable
+ * The errors the mesh itself answers with (docs/architecture.md §8), keyed by their stable
  * code: the HTTP status each is answered with, and its class. This is the
  * only list of which outcomes are retried and which are breaker failures;
  * schemas/outcome.ts `classify` reads it for every consumer.

@@ -4,7 +4,15 @@
  * or an array of objects); anything else is YAML, documents separated by `---`.
  * Duplicate keys are errors in both, as are syntax errors (with line and column).
  */
-import { LineCounter, parseAllDocuments, parseDocument, type Document } from "yaml";
+import { createRequire } from "node:module";
+import type { Document, LineCounter } from "yaml";
+
+/**
+ * The yaml package, loaded on the first policy text parsed: a sidecar never
+ * parses YAML, and loading it costs a start-up ~100 ms.
+ */
+let yamlModule: typeof import("yaml") | undefined;
+const yaml = () => (yamlModule ??= createRequire(import.meta.url)("yaml") as typeof import("yaml"));
 
 export interface TextProblem {
   /** 0-based index of the document in the file; -1 = the whole file */
@@ -46,8 +54,8 @@ function readJson(text: string): ReadResult {
     return { ok: false, problems: [{ document: -1, message: `malformed JSON at ${at}: ${jsonMessage(err)}` }] };
   }
   // JSON.parse keeps the last of duplicate keys; YAML, a superset of JSON, finds them.
-  const lines = new LineCounter();
-  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false, lineCounter: lines });
+  const lines = new (yaml().LineCounter)();
+  const doc = yaml().parseDocument(text, { uniqueKeys: true, prettyErrors: false, lineCounter: lines });
   const duplicates = doc.errors.filter((e) => e.code === "DUPLICATE_KEY");
   if (duplicates.length > 0) {
     return { ok: false, problems: duplicates.map((e) => ({ document: -1, message: duplicateKey(text, e.pos[0], lines) })) };
@@ -56,8 +64,8 @@ function readJson(text: string): ReadResult {
 }
 
 function readYaml(text: string): ReadResult {
-  const lines = new LineCounter();
-  const docs = parseAllDocuments(text, { uniqueKeys: true, prettyErrors: false, lineCounter: lines });
+  const lines = new (yaml().LineCounter)();
+  const docs = yaml().parseAllDocuments(text, { uniqueKeys: true, prettyErrors: false, lineCounter: lines });
   if (!Array.isArray(docs)) return { ok: true, documents: [] };
   const problems: TextProblem[] = [];
   const documents: RawDocument[] = [];

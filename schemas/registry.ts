@@ -3,7 +3,7 @@ import { validatorOf } from "./documents.ts";
 import type { RegistryEntry } from "./registry.generated.ts";
 import { check, type Checked } from "./validate.ts";
 
-/** The service registry: one KV entry per live provider instance (DESIGN §4). */
+/** The service registry: one KV entry per live provider instance (docs/architecture.md §7). */
 
 /** how often a provider sidecar refreshes its registry entry */
 export const HEARTBEAT_INTERVAL_MS = 2_000;

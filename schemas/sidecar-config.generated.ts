@@ -45,6 +45,10 @@ export interface SidecarConfig {
    */
   creds?: string;
   /**
+   * Milliseconds the sidecar tries to make its first NATS connection before it exits with status 3. Absent: it keeps trying.
+   */
+  connectTimeoutMs?: number;
+  /**
    * Deadline of a call in milliseconds when no Route document or header sets one. Absent: 30000.
    */
   requestTimeoutMs: number;

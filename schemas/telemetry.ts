@@ -13,7 +13,7 @@ import { check, quote, type Checked, type Problem } from "./validate.ts";
 
 export type { AccessRecord, NamedRow, RequestRow, TelemetryReport } from "./telemetry.generated.ts";
 
-/** The JetStream stream access records go to, on `mesh.access.>` (DESIGN §4). */
+/** The JetStream stream access records go to, on `mesh.access.>` (docs/architecture.md §5). */
 export const ACCESS_STREAM = "MESH_ACCESS";
 
 /** How often a sidecar publishes its telemetry deltas. */

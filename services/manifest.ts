@@ -2,8 +2,8 @@
 // Each app is a plain HTTP server: it listens on 127.0.0.1:$PORT and, when it
 // calls other services, does so through the sidecar at $MESH_OUTBOUND.
 import { spawn, type ChildProcess } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import type { Writable } from "node:stream";
+import { nodeProgram, packageFile } from "../runtime/package-root.ts";
 
 export type DemoLanguage = "typescript" | "python";
 
@@ -28,31 +28,30 @@ export const DEMO_ENV = {
   outbound: "MESH_OUTBOUND",
 } as const;
 
-const file = (rel: string) => fileURLToPath(new URL(rel, import.meta.url));
-// Resolved here, not by the child, so the loader is found whatever its cwd.
-const tsxLoader = import.meta.resolve("tsx");
-
-function typescript(service: string, version: string, rel: string, calls: string[] = []): DemoService {
-  const args = ["--import", tsxLoader, file(rel)];
-  return { service, version, language: "typescript", command: process.execPath, args, healthPath: "/healthz", calls };
+// Paths are from the package root: compiled apps run from dist/, the rest from the source tree.
+function typescript(service: string, version: string, path: string, calls: string[] = []): DemoService {
+  return { service, version, language: "typescript", command: process.execPath, args: nodeProgram(path), healthPath: "/healthz", calls };
 }
 
-function python(service: string, version: string, rel: string, calls: string[] = []): DemoService {
-  return { service, version, language: "python", command: "python3", args: [file(rel)], healthPath: "/healthz", calls };
+function python(service: string, version: string, path: string, calls: string[] = []): DemoService {
+  return { service, version, language: "python", command: "python3", args: [packageFile(path)], healthPath: "/healthz", calls };
 }
 
 export const demoServices: readonly DemoService[] = Object.freeze([
-  python("catalog", "v1", "./catalog/server.py"),
-  typescript("pricing", "v1", "./pricing/v1.ts"),
-  python("pricing", "v2", "./pricing/v2.py"),
-  typescript("frontend", "v1", "./frontend/server.ts", ["catalog", "pricing"]),
+  python("catalog", "v1", "services/catalog/server.py"),
+  typescript("pricing", "v1", "services/pricing/v1.ts"),
+  python("pricing", "v2", "services/pricing/v2.py"),
+  typescript("frontend", "v1", "services/frontend/server.ts", ["catalog", "pricing"]),
 ]);
 
 /** The demo's policies (Route, Authz, Quota), applied by `mesh up`. */
-export const examplePolicies = file("./policies.yaml");
+export const examplePolicies = packageFile("services/policies.yaml");
 
 /** Where users send requests once the demo is up: this service, this path. */
 export const demoEntry = { service: "frontend", path: "/products" } as const;
+
+/** A streamed endpoint of the demo: live price ticks as server-sent events, relayed by frontend from pricing. */
+export const demoStream = { service: "frontend", path: "/ticks" } as const;
 
 export interface StartDemoAppOptions {
   port: number;

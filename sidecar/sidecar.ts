@@ -51,6 +51,15 @@ export interface Sidecar {
   drain(): Promise<void>;
 }
 
+/** What the admin listener shows before and after the sidecar has connected. */
+interface SidecarState {
+  /** the startup step under way, for /readyz until `readiness` is set */
+  starting: string;
+  readiness?: () => Promise<Readiness>;
+  config?: () => unknown;
+  draining?: Promise<void>;
+}
+
 /** `host:port` of a validated config (the schema checks the form). */
 function listenAddress(listen: string): { host: string; port: number } {
   return hostPort(listen)!;
@@ -149,6 +158,22 @@ function callerParts(
 export async function startSidecar(config: Readonly<SidecarConfig>, deps: SidecarDeps = {}): Promise<Sidecar> {
   const instance = config.instance ?? instanceName();
   const logger = (deps.logger ?? pino({ level: config.logLevel })).child({ service: config.service, instance });
+  // The admin port opens at once: /healthz is live and /readyz says what startup waits for (docs/architecture.md §14).
+  const registry = deps.registry ?? new Registry();
+  const state: SidecarState = { starting: `connecting to NATS at ${config.nats.join(",")}` };
+  const admin = await startAdmin({
+    ...listenAddress(config.admin),
+    registry,
+    readiness: () => state.readiness?.() ?? Promise.resolve({ ready: false, reasons: [state.starting] }),
+    title: `sidecar of ${config.service} ${config.version}, instance ${instance}`,
+    routes: {
+      "/config": {
+        description: "the policies this sidecar applied, with their revisions, and the revisions it rejected",
+        json: () => state.config?.() ?? { service: config.service, version: config.version, instance, starting: state.starting },
+      },
+    },
+  });
+  logger.info({ admin: admin.address }, "admin listening");
   // Declared before the connection: its reconnect handler re-reads policy.
   let policies: SidecarPolicies | undefined;
   const { nc, connected } = await connectNats({
@@ -158,7 +183,13 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
     inboxPrefix: clientInboxPrefix(config.service),
     logger,
     onReconnect: () => policies?.resync(),
+    connectTimeoutMs: config.connectTimeoutMs,
+    onWaiting: (reason) => (state.starting = reason),
+  }).catch(async (err: unknown) => {
+    await closeServer(admin.server);
+    throw err;
   });
+  state.starting = "policy not read yet";
   const region = regionOf(config.region, nc);
   // Metrics, telemetry to control, access logs to JetStream, spans to OTLP: all fed by one record per request.
   const observability = createObservability({
@@ -169,7 +200,7 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
     version: config.version,
     otlpUrl: config.otlp,
     logger,
-    metrics: createMetrics(deps.registry ?? new Registry()),
+    metrics: createMetrics(registry),
   });
   const metrics = observability.metrics;
   const observe = fanOut([...observability.observers, ...(deps.observers ?? [])], (err) => logger.warn({ err }, "request observer failed"));
@@ -190,19 +221,12 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
   const provider = app && quota ? providerParts({ ...config, app }, { nc, inbox, instance, logger, observe, policies, metrics, quota, region }) : undefined;
   const outbound = callerParts(config, { nc, inbox, policies, metrics, logger, observe, region });
 
-  const state: { draining?: Promise<void> } = {};
   const readiness = () => readinessOf(config, { state, connected, policies, provider });
-  const admin = await startAdmin({
-    ...listenAddress(config.admin),
-    registry: metrics.registry,
-    readiness,
-    routes: {
-      "/config": () => {
-        const { applied, rejected } = policies.describe();
-        return { service: config.service, version: config.version, instance, region: region() ?? null, policies: applied, rejectedPolicies: rejected };
-      },
-    },
-  });
+  state.readiness = readiness;
+  state.config = () => {
+    const { applied, rejected } = policies.describe();
+    return { service: config.service, version: config.version, instance, region: region() ?? null, policies: applied, rejectedPolicies: rejected };
+  };
   // Policy first: no request is served under defaults that a policy overrides.
   await policies.start();
   const outboundAddress = await outbound.listen();
@@ -230,7 +254,7 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
 
 function readinessOf(
   config: Readonly<SidecarConfig>,
-  c: { state: { draining?: Promise<void> }; connected: () => boolean; policies: SidecarPolicies; provider: ProviderParts | undefined },
+  c: { state: SidecarState; connected: () => boolean; policies: SidecarPolicies; provider: ProviderParts | undefined },
 ): Promise<Readiness> {
   const reasons: string[] = [];
   if (c.state.draining) reasons.push("draining");
@@ -276,7 +300,10 @@ export async function runSidecar(config: Readonly<SidecarConfig>): Promise<numbe
   const instance = config.instance ?? instanceName();
   // startSidecar adds service and instance to every line.
   const logger = processLogger(config.logLevel, { component: "sidecar" });
-  const sidecar = await startSidecar({ ...config, instance }, { logger });
+  const sidecar = await startSidecar({ ...config, instance }, { logger }).catch((err: unknown) => {
+    logger.flush();
+    throw err;
+  });
   await untilSignalled(logger);
   await sidecar.drain();
   exitWhenStopped(logger);

@@ -57,6 +57,7 @@ const MALFORMED: Record<ControlVerb, { body: unknown; path: string; subject?: st
   register: { body: { entry: { ...entry, state: "asleep" } }, path: "entry.state", subject: registerSubject("svc") },
   stats: { body: { windowSeconds: "30" }, path: "windowSeconds" },
   logs: { body: { since: -5 }, path: "since" },
+  info: { body: { admin: true }, path: "admin" },
 };
 
 async function ask(subject: string, body: string): Promise<ControlErrorReply> {

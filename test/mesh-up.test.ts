@@ -149,6 +149,18 @@ describe("mesh up", () => {
     }
     assert.equal(body.servedBy.catalog, "v1");
 
+    // The streamed endpoint printed: server-sent events arrive while the stream stays open.
+    const ticksUrl = new URL(/curl -N (\S+)/.exec(mesh.stdout.join("\n"))?.[1] ?? assert.fail(output(mesh)));
+    assert.equal(ticksUrl.host, `frontend.localhost:${BASE_PORT}`);
+    const firstEvent = await new Promise<string>((resolve, reject) => {
+      const req = request({ host: "127.0.0.1", port: ticksUrl.port, path: ticksUrl.pathname, headers: { host: ticksUrl.host } }, (res) => {
+        assert.equal(res.headers["content-type"], "text/event-stream");
+        res.setEncoding("utf8").once("data", (c: string) => (resolve(c), req.destroy()));
+      });
+      req.on("error", reject).end();
+    });
+    assert.match(firstEvent, /^(event: \w+\n)?data: /m);
+
     const pids = await readPids(mesh);
     assert.equal(pids.length, 3 + 1 + 2 * demoServices.length + 1, "3 NATS nodes, control, apps, their sidecars, the ingress");
     assert.deepEqual(pids.filter((p) => !isAlive(p)), []);
@@ -161,6 +173,12 @@ describe("mesh up", () => {
       const r = await runMesh(["services", "--nats", natsUrl]);
       return r.code === 0 && ["frontend", "catalog", "pricing"].every((s) => r.stdout.includes(s));
     });
+    // The web dashboard at the address the banner prints (docs/dashboard.md).
+    const dashboardUrl = /^Dashboard .*(http:\/\/\S+\/dashboard\/)$/m.exec(mesh.stdout.join("\n"))?.[1];
+    assert.ok(dashboardUrl, output(mesh));
+    const page = await get(new URL(dashboardUrl));
+    assert.equal(page.status, 200, page.body);
+    assert.match(page.body, /<title>natsmesh dashboard<\/title>/);
     await stopAndCheck(mesh, pids);
   });
 

@@ -74,13 +74,37 @@ test("mesh up --secure: the demo answers, the CLI needs the admin key, nothing t
   // A few more calls; then the barrier: every sidecar's telemetry and access records of all of them have
   // reached control, so whatever a mesh process publishes after traffic has passed the server's checks.
   for (let i = 0; i < 5; i++) await curl("/products");
-  await everythingReported(planUp({ nodes: 1, demo: true, dataDir: data, basePort: BASE_PORT, secure: true }, demoServices), creds, nats[1]!);
+  const plan = planUp({ nodes: 1, demo: true, dataDir: data, basePort: BASE_PORT, secure: true }, demoServices);
+  await everythingReported(plan, creds, nats[1]!);
+  await dashboardReads(plan.controlAdminPort, nats[1]!, join(creds, "admin.nk"));
   const log = await readFile(join(data, "nats", "n1", "nats.log"), "utf8");
   assert.deepEqual(log.split("\n").filter((l) => /Violation/.test(l)), [], "a mesh process was refused something it needs");
 
   process.kill(-child.pid!, "SIGINT");
   assert.equal(await exited, 0, lines.join("\n"));
 });
+
+/**
+ * The dashboard in secure mode (docs/dashboard.md §Safety): it reads the
+ * registry, policy and access records through control's own identity, and
+ * `mesh dashboard` finds it with the admin key. The nats.log check after
+ * this says none of it tripped a permission.
+ */
+async function dashboardReads(controlAdminPort: number, natsUrl: string, adminKey: string): Promise<void> {
+  const r = await runMesh(["dashboard", "--no-open", "--nats", natsUrl, "--creds", adminKey]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout.trim(), `http://127.0.0.1:${controlAdminPort}/dashboard/`);
+  const api = async <T>(path: string): Promise<T> => {
+    const res = await fetch(`http://127.0.0.1:${controlAdminPort}/dashboard/api/${path}`);
+    assert.equal(res.status, 200, path);
+    return (await res.json()) as T;
+  };
+  const pricing = await api<{ instances: unknown[]; policies: { Route: unknown; Authz: unknown } }>("service?name=pricing");
+  assert.equal(pricing.instances.length, 2);
+  assert.ok(pricing.policies.Route && pricing.policies.Authz);
+  assert.ok((await api<{ records: unknown[] }>("logs?service=frontend")).records.length > 0);
+  assert.ok((await api<{ entries: unknown[] }>("history?kind=Route&service=pricing")).entries.length > 0);
+}
 
 /** The sum of `mesh_requests_total` samples on an admin listener's /metrics whose labels pass `match`. */
 async function requestsCounted(adminPort: number, match: (labels: Record<string, string>) => boolean): Promise<number> {

@@ -18,7 +18,7 @@ import { startTestControl } from "./helpers/control.ts";
 import { captureLogs } from "./helpers/logs.ts";
 import { call, eventually, runMesh, spawnSidecar, startTestSidecar, type ChildSidecar } from "./helpers/mesh.ts";
 import { connectClient, startNats, type NatsCluster } from "./helpers/nats.ts";
-import { metricSum } from "./helpers/observability.ts";
+import { metricSum, startOtlpReceiver } from "./helpers/observability.ts";
 import type { NatsConnection } from "@nats-io/transport-node";
 
 let nats: NatsCluster;
@@ -225,17 +225,19 @@ describe("a stream ends at both ends, never half", () => {
 
   test("the client leaves an upload: the app's request is aborted, not ended", async () => {
     let outcome!: (how: string) => void;
+    let arrived!: () => void;
     const seen = new Promise<string>((r) => (outcome = r));
+    const firstBytes = new Promise<void>((r) => (arrived = r));
     await provider("patient-sink", (req, res) => {
-      req.on("data", () => undefined);
+      req.on("data", () => arrived());
       req.once("end", () => (outcome("end"), res.end("ok")));
       req.once("aborted", () => outcome("aborted"));
       req.once("error", () => outcome("aborted"));
     });
-    const { req } = open(caller.outbound.port, "patient-sink", "/", { method: "POST", headers: { "transfer-encoding": "chunked" }, writing: true });
-    req.on("error", () => undefined);
+    const { req, res } = open(caller.outbound.port, "patient-sink", "/", { method: "POST", headers: { "transfer-encoding": "chunked" }, writing: true });
+    res.catch(() => undefined); // the client goes before any answer
     req.write(Buffer.alloc(512 * 1024));
-    await new Promise((r) => setTimeout(r, 100)); // why: let the first bytes cross before the client goes
+    await firstBytes;
     req.destroy();
     assert.equal(await seen, "aborted");
   });
@@ -368,7 +370,7 @@ describe("retries and policy apply to streams", () => {
   test("authz is decided on the head: a denied upload is refused before a byte of its body reaches the app", async () => {
     let reached = 0;
     await provider("vault", (req, res) => {
-      reached++;
+      if (req.method === "PUT") reached++; // the GETs below may reach it before the Authz does
       req.resume();
       req.once("end", () => res.end("stored"));
     });
@@ -405,7 +407,9 @@ describe("retries and policy apply to streams", () => {
 });
 
 describe("observability counts a stream once, with its bytes", () => {
-  test("access records and metrics of a streamed call; mesh logs prints its bytes", async () => {
+  test("access records, metrics, traces and mesh top of a streamed call; mesh logs prints its bytes", async () => {
+    const collector = await startOtlpReceiver();
+    const traced = await startTestSidecar({ service: "traced", nats: nats.urls, otlp: collector.url });
     await provider("reporter", (req, res) => {
       req.resume();
       req.once("end", () => {
@@ -420,8 +424,16 @@ describe("observability counts a stream once, with its bytes", () => {
     assert.equal(await metricSum(caller.registry, "mesh_requests_total", { direction: "outbound", destination: "reporter" }), 1);
     await eventually(async () => {
       const r = await runMesh(["logs", "reporter", "--nats", nats.urls.join(",")]);
-      return /out  client -> reporter .* POST \/upload 200 .* bytes=3145728\/2097152/.test(r.stdout) && /in  client -> reporter .* bytes=2097152\/3145728/.test(r.stdout);
+      return /out client -> reporter .* POST \/upload 200 .* bytes=3145728\/2097152/.test(r.stdout) && /in  client -> reporter .* bytes=2097152\/3145728/.test(r.stdout);
     });
+    await eventually(async () => {
+      const r = await runMesh(["top", "--once", "--nats", nats.urls.join(",")]);
+      return /client\s+reporter\s.*\s\d+(\.\d)?[kMG]?B\/s\s*$/m.test(r.stdout);
+    });
+
+    const head = await call(traced.outbound.port, "reporter", "/download");
+    assert.equal((await head.body.arrayBuffer()).byteLength, 3 * MiB);
+    await eventually(async () => collector.spans().some((s) => s.service === "traced" && s.attributes.some((a) => a.key === "mesh.stream.bytes_in" && a.value.intValue === String(3 * MiB))));
   });
 });
 
@@ -432,6 +444,7 @@ describe("WebSocket", () => {
     const { app } = await provider("chat", (_req, res) => void res.end("plain http"));
     const wss = new WebSocketServer({ server: app.server });
     wss.on("connection", (ws, req) => {
+      if (req.url === "/bye") return void ws.close(4002, "the app says bye");
       ws.send(`hello ${req.headers["x-mesh-caller"]}`);
       ws.on("message", (data, binary) => ws.send(data, { binary }));
       ws.on("ping", (d) => ws.send(`ping ${d.toString()}`));
@@ -439,14 +452,32 @@ describe("WebSocket", () => {
     wsPort = caller.outbound.port;
   });
 
+  type Message = { data: Buffer; binary: boolean };
+  /** Messages queue from the moment the socket exists: the app's greeting may arrive with the upgrade's answer. */
+  const inboxes = new WeakMap<WebSocket, { queued: Message[]; waiting: ((m: Message) => void)[] }>();
+
   const connect = (path = "/chat") =>
     new Promise<WebSocket>((resolve, reject) => {
       const ws = new WebSocket(`ws://127.0.0.1:${wsPort}${path}`, { headers: { host: "chat" } });
+      const inbox = { queued: [] as Message[], waiting: [] as ((m: Message) => void)[] };
+      inboxes.set(ws, inbox);
+      ws.on("message", (data, binary) => {
+        const m = { data: data as Buffer, binary };
+        const waiter = inbox.waiting.shift();
+        if (waiter) waiter(m);
+        else inbox.queued.push(m);
+      });
       ws.once("open", () => resolve(ws));
       ws.once("error", reject);
     });
 
-  const next = (ws: WebSocket) => new Promise<{ data: Buffer; binary: boolean }>((r) => ws.once("message", (data, binary) => r({ data: data as Buffer, binary })));
+  const next = (ws: WebSocket) =>
+    new Promise<Message>((resolve) => {
+      const inbox = inboxes.get(ws)!;
+      const m = inbox.queued.shift();
+      if (m) resolve(m);
+      else inbox.waiting.push(resolve);
+    });
 
   test("text and binary frames, a 10 MiB frame, ping and the close handshake pass through", async () => {
     const ws = await connect();
@@ -463,6 +494,12 @@ describe("WebSocket", () => {
     const closed = new Promise<[number, string]>((r) => ws.once("close", (code, reason) => r([code, reason.toString()])));
     ws.close(4001, "bye");
     assert.deepEqual(await closed, [4001, "bye"]);
+  });
+
+  test("the app closing its side closes the client's, with its code and reason", async () => {
+    const ws = await connect("/bye");
+    const closed = await new Promise<[number, string]>((r) => ws.once("close", (code, reason) => r([code, reason.toString()])));
+    assert.deepEqual(closed, [4002, "the app says bye"]);
   });
 
   test("authz is decided at the upgrade, on GET and the path", async () => {

@@ -1,4 +1,3 @@
-import { CredsError, seedFile, writeCreds } from "../../local/index.ts";
 import { CliError, Exit } from "../client.ts";
 import { UsageError, stringValue, type Parsed } from "../args.ts";
 import type { Command } from "../command.ts";
@@ -6,6 +5,8 @@ import type { Command } from "../command.ts";
 async function creds(p: Parsed): Promise<number> {
   const dir = stringValue(p, "out");
   if (!dir) throw new UsageError("--out DIR is required");
+  // Loaded on use, as every heavy command is (docs/cli.md "Latency").
+  const { CredsError, seedFile, writeCreds } = await import("../../local/index.ts");
   try {
     const result = await writeCreds(dir, p.positionals);
     for (const identity of result.identities) console.log(`${seedFile(result.dir, identity)}: ${result.created.includes(identity) ? "created" : "kept"}`);

@@ -28,7 +28,12 @@ async function logs(p: Parsed): Promise<number> {
   try {
     const query = { ...(service ? { service } : {}), ...(from ? { from } : {}), since: Date.now() - sinceMs };
     if (values.follow === true) await follow(nc, query, print);
-    else for (const r of await readAll(nc, query)) print(r);
+    else {
+      const records = await readAll(nc, query);
+      for (const r of records) print(r);
+      // An empty answer says so (on stderr, so -o json output stays only records).
+      if (records.length === 0) console.error(`no records in the last ${typeof values.since === "string" ? values.since : DEFAULT_SINCE}${describeQuery(query)}`);
+    }
   } finally {
     await nc.close().catch(() => undefined);
   }
@@ -36,6 +41,10 @@ async function logs(p: Parsed): Promise<number> {
 }
 
 type Query = { service?: string; from?: string; since: number };
+
+function describeQuery(q: Query): string {
+  return [q.service ? ` of calls to '${q.service}'` : "", q.from ? ` made by '${q.from}'` : ""].join("");
+}
 
 function page(nc: NatsConnection, query: Query, afterSeq: number | undefined): Promise<AccessLogPage> {
   return controlRequest(nc, "logs", { ...query, ...(afterSeq !== undefined ? { afterSeq } : {}) });

@@ -11,14 +11,14 @@ import type { Command } from "../command.ts";
  * prints for people, and returns an exit code.
  */
 
-const KIND_ARG = "routes|authz|quotas";
-function kindOf(noun: string | undefined): PolicyKind {
+export const KIND_ARG = "routes|authz|quotas";
+export function kindOf(noun: string | undefined): PolicyKind {
   const kind = noun ? kindFromNoun(noun) : undefined;
   if (!kind) throw new UsageError(`unknown kind '${noun ?? ""}' (expected routes, authz or quotas)`);
   return kind;
 }
 
-async function withControl<T>(p: Parsed, work: (nc: NatsConnection) => Promise<T>): Promise<T> {
+export async function withControl<T>(p: Parsed, work: (nc: NatsConnection) => Promise<T>): Promise<T> {
   const nc = await connectCli(p.values as NatsFlags);
   try {
     return await work(nc);
@@ -28,7 +28,7 @@ async function withControl<T>(p: Parsed, work: (nc: NatsConnection) => Promise<T
 }
 
 /** Reads and checks a policy file locally, so syntax errors come with line numbers and nothing is sent. */
-async function readPolicyFile(file: string | undefined) {
+async function readPolicyFile(file: string | undefined, verdict: string) {
   if (!file) throw new UsageError("-f FILE is required");
   let text: string;
   try {
@@ -37,7 +37,7 @@ async function readPolicyFile(file: string | undefined) {
     throw new UsageError(`cannot read '${file}': ${(err as Error).message}`);
   }
   const parsed = parsePolicyText(text);
-  if (!parsed.ok) throw new CliError(Exit.rejected, `${file}: rejected, nothing applied`, parsed.problems.map(formatProblem));
+  if (!parsed.ok) throw new CliError(Exit.rejected, `${file}: ${verdict}`, parsed.problems.map(formatProblem));
   return parsed;
 }
 
@@ -52,7 +52,7 @@ function printWarnings(warnings: Array<Parameters<typeof formatProblem>[0]>): vo
 }
 
 async function apply(p: Parsed): Promise<number> {
-  const file = await readPolicyFile(stringValue(p, "file"));
+  const file = await readPolicyFile(stringValue(p, "file"), "rejected, nothing applied");
   const reply = await withControl(p, (nc) => controlRequest(nc, "apply", { documents: file.documents }));
   printWarnings(reply.warnings);
   for (const a of reply.applied) console.log(`${a.kind} ${a.service}: applied (revision ${a.revision})`);
@@ -61,7 +61,7 @@ async function apply(p: Parsed): Promise<number> {
 
 async function validate(p: Parsed): Promise<number> {
   const values = p.values;
-  const file = await readPolicyFile(stringValue(p, "file"));
+  const file = await readPolicyFile(stringValue(p, "file"), "invalid");
   if (!values.offline) {
     // Control also knows which versions have instances; without it the file is still checked.
     const reply = await withControl(p, (nc) => controlRequest(nc, "validate", { documents: file.documents })).catch((err) => {
@@ -110,16 +110,6 @@ async function remove(p: Parsed): Promise<number> {
   const service = p.positionals[1]!;
   const reply = await withControl(p, (nc) => controlRequest(nc, "delete", { kind, service }));
   console.log(`${kind} ${service}: deleted (revision ${reply.revision}); sidecars fall back to defaults`);
-  return Exit.ok;
-}
-
-async function history(p: Parsed): Promise<number> {
-  const kind = kindOf(p.positionals[0]);
-  const reply = await withControl(p, (nc) => controlRequest(nc, "history", { kind, service: p.positionals[1]! }));
-  for (const entry of reply.entries) {
-    console.log(`revision ${entry.revision}  ${entry.created}  ${entry.operation === "PUT" ? "applied" : "deleted"}`);
-    if (entry.document !== undefined) process.stdout.write(stringify(entry.document).replace(/^(?=.)/gm, "    "));
-  }
   return Exit.ok;
 }
 
@@ -173,7 +163,6 @@ export const POLICY_COMMANDS: Readonly<Record<string, Command>> = {
     run: get,
   },
   delete: { synopsis: `delete ${KIND_ARG} SERVICE`, summary: "remove a policy; sidecars fall back to defaults", args: { flags: NATS_FLAGS, positionals: KIND_SERVICE }, run: remove },
-  history: { synopsis: `history ${KIND_ARG} SERVICE`, summary: "policy revisions from KV history", args: { flags: NATS_FLAGS, positionals: KIND_SERVICE }, run: history },
   rollback: {
     synopsis: `rollback ${KIND_ARG} SERVICE [--to REVISION]`,
     summary: "restore a revision (default: the last valid one before the current)",

@@ -1,6 +1,6 @@
 import { Defaults, parseSidecarConfig, ValidationError } from "../../schemas/index.ts";
-import { runSidecar } from "../../sidecar/index.ts";
-import { NATS_FLAGS, stringValue, type Parsed } from "../args.ts";
+import { NatsUnreachableError } from "../../runtime/index.ts";
+import { NATS_FLAGS, UsageError, stringValue, type Parsed } from "../args.ts";
 import { CliError, Exit } from "../client.ts";
 import type { Command } from "../command.ts";
 
@@ -14,6 +14,7 @@ const FIELDS: ReadonlyArray<[flag: string, field: string, number?: true]> = [
   ["creds", "creds"],
   ["instance", "instance"],
   ["region", "region"],
+  ["connect-timeout", "connectTimeoutMs", true],
   ["timeout-ms", "requestTimeoutMs", true],
   ["max-concurrent", "maxConcurrent", true],
   ["max-deadline-ms", "maxDeadlineMs", true],
@@ -21,6 +22,7 @@ const FIELDS: ReadonlyArray<[flag: string, field: string, number?: true]> = [
   ["body-idle-timeout-ms", "bodyIdleTimeoutMs", true],
   ["max-body-bytes", "maxBodyBytes", true],
   ["stream-idle-timeout-ms", "streamIdleTimeoutMs", true],
+  ["fast-path-max-bytes", "fastPathMaxBytes", true],
   ["log-level", "logLevel"],
   ["otlp", "otlp"],
 ];
@@ -43,9 +45,20 @@ async function sidecar(p: Parsed): Promise<number> {
     config = parseSidecarConfig(sidecarConfigInput(p));
   } catch (err) {
     if (!(err instanceof ValidationError)) throw err;
-    throw new CliError(Exit.usage, "invalid sidecar options", err.problems.map((x) => `${flagOf(x.path)}: ${x.message}`));
+    const problems = err.problems.map((x) => `${flagOf(x.path)} ${x.message}`);
+    // One problem, one line; several are listed under it.
+    if (problems.length === 1) throw new UsageError(problems[0]!);
+    throw new CliError(Exit.usage, "invalid sidecar options", problems);
   }
-  return runSidecar(config);
+  // Loaded on use: a CLI call that only talks to control never loads the sidecar (docs/cli.md "Latency").
+  const { runSidecar } = await import("../../sidecar/index.ts");
+  return runSidecar(config).catch(unreachableExit);
+}
+
+/** A first connection that gave up (--connect-timeout) exits 3 with the CLI's own words. */
+export function unreachableExit(err: unknown): never {
+  if (err instanceof NatsUnreachableError) throw new CliError(Exit.unreachable, err.message);
+  throw err;
 }
 
 /** `requestTimeoutMs` -> `--timeout-ms`, for messages in the user's words. */
@@ -69,6 +82,7 @@ export const SIDECAR_COMMAND: Command = {
       ...NATS_FLAGS,
       instance: { type: "string", env: "MESH_INSTANCE", value: "ID", help: "instance name (default: host and random suffix)" },
       region: { type: "string", env: "MESH_REGION", value: "NAME", help: "region for locality (default: the NATS server's cluster name)" },
+      "connect-timeout": { type: "string", env: "MESH_CONNECT_TIMEOUT", value: "MS", help: "exit 3 when NATS cannot be reached within MS at start (default: keep trying)" },
       "timeout-ms": { type: "string", env: "MESH_TIMEOUT_MS", value: "N", help: "deadline of a call whose route sets none (default 30000)" },
       "max-concurrent": { type: "string", env: "MESH_MAX_CONCURRENT", value: "N", help: "requests served at once; more are answered overloaded (default 1000, 0 = no limit)" },
       "max-deadline-ms": { type: "string", env: "MESH_MAX_DEADLINE_MS", value: "N", help: "cap on a caller's deadline (default 300000)" },
@@ -76,6 +90,7 @@ export const SIDECAR_COMMAND: Command = {
       "body-idle-timeout-ms": { type: "string", env: "MESH_BODY_IDLE_TIMEOUT_MS", value: "N", help: "a request body may pause this long (default 10000)" },
       "max-body-bytes": { type: "string", env: "MESH_MAX_BODY_BYTES", value: "N", help: "request bodies over this are answered 413 (default 1 GiB; a route may set its own)" },
       "stream-idle-timeout-ms": { type: "string", env: "MESH_STREAM_IDLE_TIMEOUT_MS", value: "N", help: "a streamed body that moves no data this long ends (default 300000)" },
+      "fast-path-max-bytes": { type: "string", env: "MESH_FAST_PATH_MAX_BYTES", value: "N", help: "a body known to be at most this travels in one NATS message, larger ones stream (default 262144)" },
       "log-level": { type: "string", env: "LOG_LEVEL", value: "info", help: "fatal, error, warn, info, debug, trace or silent" },
       otlp: { type: "string", env: "OTEL_EXPORTER_OTLP_ENDPOINT", value: "URL", help: "export a span per request by OTLP/HTTP JSON to URL/v1/traces" },
     },

@@ -2,15 +2,12 @@
 //   GET /prices/<id>      -> {id, price, currency, version: "v1"} or 404
 //   GET /ticks[?count=N]  -> server-sent events: a price tick every second (forever, or N ticks)
 //   GET /healthz          -> 200
-import { readFileSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { pathOf, sendJson, serve } from "../http-app.ts";
+import prices from "./prices.json" with { type: "json" };
 
 const VERSION = "v1";
-const table = JSON.parse(readFileSync(new URL("./prices.json", import.meta.url), "utf8")) as {
-  currency: string;
-  prices: Record<string, number>;
-};
+const table: { currency: string; prices: Record<string, number> } = prices;
 
 const TICK_MS = Number(process.env.TICK_MS ?? 1000);
 

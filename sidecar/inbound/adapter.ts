@@ -356,7 +356,7 @@ export class InboundAdapter {
     const declared = headers["content-length"] === undefined ? undefined : Number(headers["content-length"]);
     if (declared !== undefined && declared > limit) return undefined;
     try {
-      if (declared !== undefined) return await withinBudget(readAll(response.body), response.body, budgetMs);
+      if (declared !== undefined) return await readWithin(response.body, budgetMs);
       return await readIfAtHand(response.body, limit);
     } catch (err) {
       throw err instanceof MeshError ? err : this.#appError(err, budgetMs);
@@ -459,21 +459,32 @@ function streamRecordOf(o: StreamOutcome): StreamRecord {
 }
 
 /** `work` (reading `body`), or a timeout once `ms` pass: then the body is dropped. */
-function withinBudget<T>(work: Promise<T>, body: Readable, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
+/**
+ * The whole of a body of declared (small) length, or a `timeout` after `ms`.
+ * Plain listeners and one timer: this runs for nearly every request, where
+ * an async iterator and a Promise.race cost measurably more.
+ */
+function readWithin(body: Readable, ms: number): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const timer = setTimeout(() => {
       body.destroy();
       reject(new MeshError("timeout", `application did not send its answer within ${ms} ms`));
     }, ms);
+    body.on("data", (chunk: Buffer) => {
+      chunks.push(chunk);
+      size += chunk.length;
+    });
+    body.once("end", () => {
+      clearTimeout(timer);
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+    });
+    body.once("error", (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
   });
-  return Promise.race([work, expired]).finally(() => clearTimeout(timer));
-}
-
-async function readAll(body: Readable): Promise<Uint8Array> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of body as AsyncIterable<Buffer>) chunks.push(chunk);
-  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
 }
 
 /**

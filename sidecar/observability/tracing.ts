@@ -96,6 +96,11 @@ export function toOtlpSpan(r: TracedRecord): Record<string, unknown> | undefined
   ];
   if (r.instance) attributes.push(str("mesh.instance", r.instance));
   if (r.meshError) attributes.push(str("mesh.error", r.meshError));
+  if (r.stream) {
+    // A streamed call is one span covering the whole stream (docs/architecture.md §15).
+    attributes.push(int("mesh.stream.bytes_in", r.stream.bytesIn), int("mesh.stream.bytes_out", r.stream.bytesOut));
+    if (r.stream.aborted) attributes.push(str("mesh.stream.aborted", r.stream.aborted));
+  }
   // Semantic conventions: 4xx is an error for the client, not for the server.
   const failed = r.meshError !== undefined || r.status >= 500 || r.status === 0 || (r.direction === "outbound" && r.status >= 400);
   return {

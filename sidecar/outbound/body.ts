@@ -78,6 +78,11 @@ function upload(req: IncomingMessage, read: Buffer[], length: number | undefined
   arm();
   req.on("data", arm);
   req.once("end", () => clearTimeout(idle));
+  source.once("close", () => clearTimeout(idle));
+  // The call that reads this body has its own listener; this one keeps the
+  // failure of a body nobody reads (the call was refused first) from
+  // becoming an uncaught exception.
+  source.on("error", () => undefined);
   req.once("close", () => {
     clearTimeout(idle);
     if (!req.complete) source.destroy(new ClientGoneError());

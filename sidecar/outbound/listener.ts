@@ -6,7 +6,7 @@ import type { Msg } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { ANY_VERSION, HttpHeader, StreamWire, Wire, classify, isMeshErrorCode, isVersionName, type Outcome } from "../../schemas/index.ts";
 import { ClientGoneError, readRequestBody } from "./body.ts";
-import type { CallResult, CallStream, MeshCaller } from "./caller.ts";
+import type { CallResult, CallStream, MeshCaller, UploadBody } from "./caller.ts";
 import { MeshError, payloadTooLarge } from "../errors.ts";
 import { requestHeadersToNats } from "../http-wire.ts";
 import { InflightTracker } from "../inflight.ts";
@@ -101,16 +101,17 @@ export class OutboundProxy {
     const requestId = randomUUID();
     const { traceparent, parentSpanId } = childSpan(single(req.headers.traceparent));
     let result: CallResult | undefined;
+    let unreadBody: Uint8Array | UploadBody | undefined;
     let outcome: Outcome;
     let streamed: StreamOutcome | undefined;
     try {
       if (target instanceof MeshError) throw target;
-      const body = await readRequestBody(req, {
+      const body = (unreadBody = await readRequestBody(req, {
         // One message must hold the body and its headers.
         fastPathMaxBytes: Math.min(this.#opts.streams.fastPathMaxBytes, this.#opts.maxPayload() - HEADERS_ROOM_BYTES),
         maxBodyBytes: this.#opts.maxBodyBytes(service),
         idleMs: this.#opts.bodyIdleTimeoutMs,
-      });
+      }));
       const headers = requestHeadersToNats(req.rawHeaders);
       headers.set(Wire.method, method);
       headers.set(Wire.path, path);
@@ -141,6 +142,8 @@ export class OutboundProxy {
         outcome = classify({ meshError: meshErr });
       }
     }
+    // A streamed body the call did not read to its end (refused, or answered early) stops here, with its timers.
+    if (unreadBody && "source" in unreadBody) unreadBody.source.destroy();
     this.#opts.observe(this.#record(result, outcome, streamed, { service, method, path, startedAt, requestId, traceparent, parentSpanId }));
   }
 

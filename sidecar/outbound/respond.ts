@@ -2,7 +2,7 @@ import type { ServerResponse } from "node:http";
 import { HttpHeader } from "../../schemas/index.ts";
 import type { MeshError } from "../errors.ts";
 
-/** Writes a mesh error as the DESIGN §3 JSON body with its `mesh-error` header. */
+/** Writes a mesh error as the JSON body of docs/architecture.md §8 with its `mesh-error` header. */
 export function writeMeshError(res: ServerResponse, err: MeshError, closeConnection = false): void {
   if (res.headersSent) {
     res.destroy(err);
