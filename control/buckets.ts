@@ -1,5 +1,5 @@
 import type { NatsConnection } from "@nats-io/transport-node";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { Kvm, type KV, type KvOptions } from "@nats-io/kv";
 import type { Logger } from "pino";
 import {
@@ -10,11 +10,13 @@ import {
   REGISTRY_BUCKET,
   REGISTRY_TTL_MS,
   kvChangesSubject,
+  kvMirrorStream,
+  kvStream,
   quotaCounterTtlMs,
   type PolicyKind,
   type QuotaPer,
 } from "../schemas/index.ts";
-import { ensureKv } from "../runtime/index.ts";
+import { ensureKv, withReplicaFallback } from "../runtime/index.ts";
 import { LEASE_BUCKET, LEASE_TTL_MS } from "./telemetry-lease.ts";
 
 /** KV history kept per policy key: what `mesh history` and `mesh rollback` can reach. */
@@ -27,6 +29,8 @@ export interface MeshBuckets {
   quota: Readonly<Record<QuotaPer, KV>>;
   /** replicas the buckets were created with */
   replicas: number;
+  /** the NATS cluster holding the policy buckets; undefined when not clustered */
+  home: string | undefined;
 }
 
 /**
@@ -95,6 +99,39 @@ export async function ensureBuckets(nc: NatsConnection, logger: Logger): Promise
     quota[per] = (await ensureKv(kvm, jsm, bucket, kvOptionsOf(specOf(bucket)), [1])).kv;
   }
   const buckets = [REGISTRY_BUCKET, ...Object.values(POLICY_BUCKETS), ...Object.values(QUOTA_COUNTER_BUCKETS)];
-  logger.info({ replicas: first.replicas, buckets }, "buckets ready");
-  return { policy, registry: first.kv, quota, replicas: first.replicas };
+  const home = (await jsm.streams.info(kvStream(POLICY_BUCKETS.Route))).cluster?.name;
+  const region = nc.info?.cluster;
+  if (home && region && region !== home) await ensurePolicyMirrors(jsm, region, logger);
+  logger.info({ replicas: first.replicas, buckets, home }, "buckets ready");
+  return { policy, registry: first.kv, quota, replicas: first.replicas, home };
+}
+
+/**
+ * A mirror of every policy bucket in `region` (docs/multi-region.md): with
+ * `mirror_direct` the mirror answers the buckets' direct gets from sidecars
+ * in its region, and it keeps answering, and lists keys, while the buckets'
+ * home cluster is gone. Each control replica makes the one in its own
+ * region; run one in every region. The registry and quota counters are not
+ * mirrored: they are live state that only the home can change.
+ */
+async function ensurePolicyMirrors(jsm: JetStreamManager, region: string, logger: Logger): Promise<void> {
+  for (const bucket of Object.values(POLICY_BUCKETS)) {
+    const name = kvMirrorStream(bucket, region);
+    await withReplicaFallback(async (replicas) => {
+      try {
+        await jsm.streams.add({
+          name,
+          mirror: { name: kvStream(bucket) },
+          mirror_direct: true,
+          allow_direct: true,
+          max_msgs_per_subject: POLICY_HISTORY,
+          placement: { cluster: region, tags: [] },
+          num_replicas: replicas,
+        });
+      } catch (err) {
+        if (!/already in use/i.test(String((err as Error).message))) throw err;
+      }
+    });
+  }
+  logger.info({ region }, "policy mirrors ready");
 }

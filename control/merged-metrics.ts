@@ -32,6 +32,8 @@ export interface FamilyOptions {
   collect?: (family: MergedFamily) => void;
   /** series kept at most; adding a new one beyond it is refused (add/set return false). Absent: 100 000 */
   maxSeries?: number;
+  /** labels left out of a series whose value for them is "" (e.g. `cluster` of a sidecar with no region) */
+  optionalLabels?: readonly string[];
 }
 
 const DEFAULT_MAX_SERIES = 100_000;
@@ -48,6 +50,7 @@ export class MergedFamily {
   readonly #visible: () => boolean;
   readonly #collect: FamilyOptions["collect"];
   readonly #maxSeries: number;
+  readonly #optional: ReadonlySet<string>;
   #series = new Map<string, Series>();
 
   constructor(opts: FamilyOptions) {
@@ -59,6 +62,7 @@ export class MergedFamily {
     this.#visible = opts.visible;
     this.#collect = opts.collect;
     this.#maxSeries = opts.maxSeries ?? DEFAULT_MAX_SERIES;
+    this.#optional = new Set(opts.optionalLabels ?? []);
   }
 
   /** Registers with a prom-client Registry, which reads any object with `get()`. */
@@ -80,7 +84,8 @@ export class MergedFamily {
     let s = this.#series.get(key);
     if (!s) {
       if (this.#series.size >= this.#maxSeries) return undefined;
-      const labels = Object.fromEntries(this.#labelNames.map((n, i) => [n, values[i] ?? ""]));
+      const pairs = this.#labelNames.map((n, i) => [n, values[i] ?? ""] as const);
+      const labels = Object.fromEntries(pairs.filter(([n, v]) => v !== "" || !this.#optional.has(n)));
       s = { labels, value: 0, ...(this.type === "histogram" ? { buckets: new Array<number>(this.#bounds.length + 1).fill(0) } : {}) };
       this.#series.set(key, s);
     }

@@ -46,6 +46,15 @@ export class PolicyStore {
    * fails, the ones that succeeded are put back as they were.
    */
   async apply(req: ValidControlRequests["apply"]): Promise<ControlReplies["apply"]> {
+    try {
+      return await this.#apply(req);
+    } catch (err) {
+      if (err instanceof ControlError || !storeUnreachable(err)) throw err;
+      throw this.#unavailable(err);
+    }
+  }
+
+  async #apply(req: ValidControlRequests["apply"]): Promise<ControlReplies["apply"]> {
     const { documents, warnings } = await this.#check(req.documents);
     const previous = await mapLimitAll(documents, KV_CONCURRENCY, (d) => this.#kv(d.kind).get(d.service));
     const writes = await mapLimit(documents, KV_CONCURRENCY, (doc) => this.#kv(doc.kind).put(doc.service, JSON.stringify(doc)));
@@ -53,6 +62,7 @@ export class PolicyStore {
     if (failed) {
       const done = documents.flatMap((doc, i) => (writes[i]!.status === "fulfilled" ? [{ doc, before: previous[i]! }] : []));
       await this.#undo(done);
+      if (storeUnreachable(failed.reason)) throw this.#unavailable(failed.reason);
       throw new ControlError("internal", `apply failed and was undone: ${(failed.reason as Error).message}`, { cause: failed.reason });
     }
     const applied = documents.map((doc, i) => ({ kind: doc.kind, service: doc.service, revision: (writes[i] as PromiseFulfilledResult<number>).value }));
@@ -121,6 +131,11 @@ export class PolicyStore {
       summary.instances++;
       summary[instance.state]++;
       summary.names.push(instance.instance);
+      if (instance.region !== undefined || summary.regions) {
+        summary.regions ??= {};
+        const region = instance.region ?? "-";
+        summary.regions[region] = (summary.regions[region] ?? 0) + 1;
+      }
       byVersion.set(id, summary);
     }
     const services = [...byVersion.values()].sort((a, b) => a.service.localeCompare(b.service) || a.version.localeCompare(b.version));
@@ -168,6 +183,13 @@ export class PolicyStore {
       if (before?.operation === "PUT") await kv.put(doc.service, before.value);
       else await kv.delete(doc.service);
     });
+  }
+
+  /** The buckets' home cluster is gone (docs/multi-region.md): nothing was written. */
+  #unavailable(err: unknown): ControlError {
+    const home = this.#b.home ? ` (home cluster '${this.#b.home}')` : "";
+    const message = `the policy buckets${home} cannot be reached, so nothing was applied: is their region down? (${(err as Error).message})`;
+    return new ControlError("store_unavailable", message, { cause: err });
   }
 
   #kv(kind: PolicyKind): KV {
@@ -232,4 +254,13 @@ async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
   for await (const item of iterable) out.push(item);
   return out;
+}
+
+/**
+ * A write nobody could take: no responders (the bucket's stream has no
+ * server at all, its cluster is gone) or no answer in time (docs/multi-region.md).
+ */
+function storeUnreachable(err: unknown): boolean {
+  const text = `${(err as Error)?.message} ${String((err as Error)?.cause ?? "")}`;
+  return /no responders|timeout|timed out|503/i.test(text);
 }

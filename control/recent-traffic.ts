@@ -69,7 +69,7 @@ class PairRing {
  * see). What `mesh top` shows, through the `stats` control verb.
  */
 export class RecentTraffic {
-  readonly #pairs = new Map<string, { source: string; destination: string; ring: PairRing }>();
+  readonly #pairs = new Map<string, { source: string; destination: string; cluster: string; ring: PairRing }>();
   readonly #now: () => number;
   readonly #startedAt: number;
 
@@ -78,20 +78,23 @@ export class RecentTraffic {
     this.#startedAt = now();
   }
 
-  /** `buckets`: per-bucket duration counts on DURATION_BUCKETS_SECONDS, then +Inf. */
-  add(source: string, destination: string, code: string, count: number, buckets: readonly number[]): void {
-    this.#ring(source, destination).add(Math.floor(this.#now() / RECENT_SLOT_MS), count, isFailure(code) ? count : 0, buckets);
+  /**
+   * `buckets`: per-bucket duration counts on DURATION_BUCKETS_SECONDS, then +Inf.
+   * `cluster`: the callers' region, "" for none; a bounded label (control/telemetry.ts, docs/multi-region.md).
+   */
+  add(source: string, destination: string, code: string, count: number, buckets: readonly number[], cluster = ""): void {
+    this.#ring(source, destination, cluster).add(Math.floor(this.#now() / RECENT_SLOT_MS), count, isFailure(code) ? count : 0, buckets);
   }
 
   /** Body bytes a caller's sidecar moved on streamed calls (docs/architecture.md §15). */
-  addStreamBytes(source: string, destination: string, bytes: number): void {
-    this.#ring(source, destination).addBytes(Math.floor(this.#now() / RECENT_SLOT_MS), bytes);
+  addStreamBytes(source: string, destination: string, bytes: number, cluster = ""): void {
+    this.#ring(source, destination, cluster).addBytes(Math.floor(this.#now() / RECENT_SLOT_MS), bytes);
   }
 
-  #ring(source: string, destination: string): PairRing {
-    const key = `${source}\u0001${destination}`;
+  #ring(source: string, destination: string, cluster: string): PairRing {
+    const key = `${source}\u0001${destination}\u0001${cluster}`;
     let pair = this.#pairs.get(key);
-    if (!pair) this.#pairs.set(key, (pair = { source, destination, ring: new PairRing() }));
+    if (!pair) this.#pairs.set(key, (pair = { source, destination, cluster, ring: new PairRing() }));
     return pair.ring;
   }
 
@@ -135,7 +138,7 @@ export class RecentTraffic {
       }
       if (service && p.source !== service && p.destination !== service) continue;
       const s = p.ring.sum(nowSlot, slots);
-      if (s.requests > 0) pairs.push({ source: p.source, destination: p.destination, ...summarize(s, covered) });
+      if (s.requests > 0) pairs.push({ source: p.source, ...(p.cluster ? { cluster: p.cluster } : {}), destination: p.destination, ...summarize(s, covered) });
     }
     pairs.sort((a, b) => a.source.localeCompare(b.source) || a.destination.localeCompare(b.destination));
     return { windowSeconds: Math.round(covered / 100) / 10, pairs };

@@ -22,6 +22,11 @@ import { RecentTraffic } from "./recent-traffic.ts";
 import { startLease, type Lease } from "./telemetry-lease.ts";
 import { atMost } from "../runtime/lifecycle.ts";
 
+/** label of merged request series naming the reporting sidecar's region */
+const CLUSTER_LABEL = "cluster";
+/** distinct cluster label values; more become OVERFLOW_CLUSTER (a supercluster has a handful) */
+const MAX_CLUSTERS = 100;
+const OVERFLOW_CLUSTER = "_other";
 /** An instance's gauges count while it reported within this many of its intervals. */
 const GAUGE_STALE_INTERVALS = 3;
 /** Dedupe state of an instance silent this long is forgotten. */
@@ -98,6 +103,8 @@ class MeshTelemetry implements ControlTelemetry {
   readonly #rejected: Counter<"reason">;
   readonly #leaderGauge: Gauge;
   readonly #requests: MergedFamily;
+  /** cluster label values seen, at most MAX_CLUSTERS */
+  readonly #clusters = new Set<string>();
   readonly #duration: MergedFamily;
   readonly #counters: Record<string, MergedFamily>;
   #lease: Lease | undefined;
@@ -119,10 +126,13 @@ class MeshTelemetry implements ControlTelemetry {
     });
     this.#leaderGauge = new Gauge({ name: "mesh_control_telemetry_leader", help: "1 on the control replica that exposes the mesh-wide metrics", registers });
     const visible = () => this.leader();
-    const family = (metric: MetricSpec, help: string, collect?: FamilyOptions["collect"]) =>
-      new MergedFamily({ metric, help, visible, ...(collect ? { collect } : {}) }).register(opts.registry);
-    this.#requests = family(MESH_METRICS.requests, "Requests through the mesh as each sidecar saw them, by direction, caller, callee, version, method and status or mesh error code");
-    this.#duration = family(MESH_METRICS.requestDuration, "Time from a sidecar receiving a request to it answering");
+    const family = (metric: MetricSpec, help: string, collect?: FamilyOptions["collect"], optionalLabels?: string[]) =>
+      new MergedFamily({ metric, help, visible, ...(collect ? { collect } : {}), ...(optionalLabels ? { optionalLabels } : {}) }).register(opts.registry);
+    // Merged request series also say which region (NATS cluster) the reporting sidecar is in (docs/multi-region.md).
+    const withCluster = (m: MetricSpec): MetricSpec => ({ ...m, labels: [...m.labels, CLUSTER_LABEL] });
+    const help = "Requests through the mesh as each sidecar saw them, by direction, caller, callee, version, method, status or mesh error code, and the sidecar's cluster";
+    this.#requests = family(withCluster(MESH_METRICS.requests), help, undefined, [CLUSTER_LABEL]);
+    this.#duration = family(withCluster(MESH_METRICS.requestDuration), "Time from a sidecar receiving a request to it answering", undefined, [CLUSTER_LABEL]);
     this.#counters = Object.fromEntries(
       Object.entries(TELEMETRY_COUNTERS).map(([key, metric]) => [key, family(metric, COUNTER_HELP[key as TelemetryCounterName])]),
     );
@@ -213,8 +223,9 @@ class MeshTelemetry implements ControlTelemetry {
   #merge(r: TelemetryReport, state: InstanceState): void {
     const toControl = this.#rebinner(r.le);
     let budget: number = TELEMETRY_LIMITS.rowsPerReport;
+    const cluster = this.#clusterLabel(r.region);
     for (const row of r.requests) {
-      const labels = row.slice(0, 6) as string[];
+      const labels = [...(row.slice(0, 6) as string[]), cluster];
       const rejected = budget-- <= 0 ? "report_limit" : requestRowOwner(row) !== r.service ? "not_own_service" : this.#admitSeries(this.#requests, labels, state);
       if (rejected) {
         this.#reject(rejected);
@@ -223,7 +234,7 @@ class MeshTelemetry implements ControlTelemetry {
       const counts = toControl(row[8]);
       this.#requests.add(labels, row[6]);
       this.#duration.add(labels, row[7], counts);
-      if (row[0] === "outbound") this.#recent.add(row[1], row[2], row[5], row[6], counts);
+      if (row[0] === "outbound") this.#recent.add(row[1], row[2], row[5], row[6], counts, cluster);
     }
     for (const row of r.counters) {
       const family = this.#counters[row[0]];
@@ -232,7 +243,7 @@ class MeshTelemetry implements ControlTelemetry {
       if (rejected) this.#reject(rejected);
       else {
         family.add(row[1], row[2]);
-        if (row[0] === "stream_bytes") this.#recent.addStreamBytes(row[1][0]!, row[1][1]!, row[2]);
+        if (row[0] === "stream_bytes") this.#recent.addStreamBytes(row[1][0]!, row[1][1]!, row[2], cluster);
       }
     }
     for (const g of r.gauges) {
@@ -241,6 +252,16 @@ class MeshTelemetry implements ControlTelemetry {
       if (rejected) this.#reject(rejected);
       else state.gauges.set(key, g);
     }
+  }
+
+  /** The `cluster` label of a report: its region, "" for none, `_other` beyond MAX_CLUSTERS distinct ones. */
+  #clusterLabel(region: string | undefined): string {
+    if (region === undefined) return "";
+    if (this.#clusters.has(region) || this.#clusters.size < MAX_CLUSTERS) {
+      this.#clusters.add(region);
+      return region;
+    }
+    return OVERFLOW_CLUSTER;
   }
 
   /** Undefined when `labels` is a series already, or one this instance may still create (counted); else why not. */

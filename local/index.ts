@@ -10,3 +10,4 @@ export { ensureChromium, ChromiumError } from "./chromium-binary.ts";
 export { planUp, plannedPorts } from "./up-plan.ts";
 export { tryListen } from "./up-probe.ts";
 export { startNatsCluster, stopAll, type NatsCluster, type NatsNode } from "./nats-cluster.ts";
+export { startSupercluster, type Supercluster, type StartSuperclusterOptions } from "./nats-supercluster.ts";

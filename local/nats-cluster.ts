@@ -12,6 +12,7 @@ import { ensureNatsServer } from "./nats-binary.ts";
 import {
   DEFAULT_MAX_PAYLOAD,
   DEFAULT_READY_TIMEOUT_MS,
+  CLUSTER_NAME,
   HOST,
   REPO_CLIENT_BASE,
   ServerNode,
@@ -51,6 +52,22 @@ export interface StartNatsClusterOptions {
   maxPayload?: number;
   /** How long each node (and the JetStream meta leader election) may take. Default 20000. */
   readyTimeoutMs?: number;
+  /** The cluster's name; giving one makes even a single node clustered (a route to itself). Default `natsmesh`. */
+  clusterName?: string;
+  /** Joins a supercluster (docs/multi-region.md): this cluster's gateway port per node and every cluster's gateway URLs. */
+  gateway?: { ports: number[]; clusters: { name: string; urls: string[] }[] };
+  /** Accept leaf node connections on these ports, one per node. */
+  leafListenPorts?: number[];
+  /** The JetStream domain of a supercluster (docs/multi-region.md: what lets a leaf node use it). */
+  jetstreamDomain?: string;
+  /** Be a leaf node of these hub URLs (`nats-leaf://...`). */
+  leafRemotes?: string[];
+  /**
+   * The JetStream meta group's members, when it spans more than this cluster
+   * (a supercluster fills the array once every cluster started). Set: start()
+   * does not wait for a meta leader; the supercluster does.
+   */
+  metaMembers?: NatsNode[];
 }
 
 export interface NatsNode {
@@ -194,7 +211,7 @@ async function launchWithRetry(cluster: Cluster, bin: string, opts: StartNatsClu
 
 async function launch(cluster: Cluster, bin: string, opts: StartNatsClusterOptions, say: Say): Promise<void> {
   const count = opts.nodes;
-  const clustered = count > 1;
+  const clustered = count > 1 || opts.clusterName !== undefined;
   // mesh up uses well-known ports; tests let the server pick (-1), except for
   // routes, which every node must know before any starts (2.9 refuses a
   // clustered JetStream node without routes).
@@ -204,7 +221,8 @@ async function launch(cluster: Cluster, bin: string, opts: StartNatsClusterOptio
   if (wellKnown && !clustered) say("nats.conf describes a cluster; running the single node from a generated config");
   const plan: Plan = {
     bin,
-    mode: opts.config === "repo" && clustered ? "repo" : "generated",
+    // nats.conf describes one cluster; superclusters and leaves get generated configs.
+    mode: opts.config === "repo" && clustered && !opts.clusterName ? "repo" : "generated",
     jetstream: opts.jetstream ?? true,
     clustered,
     maxPayload: opts.maxPayload ?? DEFAULT_MAX_PAYLOAD,
@@ -213,16 +231,23 @@ async function launch(cluster: Cluster, bin: string, opts: StartNatsClusterOptio
     clusterConfig: opts.clusterConfig ?? "",
     readyTimeoutMs: opts.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS,
     routes: clusterPorts.map((p) => `nats://${HOST}:${p}`),
-    members: cluster.servers,
+    members: (opts.metaMembers as ServerNode[] | undefined) ?? cluster.servers,
+    clusterName: opts.clusterName ?? CLUSTER_NAME,
+    ...(opts.gateway ? { gateway: opts.gateway } : {}),
+    ...(opts.leafListenPorts ? { leafListenPorts: opts.leafListenPorts } : {}),
+    ...(opts.leafRemotes ? { leafRemotes: opts.leafRemotes } : {}),
+    ...(opts.jetstreamDomain ? { jetstreamDomain: opts.jetstreamDomain } : {}),
+    indexOf: (node) => cluster.servers.indexOf(node),
   };
   for (const i of range(count)) {
-    const name = `n${i + 1}`;
+    // Server names are unique across a supercluster (JetStream requires it).
+    const name = opts.clusterName ? `${opts.clusterName}-n${i + 1}` : `n${i + 1}`;
     const client = clientPorts[i]!;
     const monitor = wellKnown ? client + 4000 : -1;
     cluster.servers.push(new ServerNode(plan, name, join(cluster.dataDir, name), client, monitor, clusterPorts[i]));
   }
   await settleAll(cluster.servers.map((s) => s.start()));
-  if (plan.jetstream && clustered) await waitForMetaLeader(cluster.servers, cluster.servers);
+  if (plan.jetstream && clustered && !opts.metaMembers) await waitForMetaLeader(cluster.servers, cluster.servers);
   cluster.maxPayload = (await monitor<{ max_payload: number }>(cluster.servers[0]!, "/varz")).max_payload;
   for (const s of cluster.servers) {
     say(`nats-server ${s.name} ready on ${s.url} (monitor :${s.monitorPort}, log ${s.logFile})`);
@@ -240,7 +265,7 @@ function range(n: number): number[] {
 }
 
 /** Distinct free ports: all are held open together so none is handed out twice. */
-async function freePorts(count: number): Promise<number[]> {
+export async function freePorts(count: number): Promise<number[]> {
   const servers = range(count).map(() => createServer());
   try {
     const listen = (s: Server) =>

@@ -9,7 +9,7 @@ import { NatsServerError } from "./nats-binary.ts";
 import type { NatsNode } from "./nats-cluster.ts";
 
 export const HOST = "127.0.0.1";
-const CLUSTER_NAME = "natsmesh";
+export const CLUSTER_NAME = "natsmesh";
 export const DEFAULT_MAX_PAYLOAD = 8 * 1024 * 1024; // "8MB" in nats.conf means MiB
 export const DEFAULT_READY_TIMEOUT_MS = 20_000;
 const KILL_GRACE_MS = 10_000;
@@ -31,8 +31,20 @@ export interface Plan {
   clusterConfig: string;
   readyTimeoutMs: number;
   routes: string[];
-  /** every node of the cluster, to find the meta leader among them */
+  /** every node of the JetStream meta group (the whole supercluster), to find the meta leader among them */
   members: ServerNode[];
+  /** the cluster block's name */
+  clusterName: string;
+  /** the JetStream domain (superclusters, so a leaf node can reach their JetStream) */
+  jetstreamDomain?: string;
+  /** a gateway block (superclusters, docs/multi-region.md): this cluster's gateway ports by node, every cluster's gateway URLs */
+  gateway?: { ports: number[]; clusters: { name: string; urls: string[] }[] };
+  /** leafnode listen ports by node (hub side) */
+  leafListenPorts?: number[];
+  /** leafnode remote URLs (leaf side) */
+  leafRemotes?: string[];
+  /** node index within its cluster, for the per-node ports above */
+  indexOf(node: ServerNode): number;
 }
 
 export class ServerNode implements NatsNode {
@@ -181,14 +193,29 @@ function renderConfig(node: ServerNode, plan: Plan): string {
     `http_port: ${node.monitorPort}`,
     `max_payload: ${plan.maxPayload}`,
   ];
-  if (plan.jetstream) lines.push(`jetstream { store_dir: ${JSON.stringify(node.storeDir)} }`);
+  const domain = plan.jetstreamDomain ? `, domain: ${plan.jetstreamDomain}` : "";
+  if (plan.jetstream) lines.push(`jetstream { store_dir: ${JSON.stringify(node.storeDir)}${domain} }`);
   if (plan.clustered) {
     const routes = plan.routes.join(", ");
     const extra = plan.clusterConfig ? `, ${plan.clusterConfig}` : "";
-    lines.push(`cluster { name: ${CLUSTER_NAME}, host: ${HOST}, port: ${node.clusterPort}, routes: [${routes}]${extra} }`);
+    lines.push(`cluster { name: ${plan.clusterName}, host: ${HOST}, port: ${node.clusterPort}, routes: [${routes}]${extra} }`);
   }
+  lines.push(...regionLines(node, plan));
   lines.push(...includeLines(node.dir, plan.include));
   return `${lines.join("\n")}\n${plan.extraConfig}\n`;
+}
+
+/** Gateway and leafnode blocks of a supercluster node or a leaf (docs/multi-region.md). */
+function regionLines(node: ServerNode, plan: Plan): string[] {
+  const i = plan.indexOf(node);
+  const lines: string[] = [];
+  if (plan.gateway) {
+    const peers = plan.gateway.clusters.map((c) => `{ name: ${c.name}, urls: [${c.urls.join(", ")}] }`);
+    lines.push(`gateway { name: ${plan.clusterName}, host: ${HOST}, port: ${plan.gateway.ports[i]}, gateways: [${peers.join(", ")}] }`);
+  }
+  if (plan.leafListenPorts) lines.push(`leafnodes { host: ${HOST}, port: ${plan.leafListenPorts[i]} }`);
+  if (plan.leafRemotes?.length) lines.push(`leafnodes { remotes: [ { urls: [${plan.leafRemotes.join(", ")}] } ] }`);
+  return lines;
 }
 
 /** `include` lines for a config written in `dir`. */

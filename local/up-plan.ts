@@ -13,6 +13,11 @@
 //   4222-4224   NATS client ports (one per node)
 //   6222-6224   NATS routes        (client + 2000, fixed by control/nats-cluster.ts)
 //   8222-8224   NATS monitoring    (client + 4000, fixed by control/nats-cluster.ts)
+//
+// With --clusters N (docs/multi-region.md) the N*nodes NATS servers take the
+// client ports in order, cluster by cluster, gateways at client + 3000
+// (7222..), each cluster gets a control replica (8100, then 8111, 8112), and
+// the demo's sidecars are spread over the clusters, each connected to its own.
 import { join } from "node:path";
 import type { DemoService } from "../services/manifest.ts";
 
@@ -22,6 +27,8 @@ export const UP_DEFAULTS = {
   dataDir: ".mesh",
   /** the ingress port; every other port keeps its distance from it */
   basePort: 8080,
+  /** 1: one cluster; 2 or 3: a supercluster joined by gateways */
+  clusters: 1,
 } as const;
 
 /** Offsets from the base port. */
@@ -30,6 +37,10 @@ const INGRESS_ADMIN_OFFSET = 10;
 const SIDECAR_ADMIN_OFFSET = 11;
 const CONTROL_ADMIN_OFFSET = 20;
 const SIDECAR_LISTEN_OFFSET = 21;
+/** control replicas of the second and third cluster */
+const EXTRA_CONTROL_OFFSET = 30;
+const NATS_GATEWAY_DISTANCE = 3000;
+export const MAX_CLUSTERS = 3;
 const NATS_CLIENT_OFFSET = 4222 - UP_DEFAULTS.basePort;
 const NATS_ROUTE_DISTANCE = 2000;
 const NATS_MONITOR_DISTANCE = 4000;
@@ -47,6 +58,8 @@ export interface UpOptions {
   basePort: number;
   /** secure mode: `mesh creds` into `<dataDir>/creds`, NATS with its auth.conf, every process with its own key */
   secure?: boolean;
+  /** clusters joined by gateways, `nodes` each; absent or 1: one cluster */
+  clusters?: number;
   /** wipe dataDir first (policy, history, access records, logs, keys), so the example policies apply again */
   reset?: boolean;
 }
@@ -62,6 +75,8 @@ export interface SidecarPlan {
   adminPort: number;
   /** index of the NATS node listed first, so sidecars spread over the nodes */
   firstNode: number;
+  /** the cluster it connects to (its region), with --clusters */
+  cluster: number;
 }
 
 export interface AppPlan {
@@ -75,6 +90,12 @@ export interface AppPlan {
 export interface UpPlan {
   /** the control service's admin listener */
   controlAdminPort: number;
+  /** admin listeners of the control replicas of clusters 2 and 3 (--clusters) */
+  extraControlAdminPorts: number[];
+  clusters: number;
+  /** NATS nodes per cluster */
+  nodesPerCluster: number;
+  natsGatewayPorts: number[];
   natsClientPorts: number[];
   natsRoutePorts: number[];
   natsMonitorPorts: number[];
@@ -84,7 +105,9 @@ export interface UpPlan {
 
 export function planUp(opts: UpOptions, services: readonly DemoService[]): UpPlan {
   const base = opts.basePort;
-  const natsClientPorts = Array.from({ length: opts.nodes }, (_, i) => base + NATS_CLIENT_OFFSET + i);
+  const clusters = opts.clusters ?? 1;
+  const servers = opts.nodes * clusters;
+  const natsClientPorts = Array.from({ length: servers }, (_, i) => base + NATS_CLIENT_OFFSET + i);
   const ingress: SidecarPlan = {
     name: `${INGRESS_SERVICE}.sidecar`,
     service: INGRESS_SERVICE,
@@ -93,6 +116,7 @@ export function planUp(opts: UpOptions, services: readonly DemoService[]): UpPla
     listenPort: base,
     adminPort: base + INGRESS_ADMIN_OFFSET,
     firstNode: 0,
+    cluster: 0,
   };
   const apps = (opts.demo ? services : []).map((svc, i): AppPlan => {
     const name = `${svc.service}-${svc.version}`;
@@ -105,13 +129,19 @@ export function planUp(opts: UpOptions, services: readonly DemoService[]): UpPla
       listenPort: base + SIDECAR_LISTEN_OFFSET + i,
       adminPort: base + SIDECAR_ADMIN_OFFSET + i,
       firstNode: (i + 1) % opts.nodes,
+      // Instances spread over the clusters: with 2, catalog and pricing v2 in the second.
+      cluster: (i + 1) % clusters,
     };
     return { name, svc, port, sidecar };
   });
   return {
     controlAdminPort: base + CONTROL_ADMIN_OFFSET,
+    extraControlAdminPorts: Array.from({ length: clusters - 1 }, (_, c) => base + EXTRA_CONTROL_OFFSET + c + 1),
+    clusters,
+    nodesPerCluster: opts.nodes,
+    natsGatewayPorts: clusters > 1 ? natsClientPorts.map((p) => p + NATS_GATEWAY_DISTANCE) : [],
     natsClientPorts,
-    natsRoutePorts: opts.nodes > 1 ? natsClientPorts.map((p) => p + NATS_ROUTE_DISTANCE) : [],
+    natsRoutePorts: opts.nodes > 1 || clusters > 1 ? natsClientPorts.map((p) => p + NATS_ROUTE_DISTANCE) : [],
     natsMonitorPorts: natsClientPorts.map((p) => p + NATS_MONITOR_DISTANCE),
     ingress,
     apps,
@@ -125,7 +155,9 @@ export function plannedPorts(plan: UpPlan): Array<{ port: number; what: string }
     ...plan.natsClientPorts.map((port, i) => ({ port, what: `NATS n${i + 1} clients` })),
     ...plan.natsRoutePorts.map((port, i) => ({ port, what: `NATS n${i + 1} routes` })),
     ...plan.natsMonitorPorts.map((port, i) => ({ port, what: `NATS n${i + 1} monitoring` })),
+    ...plan.natsGatewayPorts.map((port, i) => ({ port, what: `NATS n${i + 1} gateway` })),
     { port: plan.controlAdminPort, what: "control admin" },
+    ...plan.extraControlAdminPorts.map((port, c) => ({ port, what: `control admin of cluster ${c + 2}` })),
     ...plan.apps.map((a) => ({ port: a.port, what: `app ${a.name}` })),
     ...sidecars.map((s) => ({ port: s.listenPort, what: `sidecar ${s.name} outbound` })),
     ...sidecars.map((s) => ({ port: s.adminPort, what: `sidecar ${s.name} admin` })),
@@ -142,8 +174,13 @@ export function meshIdentities(plan: UpPlan): string[] {
   return [...new Set([plan.ingress.service, ...plan.apps.map((a) => a.sidecar.service)])];
 }
 
-/** The NATS URLs a sidecar is given, starting at its own node so sidecars spread over the cluster. */
-export function natsUrlsFor(sidecar: SidecarPlan, urls: readonly string[]): string[] {
+/**
+ * The NATS URLs a sidecar is given, starting at its own node so sidecars
+ * spread over the cluster; with --clusters, only its own cluster's (`nodes`
+ * per cluster), so that its region stays put across reconnects.
+ */
+export function natsUrlsFor(sidecar: SidecarPlan, allUrls: readonly string[], nodes = allUrls.length): string[] {
+  const urls = allUrls.slice(sidecar.cluster * nodes, sidecar.cluster * nodes + nodes);
   const first = sidecar.firstNode % urls.length;
   return [...urls.slice(first), ...urls.slice(0, first)];
 }
@@ -153,11 +190,19 @@ export function checkUpOptions(opts: UpOptions, demoApps: number): string | unde
   if (!Number.isInteger(opts.nodes) || opts.nodes < 1 || opts.nodes > MAX_NODES) {
     return `--nodes must be an integer from 1 to ${MAX_NODES}, got '${opts.nodes}'`;
   }
+  const clusters = opts.clusters ?? 1;
+  if (!Number.isInteger(clusters) || clusters < 1 || clusters > MAX_CLUSTERS) {
+    return `--clusters must be 1, 2 or 3, got '${opts.clusters}'`;
+  }
+  if (clusters > 1 && opts.nodes * clusters > MAX_NODES) {
+    return `--clusters ${clusters} with --nodes ${opts.nodes} makes ${opts.nodes * clusters} NATS servers; at most ${MAX_NODES}`;
+  }
+  if (clusters > 1 && opts.secure) return "--secure with --clusters is not supported yet (docs/multi-region.md)";
   const lowest = opts.basePort + NATS_CLIENT_OFFSET;
-  const highest = opts.basePort + NATS_CLIENT_OFFSET + NATS_MONITOR_DISTANCE + opts.nodes - 1;
+  const highest = opts.basePort + NATS_CLIENT_OFFSET + NATS_MONITOR_DISTANCE + opts.nodes * clusters - 1;
   if (!Number.isInteger(opts.basePort) || lowest < 1 || highest > 65535) {
     const min = 1 - NATS_CLIENT_OFFSET;
-    const max = 65535 - NATS_CLIENT_OFFSET - NATS_MONITOR_DISTANCE - opts.nodes + 1;
+    const max = 65535 - NATS_CLIENT_OFFSET - NATS_MONITOR_DISTANCE - opts.nodes * clusters + 1;
     return `--base-port must be an integer from ${min} to ${max}, got '${opts.basePort}'`;
   }
   if (opts.demo && demoApps > MAX_DEMO_APPS) return `mesh up lays out at most ${MAX_DEMO_APPS} demo apps, the manifest has ${demoApps}`;

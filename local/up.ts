@@ -4,6 +4,7 @@
 // sidecars, then control and apps, then NATS, and leaves nothing running,
 // even when it comes mid-startup.
 import type { ChildProcess } from "node:child_process";
+import { setMaxListeners } from "node:events";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -16,6 +17,7 @@ import { type CredsResult, seedFile, writeCreds } from "./creds.ts";
 import { ADMIN_IDENTITY, CONTROL_IDENTITY } from "./creds-permissions.ts";
 import { ensureNatsServer, NatsServerError } from "./nats-binary.ts";
 import { type NatsCluster, startNatsCluster, stopAll } from "./nats-cluster.ts";
+import { startSupercluster } from "./nats-supercluster.ts";
 import { type ManagedProcess, ProcessSet } from "./processes.ts";
 import { displayPath, readyReport } from "./up-report.ts";
 import { assertPortsFree, httpGet } from "./up-probe.ts";
@@ -75,6 +77,8 @@ class UpSession {
   private sidecars: ManagedProcess[] = [];
   private apps: ManagedProcess[] = [];
   private control: ManagedProcess | undefined;
+  /** control replicas of clusters 2 and 3 (--clusters) */
+  private extraControls: ManagedProcess[] = [];
   private firstSignalAt: number | undefined;
   private wrotePids = false;
   private readonly logsDir: string;
@@ -88,6 +92,8 @@ class UpSession {
     private readonly plan: UpPlan,
   ) {
     this.logsDir = join(opts.dataDir, "logs");
+    // Every wait listens for the halt: one per process to start, more with --clusters.
+    setMaxListeners(64, this.halt.signal);
   }
 
   async run(): Promise<number> {
@@ -151,8 +157,34 @@ class UpSession {
       this.creds = await writeCreds(credsDirOf(this.opts), meshIdentities(this.plan));
       say(`secure mode: ${this.creds.identities.length} identities in ${displayPath(this.creds.dir)}, NATS includes ${displayPath(this.creds.authConf)}`);
     }
+    this.cluster = this.plan.clusters > 1 ? await this.startSupercluster(bin) : await this.startCluster(bin);
+    await this.writePids();
+    this.checkHalted();
+    this.startChildren(this.cluster.urls);
+    await this.writePids();
+    await this.waitUntilReady();
+  }
+
+  /** --clusters N: clusters joined by gateways (docs/multi-region.md), seen as one set of servers. */
+  private async startSupercluster(bin: string): Promise<NatsCluster> {
+    const { clusters, nodesPerCluster } = this.plan;
+    say(`starting ${clusters} NATS clusters of ${nodesPerCluster} node(s), joined by gateways`);
+    const sc = await startSupercluster({
+      clusters,
+      nodes: nodesPerCluster,
+      dataDir: join(this.opts.dataDir, "nats"),
+      wellKnown: true,
+      clientPorts: this.plan.natsClientPorts,
+      bin,
+      log: say,
+    });
+    const servers = sc.servers;
+    return { servers, urls: servers.map((s) => s.url), maxPayload: sc.maxPayload, dataDir: join(this.opts.dataDir, "nats"), stop: () => sc.stop() };
+  }
+
+  private async startCluster(bin: string): Promise<NatsCluster> {
     say(`starting ${this.opts.nodes} NATS node(s) from nats.conf`);
-    this.cluster = await startNatsCluster({
+    return startNatsCluster({
       nodes: this.opts.nodes,
       dataDir: join(this.opts.dataDir, "nats"),
       config: "repo",
@@ -161,11 +193,6 @@ class UpSession {
       bin,
       log: say,
     });
-    await this.writePids();
-    this.checkHalted();
-    this.startChildren(this.cluster.urls);
-    await this.writePids();
-    await this.waitUntilReady();
   }
 
   /** `--creds FILE` for an identity in secure mode, nothing otherwise. */
@@ -180,9 +207,16 @@ class UpSession {
   private startChildren(natsUrls: string[]): void {
     const what = `control, ${this.plan.apps.length} demo app(s) and ${this.plan.apps.length + 1} sidecar(s)`;
     say(`starting ${what}; logs in ${displayPath(this.logsDir)}`);
-    const controlArgs = [MESH_BIN, "control", "--nats", natsUrls.join(","), "--admin", `${HOST}:${this.plan.controlAdminPort}`];
+    const controlUrls = natsUrlsFor(this.plan.ingress, natsUrls, this.plan.nodesPerCluster);
+    const controlArgs = [MESH_BIN, "control", "--nats", controlUrls.join(","), "--admin", `${HOST}:${this.plan.controlAdminPort}`];
     controlArgs.push(...this.credsArgs(CONTROL_IDENTITY));
     this.control = this.procs.spawn("control", this.logFile("control"), process.execPath, controlArgs, childEnv());
+    // A control replica per region makes that region's policy mirrors (docs/multi-region.md).
+    this.extraControls = this.plan.extraControlAdminPorts.map((port, i) => {
+      const urls = natsUrlsFor({ ...this.plan.ingress, cluster: i + 1 }, natsUrls, this.plan.nodesPerCluster);
+      const args = [MESH_BIN, "control", "--nats", urls.join(","), "--admin", `${HOST}:${port}`];
+      return this.procs.spawn(`control-${i + 2}`, this.logFile(`control-${i + 2}`), process.execPath, args, childEnv());
+    });
     for (const app of this.plan.apps) this.apps.push(this.startApp(app));
     for (const sidecar of [this.plan.ingress, ...this.plan.apps.map((a) => a.sidecar)]) {
       this.sidecars.push(this.startSidecar(sidecar, natsUrls));
@@ -200,7 +234,7 @@ class UpSession {
     const args = [MESH_BIN, "sidecar", "--service", s.service, "--version", s.version];
     if (s.appPort !== undefined) args.push("--app", `http://${HOST}:${s.appPort}`);
     args.push("--listen", `${HOST}:${s.listenPort}`, "--admin", `${HOST}:${s.adminPort}`);
-    args.push("--nats", natsUrlsFor(s, natsUrls).join(","), "--log-level", "info", ...this.credsArgs(s.service));
+    args.push("--nats", natsUrlsFor(s, natsUrls, this.plan.nodesPerCluster).join(","), "--log-level", "info", ...this.credsArgs(s.service));
     return this.procs.spawn(s.name, this.logFile(s.name), process.execPath, args, childEnv());
   }
 
@@ -209,6 +243,9 @@ class UpSession {
     const controlReady = `http://${HOST}:${this.plan.controlAdminPort}/readyz`;
     await Promise.all([
       this.waitFor("control", CONTROL_READY_TIMEOUT_MS, [this.control!], () => this.probe(controlReady)),
+      ...this.extraControls.map((p, i) =>
+        this.waitFor(p.name, CONTROL_READY_TIMEOUT_MS, [p], () => this.probe(`http://${HOST}:${this.plan.extraControlAdminPorts[i]}/readyz`)),
+      ),
       ...this.plan.apps.map((app, i) =>
         this.waitFor(`app ${app.name}`, APP_READY_TIMEOUT_MS, [this.apps[i]!], () =>
           this.probe(`http://${HOST}:${app.port}${app.svc.healthPath}`),
@@ -302,7 +339,7 @@ class UpSession {
   /** Sidecars first (they drain in-flight calls), then control and the apps behind them, then NATS. */
   private async shutdown(): Promise<void> {
     await this.stopSidecars();
-    await this.procs.stop([...(this.control ? [this.control] : []), ...this.apps], APP_STOP_GRACE_MS);
+    await this.procs.stop([...(this.control ? [this.control] : []), ...this.extraControls, ...this.apps], APP_STOP_GRACE_MS);
     await stopAll();
     this.procs.dispose();
     if (this.wrotePids) await rm(this.pidsFile, { force: true });

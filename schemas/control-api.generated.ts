@@ -21,9 +21,9 @@ export interface ControlErrorReply {
  */
 export interface ControlErrorBody {
   /**
-   * Stable: rejected (invalid policy, nothing written; CLI exit 1), bad_request (the request does not fit its verb's schema, or came on the wrong subject; CLI exit 1), not_found (CLI exit 1), conflict (a concurrent change; try again; CLI exit 1), internal (control failed; CLI exit 3), overloaded (control's queue for requests like this one is full: try again; a sidecar treats it as control unavailable; CLI exit 3).
+   * Stable: rejected (invalid policy, nothing written; CLI exit 1), bad_request (the request does not fit its verb's schema, or came on the wrong subject; CLI exit 1), not_found (CLI exit 1), conflict (a concurrent change; try again; CLI exit 1), internal (control failed; CLI exit 3), overloaded (control's queue for requests like this one is full: try again; a sidecar treats it as control unavailable; CLI exit 3), store_unavailable (the cluster holding the buckets cannot be reached, e.g. its region is down; nothing was written; CLI exit 3; docs/multi-region.md).
    */
-  code: "rejected" | "bad_request" | "not_found" | "conflict" | "internal" | "overloaded";
+  code: "rejected" | "bad_request" | "not_found" | "conflict" | "internal" | "overloaded" | "store_unavailable";
   /**
    * One line for people; quotes the offending value. At most 16384 characters.
    */
@@ -346,6 +346,12 @@ export interface ServiceSummary {
    */
   draining: number;
   /**
+   * Instances by region (NATS cluster; docs/multi-region.md); instances that report none are under "-". Absent: no instance reported a region.
+   */
+  regions?: {
+    [k: string]: number;
+  };
+  /**
    * The instances' names.
    *
    * @maxItems 100000
@@ -522,6 +528,10 @@ export interface PairStats {
    * The calling service (or `_other` past a sidecar's label cap).
    */
   source: string;
+  /**
+   * The callers' region (NATS cluster; docs/multi-region.md), or `_other` past control's cap of 100. Absent: callers that know no region.
+   */
+  cluster?: string;
   /**
    * The called service (or `_other` past a sidecar's label cap).
    */

@@ -29,6 +29,10 @@ export interface RoutePolicy {
    * How an instance is chosen. queue: the NATS queue group picks one at random. p2c-ewma: the calling sidecar picks the faster of two random instances by moving-average latency. Absent: queue.
    */
   loadBalancer: "queue" | "p2c-ewma";
+  /**
+   * Whether calls may leave the caller's region (NATS cluster; docs/multi-region.md). true: instances in the caller's region are preferred and others are used only when none there is ready. false: never cross; with no ready instance in the region the call fails with unavailable (instances are then chosen from the registry, as p2c-ewma does). Absent: true.
+   */
+  localityFailover: boolean;
   retries?: RetryPolicy;
   circuitBreaker?: CircuitBreakerPolicy;
   /**

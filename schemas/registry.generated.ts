@@ -26,6 +26,10 @@ export interface RegistryEntry {
    */
   state: "ready" | "unready" | "draining";
   /**
+   * The NATS cluster (region) the instance's sidecar is connected to, from the server's INFO or its --region flag (docs/multi-region.md). Absent: unknown, counted as local by every caller.
+   */
+  region?: string;
+  /**
    * Host name of the sidecar's machine, for people.
    */
   host: string;

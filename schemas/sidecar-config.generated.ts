@@ -18,6 +18,10 @@ export interface SidecarConfig {
    */
   instance?: string;
   /**
+   * The region this sidecar is in, for locality (docs/multi-region.md). Absent: the name of the NATS cluster it is connected to (server INFO), or none when the server is not clustered.
+   */
+  region?: string;
+  /**
    * Origin of the local application (http://host:port). Absent: the sidecar only calls out and subscribes to nothing.
    */
   app?: string;

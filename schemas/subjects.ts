@@ -106,6 +106,16 @@ export function kvStream(bucket: string): string {
   return `KV_${bucket}`;
 }
 
+/**
+ * The mirror of KV bucket `bucket` in region (NATS cluster) `region`: it
+ * answers the bucket's direct gets in that region and lists its keys while
+ * the bucket's home cluster is gone (docs/multi-region.md). Not `KV_...`, so
+ * no KV client takes it for a bucket.
+ */
+export function kvMirrorStream(bucket: string, region: string): string {
+  return `MIRROR_${region}_${bucket}`;
+}
+
 export const KV_CHANGES_PREFIX = "mesh.kv";
 
 /**

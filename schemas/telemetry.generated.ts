@@ -35,6 +35,10 @@ export interface TelemetryReport {
    */
   instance: string;
   /**
+   * The reporting sidecar's region (NATS cluster; docs/multi-region.md): control's merged request metrics carry it as label `cluster`. Absent: no region; the label is left out.
+   */
+  region?: string;
+  /**
    * Random per sidecar start: counting starts from zero with each boot.
    */
   boot: string;
@@ -156,6 +160,10 @@ export interface AccessRecord {
    * `<service>/<instance>` of the sidecar that logged it.
    */
   reporter: string;
+  /**
+   * The region (NATS cluster) of the sidecar that logged it (docs/multi-region.md). Absent: none known.
+   */
+  region?: string;
   /**
    * Present when a body streamed either way (a large or unknown-length body, server-sent events, a WebSocket); durationMs then covers the whole stream. Absent: both bodies crossed in one message.
    */

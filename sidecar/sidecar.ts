@@ -31,6 +31,7 @@ import { createQuotaGate, type QuotaGate } from "./inbound/quota-gate.ts";
 import { RegistryHeartbeat } from "./inbound/registry-heartbeat.ts";
 import { fanOut, type RequestObserver } from "./observability/request-record.ts";
 import { createObservability } from "./observability/observability.ts";
+import { regionOf } from "./region.ts";
 
 export interface SidecarDeps {
   logger?: Logger;
@@ -75,7 +76,7 @@ interface ProviderParts {
 
 function providerParts(
   config: Readonly<SidecarConfig> & { app: string },
-  c: { nc: NatsConnection; inbox: Inbox; instance: string; logger: Logger; observe: RequestObserver; policies: SidecarPolicies; metrics: SidecarMetrics; quota: QuotaGate },
+  c: { nc: NatsConnection; inbox: Inbox; instance: string; logger: Logger; observe: RequestObserver; policies: SidecarPolicies; metrics: SidecarMetrics; quota: QuotaGate; region: () => string | undefined },
 ): ProviderParts {
   const pool = new Pool(config.app, { connections: Defaults.appConnections, keepAliveTimeout: 30_000 });
   const inbound = new InboundAdapter({
@@ -96,7 +97,7 @@ function providerParts(
     maxDeadlineMs: config.maxDeadlineMs,
     onMalformed: createMalformedReporter(c.logger, c.metrics.registry),
   });
-  const heartbeat = new RegistryHeartbeat(c.nc, c.logger, { service: config.service, version: config.version, instance: c.instance, app: config.app });
+  const heartbeat = new RegistryHeartbeat(c.nc, c.logger, { service: config.service, version: config.version, instance: c.instance, app: config.app }, c.region);
   const health = new AppHealth({
     pool,
     logger: c.logger,
@@ -112,7 +113,10 @@ function providerParts(
   return { pool, quota: c.quota, inbound, health, heartbeat };
 }
 
-function callerParts(config: Readonly<SidecarConfig>, c: { nc: NatsConnection; inbox: Inbox; policies: SidecarPolicies; metrics: SidecarMetrics; logger: Logger; observe: RequestObserver }) {
+function callerParts(
+  config: Readonly<SidecarConfig>,
+  c: { nc: NatsConnection; inbox: Inbox; policies: SidecarPolicies; metrics: SidecarMetrics; logger: Logger; observe: RequestObserver; region: () => string | undefined },
+) {
   const destinations = new Destinations({
     now: Date.now,
     random: Math.random,
@@ -122,6 +126,7 @@ function callerParts(config: Readonly<SidecarConfig>, c: { nc: NatsConnection; i
   const mesh = new MeshCaller({
     nc: c.nc,
     caller: config.service,
+    region: c.region,
     routes: c.policies.routes,
     destinations,
     onRetry: (service) => c.metrics.retry(config.service, service),
@@ -185,9 +190,11 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
     throw err;
   });
   state.starting = "policy not read yet";
+  const region = regionOf(config.region, nc);
   // Metrics, telemetry to control, access logs to JetStream, spans to OTLP: all fed by one record per request.
   const observability = createObservability({
     nc,
+    region,
     service: config.service,
     instance,
     version: config.version,
@@ -204,20 +211,21 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
   const quota = app ? createQuotaGate({ nc, service: config.service, logger, onDecision: (caller, d) => metrics.quota(config.service, caller, d) }) : undefined;
   policies = new SidecarPolicies({
     nc,
+    region,
     logger,
     registry: metrics.registry,
     service: config.service,
     provider: app !== undefined,
     onQuota: (policy) => quota?.setPolicy(policy),
   });
-  const provider = app && quota ? providerParts({ ...config, app }, { nc, inbox, instance, logger, observe, policies, metrics, quota }) : undefined;
-  const outbound = callerParts(config, { nc, inbox, policies, metrics, logger, observe });
+  const provider = app && quota ? providerParts({ ...config, app }, { nc, inbox, instance, logger, observe, policies, metrics, quota, region }) : undefined;
+  const outbound = callerParts(config, { nc, inbox, policies, metrics, logger, observe, region });
 
   const readiness = () => readinessOf(config, { state, connected, policies, provider });
   state.readiness = readiness;
   state.config = () => {
     const { applied, rejected } = policies.describe();
-    return { service: config.service, version: config.version, instance, policies: applied, rejectedPolicies: rejected };
+    return { service: config.service, version: config.version, instance, region: region() ?? null, policies: applied, rejectedPolicies: rejected };
   };
   // Policy first: no request is served under defaults that a policy overrides.
   await policies.start();

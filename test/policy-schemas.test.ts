@@ -93,6 +93,7 @@ describe("policy documents: valid", () => {
       kind: "Route",
       service: "pricing",
       loadBalancer: "queue",
+      localityFailover: true,
       retries: { attempts: 1, on: ["unavailable", "app_unreachable"], budgetPercent: 20, retryNonIdempotent: false },
       circuitBreaker: { consecutiveFailures: 5, openMs: 5000 },
       rules: [],

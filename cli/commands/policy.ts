@@ -131,11 +131,14 @@ async function services(p: Parsed): Promise<number> {
     console.log(JSON.stringify(reply.services, null, 2));
     return Exit.ok;
   }
-  const rows = [["SERVICE", "VERSION", "INSTANCES", "HEALTH"]];
+  // A REGIONS column only when some instance reports one (docs/multi-region.md).
+  const withRegions = reply.services.some((s) => s.regions !== undefined);
+  const rows = [["SERVICE", "VERSION", "INSTANCES", "HEALTH", ...(withRegions ? ["REGIONS"] : [])]];
   for (const s of reply.services) {
     const others = [s.unready > 0 ? `${s.unready} unready` : "", s.draining > 0 ? `${s.draining} draining` : ""].filter(Boolean);
     const health = others.length > 0 ? [`${s.ready} ready`, ...others].join(", ") : `${s.ready}/${s.instances} ready`;
-    rows.push([s.service, s.version, String(s.instances), health]);
+    const regions = Object.entries(s.regions ?? {}).sort(([a], [b]) => a.localeCompare(b)).map(([r, n]) => `${r}:${n}`).join(" ");
+    rows.push([s.service, s.version, String(s.instances), health, ...(withRegions ? [regions] : [])]);
   }
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
   for (const r of rows) console.log(r.map((cell, c) => cell.padEnd(widths[c]!)).join("  ").trimEnd());

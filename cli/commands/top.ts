@@ -52,15 +52,19 @@ const rate = (v: number | undefined) => {
   return `${(v / scale).toFixed(scale === 1 ? 0 : 1)}${unit}`;
 };
 
-export function topRow(p: PairStats): string[] {
-  return [p.source, p.destination, p.rps.toFixed(1), percent(p.successRate), millis(p.p50Ms), millis(p.p99Ms), String(p.requests), rate(p.streamBytesPerSecond)];
+/** `withCluster`: a CLUSTER column (the callers' region) after SOURCE, when any pair has one (docs/multi-region.md). */
+export function topRow(p: PairStats, withCluster = false): string[] {
+  const cluster = withCluster ? [p.cluster ?? "-"] : [];
+  return [p.source, ...cluster, p.destination, p.rps.toFixed(1), percent(p.successRate), millis(p.p50Ms), millis(p.p99Ms), String(p.requests), rate(p.streamBytesPerSecond)];
 }
 
 /** One frame: a title line, then a row per service pair (or a note that there is no traffic). */
 export function renderTop(stats: MeshStats, at: Date, note?: string): string {
   const title = `mesh top  ${at.toISOString()}  last ${stats.windowSeconds}s, from the callers' sidecars${note ? `\nnote: ${note}` : ""}`;
   if (stats.pairs.length === 0) return `${title}\n(no requests in the window)`;
-  const rows = [["SOURCE", "DESTINATION", "RPS", "SUCCESS", "P50", "P99", "REQUESTS", "STREAMED"], ...stats.pairs.map(topRow)];
+  const withCluster = stats.pairs.some((p) => p.cluster !== undefined);
+  const head = ["SOURCE", ...(withCluster ? ["CLUSTER"] : []), "DESTINATION", "RPS", "SUCCESS", "P50", "P99", "REQUESTS", "STREAMED"];
+  const rows = [head, ...stats.pairs.map((p) => topRow(p, withCluster))];
   return `${title}\n${formatTable(rows)}`;
 }
 

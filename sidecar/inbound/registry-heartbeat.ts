@@ -32,8 +32,12 @@ export class RegistryHeartbeat {
   #stopped = false;
   #failures = 0;
 
-  constructor(nc: NatsConnection, logger: Logger, entry: Omit<RegistryEntry, "state" | "host" | "startedAt" | "heartbeatAt">) {
+  readonly #region: () => string | undefined;
+
+  /** `region`: asked at every heartbeat, since a reconnect may land in another cluster (docs/multi-region.md). */
+  constructor(nc: NatsConnection, logger: Logger, entry: Omit<RegistryEntry, "state" | "host" | "startedAt" | "heartbeatAt" | "region">, region: () => string | undefined = () => undefined) {
     this.#nc = nc;
+    this.#region = region;
     this.#logger = logger;
     const now = new Date().toISOString();
     this.#entry = { ...entry, state: "ready", host: hostname(), startedAt: now, heartbeatAt: now };
@@ -60,6 +64,9 @@ export class RegistryHeartbeat {
   async beat(): Promise<void> {
     clearTimeout(this.#timer);
     this.#entry.heartbeatAt = new Date().toISOString();
+    const region = this.#region();
+    if (region === undefined) delete this.#entry.region;
+    else this.#entry.region = region;
     await this.#send({ entry: this.#entry });
     if (this.#stopped) return;
     const next = this.#failures === 0 ? HEARTBEAT_INTERVAL_MS : Math.min(HEARTBEAT_INTERVAL_MS, RETRY_FIRST_MS * 2 ** (this.#failures - 1));

@@ -36,6 +36,8 @@ export interface AccessLogOptions {
   ackTimeoutMs?: number;
   /** counts published and dropped records when given */
   registry?: Registry;
+  /** the sidecar's region, in every record (docs/multi-region.md) */
+  region?: () => string | undefined;
 }
 
 export interface AccessLogStats {
@@ -56,7 +58,7 @@ export interface AccessLog {
 }
 
 /** The stored form of a record; `reporter` is the sidecar instance that saw it. */
-export function toAccessRecord(r: RequestRecord, reporter: string): AccessRecord {
+export function toAccessRecord(r: RequestRecord, reporter: string, region?: string): AccessRecord {
   return {
     time: new Date(r.startedAt).toISOString(),
     requestId: r.requestId,
@@ -75,6 +77,7 @@ export function toAccessRecord(r: RequestRecord, reporter: string): AccessRecord
     attempts: r.attempts,
     meshError: r.meshError ?? null,
     reporter,
+    ...(region ? { region } : {}),
     ...(r.stream ? { stream: r.stream } : {}),
   };
 }
@@ -94,6 +97,7 @@ class BatchingAccessLog implements AccessLog {
   readonly #o: { -readonly [K in keyof typeof ACCESS_LOG_DEFAULTS]: number };
   readonly #js: JetStreamClient;
   readonly #reporter: string;
+  readonly #region: (() => string | undefined) | undefined;
   readonly #metric: Counter<"outcome"> | undefined;
   readonly #counts = { published: 0, dropped: 0 };
   readonly #timer: NodeJS.Timeout;
@@ -107,6 +111,7 @@ class BatchingAccessLog implements AccessLog {
     this.#o = { ...ACCESS_LOG_DEFAULTS, ...Object.fromEntries(Object.entries(opts).filter(([k, v]) => v !== undefined && k in ACCESS_LOG_DEFAULTS)) };
     this.#js = jetstream(opts.nc);
     this.#reporter = `${opts.service}/${opts.instance}`;
+    this.#region = opts.region;
     this.#metric = opts.registry
       ? new Counter({ name: "mesh_access_records_total", help: "Access records by outcome: published to MESH_ACCESS, or dropped", labelNames: ["outcome"], registers: [opts.registry] })
       : undefined;
@@ -154,7 +159,7 @@ class BatchingAccessLog implements AccessLog {
     const bySubject = new Map<string, { lines: string[]; size: number }>();
     for (const r of records) {
       const subject = accessSubject(r.destination, r.source, r.direction);
-      const line = JSON.stringify(toAccessRecord(r, this.#reporter));
+      const line = JSON.stringify(toAccessRecord(r, this.#reporter, this.#region?.()));
       const size = Buffer.byteLength(line) + 1;
       let group = bySubject.get(subject);
       if (group && group.size + size > limit) {

@@ -19,6 +19,8 @@ export interface ObservabilityOptions {
   logger: Logger;
   /** the sidecar's own metrics; their registry also counts access records */
   metrics: SidecarMetrics;
+  /** the sidecar's region, for telemetry and access records (docs/multi-region.md) */
+  region?: () => string | undefined;
 }
 
 export interface SidecarObservability {
@@ -36,8 +38,9 @@ export interface SidecarObservability {
 /** Everything a sidecar reports beyond its own /metrics, in one piece. */
 export function createObservability(o: ObservabilityOptions): SidecarObservability {
   const who = { nc: o.nc, service: o.service, instance: o.instance, logger: o.logger };
-  const telemetry = createTelemetry({ ...who, version: o.version });
-  const accessLog = createAccessLog({ ...who, registry: o.metrics.registry });
+  const region = o.region ? { region: o.region } : {};
+  const telemetry = createTelemetry({ ...who, version: o.version, ...region });
+  const accessLog = createAccessLog({ ...who, registry: o.metrics.registry, ...region });
   const tracer = createTracer({ ...who, otlpUrl: o.otlpUrl, version: o.version });
   const labels = new RecordLabels(o.metrics.registry);
   // One bounded copy for both label consumers, so they agree and overflows count once.

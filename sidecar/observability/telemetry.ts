@@ -35,6 +35,8 @@ export interface TelemetryOptions {
   intervalMs?: number;
   /** request label sets kept per interval; more are dropped and counted; default 5000 */
   maxSeries?: number;
+  /** the sidecar's region, sent with each report (docs/multi-region.md) */
+  region?: () => string | undefined;
 }
 
 export interface Telemetry {
@@ -159,7 +161,8 @@ class TelemetryReporter implements Telemetry {
     if (idle && !final) return;
     const rows = [...this.#series.values()].map((s) => s.row);
     const { service, version, instance } = this.#opts;
-    const base = { v: 1 as const, service, version, instance, boot: this.#boot, at: Date.now(), intervalMs: this.#intervalMs, le: [...DURATION_BUCKETS_SECONDS] };
+    const region = this.#opts.region?.();
+    const base = { v: 1 as const, service, version, instance, ...(region ? { region } : {}), boot: this.#boot, at: Date.now(), intervalMs: this.#intervalMs, le: [...DURATION_BUCKETS_SECONDS] };
     const parts = Math.max(1, Math.ceil(rows.length / ROWS_PER_MESSAGE));
     for (let p = 0; p < parts; p++) {
       const first = p === 0;

@@ -95,6 +95,8 @@ export interface CallerOptions {
   authorize?: (service: string, method: string, path: string) => MeshError | undefined;
   now?: () => number;
   random?: () => number;
+  /** this sidecar's region, for locality (docs/multi-region.md); absent: none */
+  region?: () => string | undefined;
 }
 
 /**
@@ -135,8 +137,10 @@ export class MeshCaller {
     const maxAttempts = 1 + (retries?.attempts ?? 0);
     const budget = retries ? this.#o.destinations.budget(c.service, retries.budgetPercent) : undefined;
     budget?.recordRequest();
+    // Instances this call went to: a retry tries another local one before a remote one (docs/multi-region.md).
+    const tried = new Set<string>();
     for (let attempt = 1; ; attempt++) {
-      const result = await this.#attempt(c, route, c.plan.pickVersion(), attempt);
+      const result = await this.#attempt(c, route, c.plan.pickVersion(), attempt, tried);
       // Once part of a streamed body has gone, nothing can send it again.
       if (!retries || result.bodyStarted) return result;
       const allowed = mayRetry({ method: c.method, retryNonIdempotent: retries.retryNonIdempotent, on: retries.on, outcome: result.outcome, attempt, maxAttempts });
@@ -149,18 +153,22 @@ export class MeshCaller {
     }
   }
 
-  async #attempt(c: Call, route: RoutePolicy | undefined, version: string, attempt: number): Promise<CallResult> {
+  async #attempt(c: Call, route: RoutePolicy | undefined, version: string, attempt: number, tried: Set<string>): Promise<CallResult> {
     const { deadlineAt } = c.plan;
     const left = deadlineAt - this.#now();
     if (left <= 0) return failed(timeout(c.service, deadlineAt - c.startedAt), version, attempt - 1);
     const perTry = Math.min(route?.retries?.perTryTimeoutMs ?? left, left);
+    // Before the breaker: a refusal by locality says nothing about the destination's health.
+    const choice = this.#choose(c.service, version, route, tried);
+    if (choice === "none_local") return failed(noLocalInstance(c.service, version, this.#o.region?.()), version, attempt - 1);
     const breaker = route?.circuitBreaker ? this.#o.destinations.breaker(c.service, version, route.circuitBreaker) : undefined;
     if (breaker && !breaker.tryAcquire()) {
       const which = version === ANY_VERSION ? "" : ` (version '${version}')`;
       return failed(new MeshError("circuit_open", `circuit to '${c.service}'${which} is open`), version, attempt - 1);
     }
-    const balancer = route?.loadBalancer === "p2c-ewma" ? this.#o.destinations.balancer(c.service, version) : undefined;
-    const instance = balancer?.pick();
+    const balancer = choice?.balancer;
+    const instance = choice?.instance;
+    if (instance) tried.add(instance);
     const subject = instance ? instanceSubject(c.service, instance, this.#o.caller) : rpcSubject(c.service, version, this.#o.caller);
     c.headers.set(Wire.deadline, String(this.#now() + perTry));
     const started = this.#now();
@@ -170,6 +178,17 @@ export class MeshCaller {
     if (instance) balancer!.finish(instance, this.#now() - started, breakerFailure);
     if (breaker) breakerFailure ? breaker.onFailure() : breaker.onSuccess();
     return result;
+  }
+
+  /**
+   * An instance chosen by the sidecar (p2c-ewma, or a route that may not
+   * leave the region), or undefined for the queue group, whose members in
+   * the local cluster NATS prefers by itself.
+   */
+  #choose(service: string, version: string, route: RoutePolicy | undefined, tried: ReadonlySet<string>) {
+    const pinned = route?.localityFailover === false;
+    if (route?.loadBalancer !== "p2c-ewma" && !pinned) return undefined;
+    return this.#o.destinations.choose(service, version, { region: this.#o.region?.(), failover: !pinned, tried });
   }
 
   async #send(c: Call, subject: string, perTryMs: number, version: string, attempt: number): Promise<CallResult> {
@@ -300,6 +319,12 @@ const EMPTY = new Uint8Array(0);
 /** A provider named a stream inbox that is not its own. */
 function badStream(service: string): MeshError {
   return new MeshError("bad_response", `'${service}' named a stream inbox that is not its own`);
+}
+
+/** A Route with localityFailover: false, and no ready instance in the caller's region. */
+function noLocalInstance(service: string, version: string, region: string | undefined): MeshError {
+  const which = version === ANY_VERSION ? "" : ` (version '${version}')`;
+  return new MeshError("unavailable", `no ready instance of '${service}'${which} in region '${region ?? "-"}', and its route has localityFailover: false`);
 }
 
 /** A call that ended in a mesh error after `attempts` attempts. */

@@ -37,27 +37,32 @@ export class InstanceView {
     if (entry && !(Date.parse(entry.heartbeatAt) < now - STALE_HEARTBEAT_MS) && (before || this.#entries.size < MAX_INSTANCES)) {
       this.#entries.set(key, { ...entry, seenAt: now });
     } else this.#entries.delete(key);
-    if (before?.state !== entry?.state || before?.version !== entry?.version) this.#cache.clear();
+    if (before?.state !== entry?.state || before?.version !== entry?.version || before?.region !== entry?.region) this.#cache.clear();
   }
 
-  /** Ready instances of `service` (of `version`, unless it is `_`), by instance name, sorted; asked per request, so cached. */
-  ready(service: string, version: string): string[] {
-    const key = `${service}/${version}`;
+  /**
+   * Ready instances of `service` (of `version`, unless it is `_`), by
+   * instance name, sorted; asked per request, so cached. With `region`, only
+   * those in that region or in none (docs/multi-region.md).
+   */
+  ready(service: string, version: string, region?: string): string[] {
+    const key = `${service}/${version}/${region ?? ""}`;
     const now = this.#now();
     const cached = this.#cache.get(key);
     if (cached && now - cached.at < RECHECK_MS) return cached.ids;
     this.#onAsked?.(service);
-    const ids = this.#scan(service, version);
+    const ids = this.#scan(service, version, region);
     this.#cache.set(key, { ids, at: now });
     return ids;
   }
 
-  #scan(service: string, version: string): string[] {
+  #scan(service: string, version: string, region: string | undefined): string[] {
     const oldest = this.#now() - REGISTRY_TTL_MS;
     const out: string[] = [];
     for (const e of this.#entries.values()) {
       if (e.service !== service || e.state !== "ready" || e.seenAt < oldest) continue;
       if (version !== ANY_VERSION && e.version !== version) continue;
+      if (region !== undefined && e.region !== undefined && e.region !== region) continue;
       out.push(e.instance);
     }
     return out.sort();

@@ -60,7 +60,10 @@ const DEFAULT_RESYNC_MS = 30_000;
 /** one decoder for every value: constructing one per value showed in profiles (docs/scale.md) */
 const utf8 = new TextDecoder();
 const DEFAULT_RETRY_MS = 1_000;
-/** an announced revision no replica could return yet is asked for again this many times, 5 ms later and doubling (about 1.3 s in all) */
+/**
+ * An announced revision that no replica or mirror returns yet is asked for
+ * again this many times, 5 ms later and doubling (about 1.3 s in all).
+ */
 const ANNOUNCED_RETRIES = 8;
 const ANNOUNCED_RETRY_FIRST_MS = 5;
 /** direct gets in flight at once while reading a whole bucket */
@@ -179,32 +182,39 @@ export class KvFollower<T> {
     }
     // The announced revision is read from the stream itself: only a message stored under this very key
     // counts, so a reflected message that names another key's revision is ignored.
-    this.#readAnnounced(key, revision, 0).catch((err) => {
-      this.#o.logger.warn({ err, bucket: this.#o.bucket, key }, "could not read a changed policy; reading the bucket again");
-      this.resync();
-    });
+    const { bucket } = this.#o;
+    this.#readAnnounced(key, revision).then(
+      (v) => v && this.#handle(v),
+      (err) => {
+        this.#o.logger.warn({ err, bucket, key }, "could not read a changed policy; reading the bucket again");
+        this.resync();
+      },
+    );
   }
 
   /**
-   * Reads an announced revision. A direct get may be answered by a replica
-   * that has not stored it yet (the leader republishes as it stores), and
-   * would then offer an older revision: that is asked again a little later,
-   * a bounded number of times, instead of waiting for the periodic check
-   * (docs/scale.md). A revision already trimmed from the key's history is
-   * superseded by the newest, which is taken instead.
+   * The announced revision of `key`, or its newest when that one is gone
+   * (history trimmed). A direct get may be answered by a replica that has not
+   * stored it yet (the leader republishes as it stores), or by this region's
+   * mirror of the bucket (docs/multi-region.md), either of which can lag the
+   * announcement by a moment: while the answer is older than the announced
+   * revision, it asks again a bounded number of times (docs/scale.md), then
+   * gives up and the bucket is read again.
    */
-  async #readAnnounced(key: string, revision: number, attempt: number): Promise<void> {
+  async #readAnnounced(key: string, revision: number): Promise<KvValue | undefined> {
     const { reader, bucket } = this.#o;
-    const v = await reader.at(bucket, revision);
-    if (v?.key === key) return this.#handle(v);
-    const last = v ? undefined : await reader.last(bucket, key);
-    if (last && last.revision >= revision) return this.#handle(last);
-    if (v) return; // that revision is another key's: a reflected or forged announcement
-    if (attempt >= ANNOUNCED_RETRIES) throw new Error(`revision ${revision} of '${key}' was announced but is not readable`);
-    await new Promise((r) => setTimeout(r, ANNOUNCED_RETRY_FIRST_MS * 2 ** attempt));
-    if (this.#stopped || revision <= (this.#seen.get(key) ?? 0)) return;
-    return this.#readAnnounced(key, revision, attempt + 1);
+    for (let attempt = 0; ; attempt++) {
+      const v = await reader.at(bucket, revision);
+      if (v?.key === key) return v;
+      const last = await reader.last(bucket, key);
+      // Another key's revision (a reflected or forged announcement): only this key's newest counts.
+      if (v || (last && last.revision >= revision)) return last;
+      if (attempt + 1 >= ANNOUNCED_RETRIES) throw new Error(`revision ${revision} of '${key}' was announced but is not readable`);
+      await new Promise((r) => setTimeout(r, ANNOUNCED_RETRY_FIRST_MS * 2 ** attempt).unref());
+      if (this.#stopped || revision <= (this.#seen.get(key) ?? 0)) return undefined;
+    }
   }
+
 
   /** One value at a time, so a key's revisions are decided in order. */
   #handle(v: KvValue): Promise<void> {

@@ -1,5 +1,5 @@
 import { RequestError, type Msg, type NatsConnection } from "@nats-io/transport-node";
-import { JS_API, MESH_JS_API, kvStream } from "../../schemas/index.ts";
+import { JS_API, MESH_JS_API, kvMirrorStream, kvStream } from "../../schemas/index.ts";
 
 /** One stored revision of a KV key, as a direct get returns it. */
 export interface KvValue {
@@ -38,11 +38,14 @@ const SUBJECTS_PAGE = 100_000;
 export class KvReader {
   readonly #nc: NatsConnection;
   readonly #timeoutMs: number;
+  readonly #region: () => string | undefined;
   #api: Promise<string> | undefined;
 
-  constructor(nc: NatsConnection, timeoutMs = DEFAULT_TIMEOUT_MS) {
+  /** `region`: this sidecar's, whose mirror of a bucket answers when the bucket's home does not (docs/multi-region.md). */
+  constructor(nc: NatsConnection, timeoutMs = DEFAULT_TIMEOUT_MS, region: () => string | undefined = () => undefined) {
     this.#nc = nc;
     this.#timeoutMs = timeoutMs;
+    this.#region = region;
   }
 
   /** Keys of `bucket` under `filter` (`>` = all) that have a stored message (deleted ones included). */
@@ -92,9 +95,24 @@ export class KvReader {
     return valueOf(bucket, msg);
   }
 
+  /**
+   * STREAM.INFO of the bucket's stream; when its home cluster cannot answer
+   * (without a meta leader nobody can, docs/multi-region.md), of this
+   * region's mirror, which holds the same subjects and sequences.
+   */
   async #info(bucket: string, body: Record<string, unknown>): Promise<StreamInfoReply> {
+    try {
+      return await this.#streamInfo(kvStream(bucket), body, bucket);
+    } catch (err) {
+      const region = this.#region();
+      if (err instanceof BucketMissingError || region === undefined) throw err;
+      return this.#streamInfo(kvMirrorStream(bucket, region), body, bucket).catch(() => Promise.reject(err));
+    }
+  }
+
+  async #streamInfo(stream: string, body: Record<string, unknown>, bucket: string): Promise<StreamInfoReply> {
     const api = await this.#apiPrefix();
-    const reply = (await this.#request(`${api}.STREAM.INFO.${kvStream(bucket)}`, body, bucket)).json<StreamInfoReply>();
+    const reply = (await this.#request(`${api}.STREAM.INFO.${stream}`, body, bucket)).json<StreamInfoReply>();
     if (reply.error?.err_code === STREAM_NOT_FOUND) throw new BucketMissingError(bucket);
     if (reply.error) throw new Error(`stream info of '${bucket}' failed: ${reply.error.description}`);
     return reply;
@@ -116,26 +134,54 @@ export class KvReader {
    * mode: it answers, even if only "no such stream"), else `$JS.API`.
    */
   #apiPrefix(): Promise<string> {
-    this.#api ??= this.#nc
-      .request(`${MESH_JS_API}.STREAM.INFO.${kvStream("mesh_routes")}`, "{}", { timeout: this.#timeoutMs })
-      .then(
-        () => MESH_JS_API,
-        (err) => {
-          if (err instanceof RequestError && err.isNoResponders()) return JS_API;
-          this.#api = undefined; // unreachable for now: find out again next time
-          throw err;
-        },
-      );
+    this.#api ??= this.#probeApi().catch((err) => {
+      this.#api = undefined; // unreachable for now: find out again next time
+      throw err;
+    });
     return this.#api;
+  }
+
+  /**
+   * `$JS.mesh.API` first (secure mode may publish nothing else), with
+   * STREAM.INFO and a direct get at once: while the buckets' home cluster is
+   * gone only a direct get (from this region's mirror) is answered
+   * (docs/multi-region.md). No responders to either: `$JS.API`. No answer in
+   * time (a request crossing a gateway may get no "no responders"):
+   * `$JS.API` if it answers with JetStream enabled.
+   */
+  async #probeApi(): Promise<string> {
+    const stream = kvStream("mesh_routes");
+    const ask = (subject: string, body: unknown) => this.#nc.request(subject, JSON.stringify(body), { timeout: this.#timeoutMs });
+    const probe = (api: string) => Promise.any([ask(`${api}.STREAM.INFO.${stream}`, {}), ask(`${api}.DIRECT.GET.${stream}`, { seq: 1 })]);
+    try {
+      await probe(MESH_JS_API);
+      return MESH_JS_API;
+    } catch (err) {
+      const errors = (err as AggregateError).errors ?? [err];
+      if (errors.every((e) => e instanceof RequestError && e.isNoResponders())) return JS_API;
+      const plain = await probe(JS_API).catch(() => undefined);
+      if (plain && !jetStreamDisabled(plain)) return JS_API;
+      throw errors[0];
+    }
   }
 }
 
 const STREAM_NOT_FOUND = 10059;
+/** what an account without JetStream answers on `$JS.API` */
+const JETSTREAM_NOT_ENABLED = 10039;
 
 interface StreamInfoReply {
   error?: { code: number; err_code: number; description: string };
   total?: number;
   state?: { last_seq: number; subjects?: Record<string, number> };
+}
+
+function jetStreamDisabled(msg: Msg): boolean {
+  try {
+    return msg.json<StreamInfoReply>().error?.err_code === JETSTREAM_NOT_ENABLED;
+  } catch {
+    return false; // a direct get's answer: JetStream is there
+  }
 }
 
 function valueOf(bucket: string, msg: Msg): KvValue {

@@ -42,6 +42,8 @@ export interface SidecarPoliciesOptions {
   registry: Registry;
   /** this sidecar's service */
   service: string;
+  /** this sidecar's region: its mirrors of the policy buckets answer when their home cannot (docs/multi-region.md) */
+  region?: () => string | undefined;
   /** providers follow their own Quota document */
   provider: boolean;
   /** called with this service's Quota document whenever it changes (undefined = removed) */
@@ -84,11 +86,12 @@ export class SidecarPolicies {
       labelNames: ["bucket"],
       registers: [opts.registry],
     });
-    // Asked for only on a p2c-ewma Route's call path, and only when no fresh list is cached.
+    // Asked for only on the call path of a Route that chooses instances itself, and only when no fresh list is cached.
     this.instances = new InstanceView(Date.now, (service) => {
-      if (this.routes.get(service)?.source.loadBalancer === "p2c-ewma") this.#followRegistry(service);
+      const route = this.routes.get(service)?.source;
+      if (route && choosesInstances(route)) this.#followRegistry(service);
     });
-    const reader = new KvReader(opts.nc);
+    const reader = new KvReader(opts.nc, undefined, opts.region);
     const common = { nc: opts.nc, reader, logger: opts.logger, onRejected: (bucket: string) => rejected.inc({ bucket }) };
     this.#followers.push(
       new KvFollower<RoutePolicy>({
@@ -99,7 +102,11 @@ export class SidecarPolicies {
         onChange: (key, applied) => {
           if (applied) this.routes.set(key, compileRoute(applied.document as RoutePolicy));
           else this.routes.delete(key);
-          if (applied?.document.loadBalancer !== "p2c-ewma") this.#unfollowRegistry(key);
+          // p2c-ewma and localityFailover: false choose instances from the registry (docs/multi-region.md).
+          // p2c-ewma follows from its first call (until then the queue group serves); a Route that must
+          // not cross regions follows at once, since without a list it can send nowhere.
+          if (!applied || !choosesInstances(applied.document as RoutePolicy)) this.#unfollowRegistry(key);
+          else if ((applied.document as RoutePolicy).localityFailover === false) this.#followRegistry(key);
         },
       }),
     );
@@ -199,4 +206,9 @@ export class SidecarPolicies {
       rejected: this.#followers.flatMap((w) => [...w.rejected.values()]),
     };
   }
+}
+
+/** A Route whose caller picks instances from the registry rather than leaving it to the queue group. */
+function choosesInstances(route: RoutePolicy): boolean {
+  return route.loadBalancer === "p2c-ewma" || route.localityFailover === false;
 }

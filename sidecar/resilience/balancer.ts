@@ -61,16 +61,20 @@ export class P2cEwmaBalancer {
     this.#ids = [...next.keys()];
   }
 
-  /** The instance to call; undefined when there is none. */
-  pick(): string | undefined {
-    const n = this.#ids.length;
-    if (n <= 1) return this.#ids[0];
+  /**
+   * The instance to call; undefined when there is none. `among`: choose only
+   * from these (a subset of the instance set: the caller's region, the ones
+   * not tried yet; docs/multi-region.md).
+   */
+  pick(among: readonly string[] = this.#ids): string | undefined {
+    const n = among.length;
+    if (n <= 1) return among[0];
     const i = this.#index(n);
     // A second index among the other n-1, shifted past i: two distinct instances, uniformly.
     let j = this.#index(n - 1);
     if (j >= i) j++;
-    const a = this.#ids[i]!;
-    const b = this.#ids[j]!;
+    const a = among[i]!;
+    const b = among[j]!;
     const now = this.#now();
     return this.#cost(a, now) <= this.#cost(b, now) ? a : b;
   }
@@ -122,8 +126,8 @@ export class P2cEwmaBalancer {
   }
 
   #cost(id: string, now: number): number {
-    const s = this.#stats.get(id)!;
-    return this.#estimate(s, now) * (s.inflight + 1);
+    const s = this.#stats.get(id);
+    return s ? this.#estimate(s, now) * (s.inflight + 1) : this.#initialMs;
   }
 
   /** A uniform index in [0, n), safe against a random() that returns 1. */

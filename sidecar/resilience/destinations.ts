@@ -4,6 +4,22 @@ import { CircuitBreaker, type BreakerState } from "./circuit-breaker.ts";
 import type { InstanceView } from "../policy/instances.ts";
 import { RetryBudget } from "./retry.ts";
 
+/** An instance to address, and the balancer that learns from the call. */
+export interface InstanceChoice {
+  balancer: P2cEwmaBalancer;
+  instance: string;
+}
+
+/** How an attempt may choose by region (docs/multi-region.md). */
+export interface LocalityOptions {
+  /** the caller's region; undefined = every instance is local */
+  region: string | undefined;
+  /** may leave the region when it has no ready instance (Route localityFailover) */
+  failover: boolean;
+  /** instances earlier attempts of this call went to */
+  tried?: ReadonlySet<string>;
+}
+
 export interface DestinationHooks {
   onBreakerChange(service: string, version: string, to: BreakerState): void;
 }
@@ -49,6 +65,29 @@ export class Destinations {
     });
     this.#breakers.set(key, { policy, breaker });
     return breaker;
+  }
+
+  /**
+   * Locality first (docs/multi-region.md): p2c-ewma among the ready
+   * instances in the caller's region not tried yet by this call; with
+   * failover, then among untried ones elsewhere; then one tried already,
+   * local before remote. The threshold to cross is zero: one ready local
+   * instance keeps every call in the region. "none_local": failover is off
+   * and the region has no ready instance. undefined: no instance known at
+   * all, so the call goes to the queue group (which prefers the local
+   * cluster on its own, and answers no-responders when nobody serves).
+   */
+  choose(service: string, version: string, opts: LocalityOptions): InstanceChoice | "none_local" | undefined {
+    const balancer = this.balancer(service, version);
+    if (!balancer) return opts.failover ? undefined : "none_local";
+    const all = this.#instances.ready(service, version);
+    const local = opts.region === undefined ? all : this.#instances.ready(service, version, opts.region);
+    const tried = opts.tried;
+    const fresh = (ids: string[]) => (tried?.size ? ids.filter((id) => !tried.has(id)) : ids);
+    const order = opts.failover ? [fresh(local), fresh(all), local, all] : [fresh(local), local];
+    const among = order.find((ids) => ids.length > 0);
+    if (!among) return opts.failover ? undefined : "none_local";
+    return { balancer, instance: balancer.pick(among)! };
   }
 
   /** The p2c-ewma balancer over the ready instances of service/version; undefined when none is known. */

@@ -1,0 +1,62 @@
+// Real superclusters for the region tests (docs/multi-region.md): clusters
+// joined by gateways, plus a leaf node, stopped when the test file ends.
+import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { ensureNatsServer } from "../../local/nats-binary.ts";
+import { type StartSuperclusterOptions, type Supercluster, startSupercluster } from "../../local/nats-supercluster.ts";
+import { requestControl } from "../../control/index.ts";
+import { inboxPrefixFor } from "../../schemas/index.ts";
+import { onFileEnd } from "./cleanup.ts";
+import { call } from "./mesh.ts";
+
+export type { Supercluster } from "../../local/nats-supercluster.ts";
+
+export async function startRegions(opts: Omit<StartSuperclusterOptions, "bin">): Promise<Supercluster> {
+  const sc = await startSupercluster({ ...opts, bin: await ensureNatsServer() });
+  onFileEnd(() => sc.stop());
+  return sc;
+}
+
+/** A connection as the CLI makes it, closed when the file ends. */
+export async function cliConnection(urls: string[]): Promise<NatsConnection> {
+  const nc = await connect({ servers: urls, noAsyncTraces: true, inboxPrefix: inboxPrefixFor("admin"), maxReconnectAttempts: -1 });
+  onFileEnd(() => nc.close());
+  return nc;
+}
+
+/** Applies policy documents through control, as `mesh apply` does; the revisions written. */
+export async function apply(nc: NatsConnection, ...documents: Array<Record<string, unknown>>): Promise<number[]> {
+  const { applied } = await requestControl(nc, "apply", { documents } as Parameters<typeof requestControl<"apply">>[2]);
+  return applied.map((a) => a.revision);
+}
+
+/** Status and body of one call through a sidecar. */
+export async function served(port: number, service: string, path = "/"): Promise<{ status: number; body: string; error?: string }> {
+  const res = await call(port, service, path);
+  const body = await res.body.text();
+  const error = res.headers["mesh-error"];
+  return { status: res.statusCode, body, ...(typeof error === "string" ? { error } : {}) };
+}
+
+/** Bodies of `n` sequential GETs; throws on the first that is not 200. */
+export async function bodiesOf(port: number, service: string, n = 20): Promise<string[]> {
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const r = await served(port, service);
+    if (r.status !== 200) throw new Error(`call ${i + 1} of ${n} to '${service}' answered ${r.status} ${r.body}`);
+    out.push(r.body);
+  }
+  return out;
+}
+
+/** Request subjects seen for `service` (a plain subscriber gets a copy of each, beside the queue groups). */
+export function tapRequests(nc: NatsConnection, service: string): { subjects: string[]; sub: Subscription } {
+  const subjects: string[] = [];
+  const sub = nc.subscribe(`mesh.rpc.${service}.>`, { callback: (_err, msg) => void subjects.push(msg.subject) });
+  onFileEnd(() => sub.unsubscribe());
+  return { subjects, sub };
+}
+
+/** A sidecar's /config. */
+export async function configOf(adminPort: number): Promise<{ region: string | null; policies: Array<{ bucket: string; key: string; revision: number }> }> {
+  return (await (await fetch(`http://127.0.0.1:${adminPort}/config`)).json()) as never;
+}
