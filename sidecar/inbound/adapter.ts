@@ -158,7 +158,7 @@ export class InboundAdapter {
     // The server span: a child of the caller's span, and the parent of whatever the app does.
     const { traceparent, parentSpanId } = childSpan(h?.get(Wire.traceparent) || undefined);
     let outcome: Outcome;
-    const exchange: Exchange = { caller, abort: new AbortController() };
+    const exchange: Exchange = { caller };
     try {
       if (overloaded) {
         const { service, instance, maxConcurrent } = this.#opts;
@@ -223,7 +223,8 @@ export class InboundAdapter {
         path: r.path,
         headers,
         body,
-        signal: exchange.abort.signal,
+        // Only an upload needs to abort the app's request from outside; a streamed answer is stopped by destroying its body.
+        signal: exchange.abort?.signal,
         headersTimeout: uploading ? 0 : budgetMs,
         bodyTimeout: 0,
       })
@@ -263,7 +264,8 @@ export class InboundAdapter {
     budgetMs: number,
     extra: ReadonlyArray<readonly [string, string]> | undefined,
   ): Promise<number> {
-    const answer = await upgradeApp(this.#opts.app, r.path, headers, exchange.abort.signal, budgetMs).catch((err) => {
+    const abort = (exchange.abort ??= new AbortController());
+    const answer = await upgradeApp(this.#opts.app, r.path, headers, abort.signal, budgetMs).catch((err) => {
       throw this.#appError(err, budgetMs);
     });
     if (!("socket" in answer)) return this.#answer(msg, exchange, r.method, answer, budgetMs, extra);
@@ -275,7 +277,7 @@ export class InboundAdapter {
     reply.set(StreamWire.stream, exchange.channel!.subject);
     this.#respond(msg, EMPTY, reply);
     exchange.headSent = true;
-    exchange.abort.signal.addEventListener("abort", () => socket.destroy(), { once: true });
+    abort.signal.addEventListener("abort", () => socket.destroy(), { once: true });
     if (head.length > 0) socket.unshift(head);
     session.receive(socket as unknown as StreamSink);
     session.send(socket, StreamProtocol.initialWindowBytes);
@@ -315,6 +317,7 @@ export class InboundAdapter {
   /** The session of this exchange, made once: a channel on the inbox for messages from the caller. */
   #session(msg: Msg, exchange: Exchange): StreamSession {
     if (exchange.session) return exchange.session;
+    exchange.abort ??= new AbortController();
     const channel = this.#opts.inbox.open(exchange.caller);
     let closed!: (o: StreamOutcome) => void;
     exchange.closed = new Promise((r) => (closed = r));
@@ -328,7 +331,7 @@ export class InboundAdapter {
       settings: this.#opts.streams,
       maxReceiveBytes: this.#opts.maxBodyBytes,
       onClose: (outcome) => {
-        if (!outcome.completed) exchange.abort.abort();
+        if (!outcome.completed) exchange.abort?.abort();
         closed(outcome);
       },
     })!;
@@ -443,8 +446,12 @@ function upgradeApp(app: string, path: string, headers: string[], signal: AbortS
 /** One request's exchange with its caller: set as it goes. */
 interface Exchange {
   caller: string;
-  /** aborts the request to the application (the caller gave up, or the stream broke) */
-  abort: AbortController;
+  /**
+   * aborts the request to the application (the caller gave up, or the stream
+   * broke); made with the exchange's stream or upgrade only: the fast path,
+   * nearly every request, pays for no AbortSignal
+   */
+  abort?: AbortController;
   channel?: Channel;
   session?: StreamSession;
   closed?: Promise<StreamOutcome>;
