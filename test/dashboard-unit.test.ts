@@ -2,9 +2,10 @@
 // a server: points, per-second rates from running totals, and the bound on
 // services (docs/dashboard.md §Time series).
 import assert from "node:assert/strict";
-import { test } from "node:test";
+import { describe, test } from "node:test";
 import { HISTORY_LIMITS, ServiceHistory } from "../control/dashboard/history.ts";
 import type { ServiceSample } from "../control/telemetry.ts";
+import { callEdges } from "../control/dashboard/views.ts";
 
 const traffic = { requests: 50, rps: 5, successRate: 0.9, p50Ms: 2, p99Ms: 9 };
 const sample = (over: Partial<ServiceSample> = {}): ServiceSample => ({ traffic, retries: 0, authzDenied: 0, quotaRejected: 0, breakersOpen: 0, ...over });
@@ -50,4 +51,24 @@ test("past the bound a new service is not recorded but counted, and an idle one 
   h.record(quietUntil, new Map([["late", sample()]]));
   assert.ok(h.series("late"));
   assert.equal(h.series("svc-0"), undefined);
+});
+
+describe("topology edges across clusters", () => {
+  const pair = (source: string, destination: string, cluster: string, rps: number) => ({
+    source, destination, cluster, requests: rps * 10, rps, successRate: 1, p50Ms: 1, p99Ms: rps,
+  });
+
+  test("one edge per caller and callee, summed over callers' clusters; it crosses when the callers' cluster has no ready instance", () => {
+    const ready = new Map([["pricing", new Set(["west"])], ["catalog", new Set(["east", "west"])]]);
+    const edges = callEdges([pair("frontend", "pricing", "east", 2), pair("frontend", "pricing", "west", 3), pair("frontend", "catalog", "east", 4)], ready);
+    assert.equal(edges.length, 2, "no duplicate edges (the graph refuses two elements with one id)");
+    const pricing = edges.find((e) => e.destination === "pricing")!;
+    assert.equal(pricing.rps, 5);
+    assert.equal(pricing.p99Ms, 3);
+    assert.equal(pricing.crossCluster, true);
+    assert.equal(pricing.sourceCluster, "east");
+    assert.equal(pricing.destinationCluster, "west");
+    const catalog = edges.find((e) => e.destination === "catalog")!;
+    assert.equal(catalog.crossCluster, false, "a ready instance in the callers' cluster keeps the calls there");
+  });
 });

@@ -70,7 +70,12 @@ export class DashboardViews {
       const cluster = regionOf(e);
       if (cluster && !n.clusters.includes(cluster)) n.clusters.push(cluster);
     }
-    const edges = stats.pairs.map(edgeOf);
+    const readyRegions = new Map<string, Set<string>>();
+    for (const e of instances) {
+      const region = regionOf(e);
+      if (region && e.state === "ready") (readyRegions.get(e.service) ?? readyRegions.set(e.service, new Set()).get(e.service)!).add(region);
+    }
+    const edges = callEdges(stats.pairs, readyRegions);
     for (const e of edges) node(e.source), node(e.destination);
     edges.push(...mirrorEdges(routes, edges));
     for (const n of nodes.values()) n.versions.sort((a, b) => a.version.localeCompare(b.version));
@@ -161,18 +166,49 @@ function regionOf(entry: RegistryEntry): string | undefined {
   return typeof value === "string" && value ? value : undefined;
 }
 
-function edgeOf(pair: PairStats): TopologyEdge {
-  const p = pair as PairStats & { sourceCluster?: unknown; destinationCluster?: unknown };
-  const sourceCluster = typeof p.sourceCluster === "string" ? p.sourceCluster : undefined;
-  const destinationCluster = typeof p.destinationCluster === "string" ? p.destinationCluster : undefined;
-  return {
-    ...pair,
-    kind: "call",
-    error: pair.successRate !== null && pair.successRate < ERROR_SUCCESS_RATE,
-    ...(sourceCluster ? { sourceCluster } : {}),
-    ...(destinationCluster ? { destinationCluster } : {}),
-    crossCluster: sourceCluster !== undefined && destinationCluster !== undefined && sourceCluster !== destinationCluster,
-  };
+/**
+ * One edge per caller and callee. Telemetry keeps a pair per callers'
+ * cluster (docs/multi-region.md); those rows are summed here. A call crosses
+ * clusters when its callers' cluster has no ready instance of the callee:
+ * queue groups and p2c-ewma both stay in the caller's cluster while one is
+ * ready there, so the callee's ready regions from the registry say where the
+ * calls went.
+ */
+export function callEdges(pairs: readonly PairStats[], readyRegions: ReadonlyMap<string, ReadonlySet<string>>): TopologyEdge[] {
+  const byPair = new Map<string, PairStats[]>();
+  for (const p of pairs) {
+    const key = `${p.source}\u0001${p.destination}`;
+    (byPair.get(key) ?? byPair.set(key, []).get(key)!).push(p);
+  }
+  return [...byPair.values()].map((rows) => {
+    const first = rows[0]!;
+    const requests = rows.reduce((n, r) => n + r.requests, 0);
+    const weighted = (f: (r: PairStats) => number | null) => {
+      const known = rows.filter((r) => f(r) !== null);
+      const n = known.reduce((sum, r) => sum + r.requests, 0);
+      return n === 0 ? null : known.reduce((sum, r) => sum + f(r)! * r.requests, 0) / n;
+    };
+    const p99s = rows.map((r) => r.p99Ms).filter((v): v is number => v !== null);
+    const merged: PairStats = {
+      source: first.source,
+      destination: first.destination,
+      requests,
+      rps: rows.reduce((n, r) => n + r.rps, 0),
+      successRate: weighted((r) => r.successRate),
+      p50Ms: weighted((r) => r.p50Ms),
+      p99Ms: p99s.length ? Math.max(...p99s) : null,
+    };
+    const ready = readyRegions.get(first.destination);
+    const crossing = rows.flatMap((r) => (r.cluster && ready && ready.size > 0 && !ready.has(r.cluster) ? [r.cluster] : []));
+    const destinationCluster = crossing.length ? [...ready!].sort().join(",") : undefined;
+    return {
+      ...merged,
+      kind: "call" as const,
+      error: merged.successRate !== null && merged.successRate < ERROR_SUCCESS_RATE,
+      ...(crossing.length ? { sourceCluster: crossing.join(","), destinationCluster } : {}),
+      crossCluster: crossing.length > 0,
+    };
+  });
 }
 
 /** Each caller of a service whose Route mirrors: an edge per mirror target, labelled with its version and share. */
