@@ -1,6 +1,7 @@
 import { randomFillSync } from "node:crypto";
 import { NoRespondersError, RequestError, TimeoutError, type Msg, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
 import { StreamWire, inboxPrefixFor } from "../schemas/index.ts";
+import { PublishBatch } from "./publish-batch.ts";
 
 /** Bytes of randomness in a reply token: 128 bits. */
 const TOKEN_BYTES = 16;
@@ -99,18 +100,19 @@ class StreamChannel implements Channel {
  * reject with nats.js's own error types, so callers map them the same way.
  */
 export class Inbox {
-  readonly #nc: NatsConnection;
   readonly #prefix: string;
   readonly #entries = new Map<string, Pending | StreamChannel>();
   readonly #tokens = new TokenSource();
   readonly #onForged: (sender: string, expected: string) => void;
+  /** requests leave with the others of the same event-loop turn */
+  readonly batch: PublishBatch;
 
   /**
    * `service`: this sidecar's, whose private inbox receives the answers.
    * `onForged`: a message for a pending exchange came from another sender than the one expected.
    */
   constructor(nc: NatsConnection, service: string, onForged: (sender: string, expected: string) => void = () => undefined) {
-    this.#nc = nc;
+    this.batch = new PublishBatch(nc);
     this.#prefix = `${inboxPrefixFor(service)}.`;
     this.#onForged = onForged;
     const settle = (_err: Error | null, msg: Msg) => this.#settle(msg);
@@ -127,13 +129,12 @@ export class Inbox {
         reject(new TimeoutError());
       }, timeoutMs);
       this.#entries.set(token, { kind: "request", resolve, reject, timer, subject, from });
-      try {
-        this.#nc.publish(subject, data, { reply: this.#prefix + token, headers });
-      } catch (err) {
+      // Nothing of this exchange is sent before the provider answers, so the request may wait for the turn's end.
+      this.batch.publish(subject, data, { reply: this.#prefix + token, headers }, (err) => {
         clearTimeout(timer);
         this.#entries.delete(token);
-        reject(err as Error);
-      }
+        reject(err);
+      });
     });
   }
 

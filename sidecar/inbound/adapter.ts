@@ -241,7 +241,12 @@ export class InboundAdapter {
     for (const [k, v] of extra ?? []) reply.set(k, v);
     const whole = await this.#wholeBody(method, response, budgetMs);
     if (whole) {
-      this.#respond(msg, whole, reply);
+      // A whole answer with no stream around it may leave with the others of this turn (sidecar/publish-batch.ts).
+      if (exchange.session) this.#respond(msg, whole, reply);
+      else {
+        const { logger, service } = this.#opts;
+        this.#opts.inbox.batch.publish(signedSubject(msg.reply!, service), whole, { headers: reply }, (err) => logger.warn({ err }, "could not send an answer"));
+      }
       exchange.headSent = true;
       this.#release(exchange);
       return response.statusCode;
