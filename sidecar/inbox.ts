@@ -130,11 +130,17 @@ export class Inbox {
       }, timeoutMs);
       this.#entries.set(token, { kind: "request", resolve, reject, timer, subject, from });
       // Nothing of this exchange is sent before the provider answers, so the request may wait for the turn's end.
-      this.batch.publish(subject, data, { reply: this.#prefix + token, headers }, (err) => {
-        clearTimeout(timer);
-        this.#entries.delete(token);
-        reject(err);
-      });
+      this.batch.publish(
+        subject,
+        data,
+        { reply: this.#prefix + token, headers },
+        (err) => {
+          clearTimeout(timer);
+          this.#entries.delete(token);
+          reject(err);
+        },
+        this.#entries.size === 1,
+      );
     });
   }
 

@@ -7,9 +7,11 @@ import type { NatsConnection, PublishOptions } from "@nats-io/transport-node";
  * macrotask of its own, so under load each message cost a write of its own,
  * and the server a read. Held to the end of the turn, the requests and
  * answers of all the sockets that were readable in it leave in one write
- * (docs/architecture.md §16). Only messages nothing else must overtake use
- * it: a fast-path request and a whole answer. Stream heads and chunks, whose
- * order matters, are published directly.
+ * (docs/architecture.md §16). A message sent while it is the only one in
+ * flight goes at once: with nothing to share a write with, waiting would only
+ * add latency. Only messages nothing else must overtake use it: a fast-path
+ * request and a whole answer. Stream heads and chunks, whose order matters,
+ * are published directly.
  */
 export class PublishBatch {
   readonly #nc: NatsConnection;
@@ -20,8 +22,20 @@ export class PublishBatch {
     this.#nc = nc;
   }
 
-  /** Queues one message; `failed` hears why it could not be published (closed connection, too large). */
-  publish(subject: string, data: Uint8Array, opts: PublishOptions, failed: (err: Error) => void): void {
+  /**
+   * Queues one message, or sends it at once when `alone` (no other request
+   * is in flight) and none waits; `failed` hears why it could not be
+   * published (closed connection, too large).
+   */
+  publish(subject: string, data: Uint8Array, opts: PublishOptions, failed: (err: Error) => void, alone = false): void {
+    if (alone && !this.#scheduled) {
+      try {
+        this.#nc.publish(subject, data, opts);
+      } catch (err) {
+        failed(err as Error);
+      }
+      return;
+    }
     this.#queue.push({ subject, data, opts, failed });
     if (this.#scheduled) return;
     this.#scheduled = true;

@@ -245,7 +245,7 @@ export class InboundAdapter {
       if (exchange.session) this.#respond(msg, whole, reply);
       else {
         const { logger, service } = this.#opts;
-        this.#opts.inbox.batch.publish(signedSubject(msg.reply!, service), whole, { headers: reply }, (err) => logger.warn({ err }, "could not send an answer"));
+        this.#opts.inbox.batch.publish(signedSubject(msg.reply!, service), whole, { headers: reply }, (err) => logger.warn({ err }, "could not send an answer"), this.inflight.size <= 1);
       }
       exchange.headSent = true;
       this.#release(exchange);
