@@ -7,8 +7,8 @@
 // is no worse than a stream.
 import { Pool } from "undici";
 import { startBenchNats } from "./nats.ts";
-import { cleanup, cpuSeconds, installSignalHandlers, startChild, waitFor } from "./procs.ts";
-import { startControl, startSidecar } from "./scenarios.ts";
+import { cleanup, cpuSeconds, installSignalHandlers } from "./procs.ts";
+import { startControl, startEchoApp, startSidecar } from "./scenarios.ts";
 
 const SIZES = [4, 16, 64, 256, 1024].map((k) => k * 1024);
 const REQUESTS = Number(process.env.BENCH_FASTPATH_REQUESTS ?? 200);
@@ -19,12 +19,7 @@ const say = (line: string) => process.stderr.write(`bench: ${line}\n`);
 async function main(): Promise<void> {
   installSignalHandlers();
   const nats = await startBenchNats(say);
-  const app = startChild("echo app", process.execPath, ["--import", "tsx", new URL("./echo-app.ts", import.meta.url).pathname], {
-    onStdout: (chunk) => (appLine += chunk),
-  });
-  let appLine = "";
-  const appPort = await waitFor(app, "print its port", async () => (appLine.includes("\n") ? (JSON.parse(appLine.split("\n")[0]!) as { port: number }).port : undefined));
-  const env = { appOrigin: `http://127.0.0.1:${appPort}`, natsUrl: nats.url, profileDir: undefined };
+  const env = { appOrigin: (await startEchoApp()).origin, natsUrl: nats.url, profileDir: undefined };
   await startControl(env);
   const rows: string[] = ["| body | one message: median ms | streamed: median ms | one message: sidecar CPU µs/req | streamed: sidecar CPU µs/req |", "| ---: | ---: | ---: | ---: | ---: |"];
   const pairs = await Promise.all(

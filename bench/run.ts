@@ -16,8 +16,8 @@ import { fileURLToPath } from "node:url";
 import type { LoadResult, LoadSpec } from "./load.ts";
 import { startBenchNats, type BenchNats } from "./nats.ts";
 import { addRatios, type Cell, type CpuColumn, cpuRatioTable, cpuTable, errorLines, mainTable, type Side, sidesLegend, startupTable } from "./report.ts";
-import { cleanup, cpuSeconds, installSignalHandlers, rssMiB, startChild, waitFor, wasInterrupted } from "./procs.ts";
-import { BASELINE, type BenchEnv, type Deployment, SCENARIOS, type Scenario, startControl } from "./scenarios.ts";
+import { cleanup, cpuSeconds, installSignalHandlers, rssMiB, startChild, wasInterrupted } from "./procs.ts";
+import { BASELINE, type BenchEnv, type Deployment, SCENARIOS, type Scenario, startControl, startEchoApp } from "./scenarios.ts";
 import { measureSidecarStartup, type StartupResult } from "./startup.ts";
 import { measureTransfer, TRANSFER_BYTES, type TransferResult, transferTable } from "./transfer.ts";
 
@@ -59,12 +59,6 @@ function tsxChild(name: string, file: string, args: string[], onStdout?: (chunk:
   return startChild(name, process.execPath, ["--import", "tsx", join(BENCH_DIR, file), ...args], { cwd: REPO_DIR, ...(onStdout ? { onStdout } : {}) });
 }
 
-async function startApp(): Promise<{ origin: string; pid: number; bodyBytes: number }> {
-  let out = "";
-  const child = tsxChild("echo app", "echo-app.ts", [], (chunk) => (out += chunk));
-  const hello = await waitFor(child, "listen", async () => (out.includes("\n") ? (JSON.parse(out) as { port: number; bodyBytes: number }) : undefined));
-  return { origin: `http://127.0.0.1:${hello.port}`, pid: child.pid, bodyBytes: hello.bodyBytes };
-}
 
 /** The run's shared processes; a cell counts each only when it is on the scenario's path. */
 interface Shared {
@@ -231,7 +225,7 @@ async function main(): Promise<void> {
   if (!selected.some((s) => s.name === BASELINE)) say(`${BASELINE} is not selected, so no ratios`);
 
   const nats: BenchNats = await startBenchNats(say);
-  const app = await startApp();
+  const app = await startEchoApp();
   say(`nats-server ${nats.version} at ${nats.url} (via ${nats.launcher}); echo app at ${app.origin}`);
   // Sidecars run against a complete mesh: control creates the buckets and the MESH_ACCESS stream they write to.
   const control = selected.some((s) => s.needsControl) || startup || !only || only.includes(TRANSFER) ? await startControl({ natsUrl: nats.url }) : undefined;

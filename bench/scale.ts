@@ -28,9 +28,9 @@ import { connectCli, controlRequest } from "../cli/client.ts";
 import { registerSubject } from "../schemas/index.ts";
 import type { LoadResult, LoadSpec } from "./load.ts";
 import { startBenchNats } from "./nats.ts";
-import { cleanup, cpuSeconds, installSignalHandlers, makeTempDir, rssMiB, startChild, waitFor, wasInterrupted } from "./procs.ts";
+import { cleanup, cpuSeconds, installSignalHandlers, makeTempDir, rssMiB, startChild, wasInterrupted } from "./procs.ts";
 import { scaleDocuments, scaleHeartbeat } from "./scale-policy.ts";
-import { type BenchEnv, startControl, startSidecar } from "./scenarios.ts";
+import { type BenchEnv, startControl, startEchoApp, startSidecar } from "./scenarios.ts";
 
 const BENCH_DIR = fileURLToPath(new URL(".", import.meta.url));
 const REPO_DIR = join(BENCH_DIR, "..");
@@ -79,13 +79,6 @@ interface CaseResult {
   callerPolicies: number;
   /** caller CPU µs per request of every run, lowest first (the median run is the one reported) */
   callerCpuUsByRun: number[];
-}
-
-async function startApp(): Promise<string> {
-  let out = "";
-  const child = startChild("echo app", process.execPath, ["--import", "tsx", join(BENCH_DIR, "echo-app.ts")], { cwd: REPO_DIR, onStdout: (c) => (out += c) });
-  const hello = await waitFor(child, "listen", async () => (out.includes("\n") ? (JSON.parse(out) as { port: number }) : undefined));
-  return `http://127.0.0.1:${hello.port}`;
 }
 
 /** Runs bench/load.ts once; `window` is called when its measured window opens and closes. */
@@ -266,7 +259,7 @@ async function main(): Promise<void> {
   installSignalHandlers();
   const nats = await startBenchNats(say);
   if (nats.pid === undefined) throw new Error("nats-server pid unknown: its CPU cannot be measured");
-  const appOrigin = await startApp();
+  const appOrigin = (await startEchoApp()).origin;
   const control = await startControl({ natsUrl: nats.url });
   const profileDir = process.env.BENCH_PROFILE === "1" ? join(RESULTS_DIR, "profiles", `scale-${Date.now()}`) : undefined;
   const env: BenchEnv = { appOrigin, natsUrl: nats.url, profileDir };

@@ -102,6 +102,14 @@ export interface RunningSidecar {
   admin: string;
 }
 
+/** The echo app every bench puts behind its paths (bench/echo-app.ts), once it listens. */
+export async function startEchoApp(): Promise<{ origin: string; pid: number; bodyBytes: number }> {
+  let out = "";
+  const child = startChild("echo app", process.execPath, ["--import", "tsx", fileURLToPath(new URL("./echo-app.ts", import.meta.url))], { onStdout: (chunk) => (out += chunk) });
+  const hello = await waitFor(child, "listen", async () => (out.includes("\n") ? (JSON.parse(out.split("\n")[0]!) as { port: number; bodyBytes: number }) : undefined));
+  return { origin: `http://127.0.0.1:${hello.port}`, pid: child.pid, bodyBytes: hello.bodyBytes };
+}
+
 /** Starts `node bin/mesh.js sidecar ...` on free ports; resolves once /readyz answers 200. */
 export async function startSidecar(env: BenchEnv, spec: SidecarSpec): Promise<RunningSidecar> {
   const listen = `127.0.0.1:${await freePort()}`;

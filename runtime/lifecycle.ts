@@ -76,10 +76,7 @@ export function atMost(work: Promise<unknown>, ms = NATS_DRAIN_LIMIT_MS): Promis
 }
 
 export async function closeNats(nc: NatsConnection, connected: boolean): Promise<void> {
-  if (connected) {
-    const bounded = new Promise<void>((resolve) => setTimeout(resolve, NATS_DRAIN_LIMIT_MS).unref());
-    await Promise.race([nc.drain().catch(() => undefined), bounded]);
-  }
+  if (connected) await atMost(nc.drain());
   if (!nc.isClosed()) await nc.close().catch(() => undefined);
 }
 

@@ -104,7 +104,7 @@ export class Inbox {
   readonly #entries = new Map<string, Pending | StreamChannel>();
   readonly #tokens = new TokenSource();
   readonly #onForged: (sender: string, expected: string) => void;
-  /** requests leave with the others of the same event-loop turn */
+  /** this connection's publish batch: requests, and the provider's whole answers (InboundAdapter), leave with the others of their event-loop turn */
   readonly batch: PublishBatch;
 
   /**

@@ -21,7 +21,8 @@ import { NOT_FOR_THE_APP, natsHeadersToFlat, responseHeadersToNats } from "../ht
 import type { Channel, Inbox } from "../inbox.ts";
 import { InflightTracker } from "../inflight.ts";
 import type { RequestObserver, StreamRecord } from "../observability/request-record.ts";
-import { brokenStream, joinStream, type StreamSettings } from "../streaming/exchange.ts";
+import { readAtHand } from "../streaming/at-hand.ts";
+import { brokenStream, joinStream, oneMessageLimit, type StreamSettings } from "../streaming/exchange.ts";
 import type { StreamOutcome, StreamSession, StreamSink } from "../streaming/session.ts";
 import { pathOnly } from "../policy/routing.ts";
 import { childSpan } from "../observability/trace.ts";
@@ -128,9 +129,17 @@ export class InboundAdapter {
     return address?.service === this.#opts.service && isReplyOf(msg.reply, address.caller) ? address.caller : undefined;
   }
 
-  /** Answers on `<reply>.<this service>`: the only inbox subjects secure mode lets this sidecar publish to. */
-  #respond(msg: Msg, body: Uint8Array, headers: MsgHdrs): void {
-    this.#opts.nc.publish(signedSubject(msg.reply!, this.#opts.service), body, { headers });
+  /**
+   * Answers on `<reply>.<this service>`: the only inbox subjects secure mode
+   * lets this sidecar publish to. `batched`: a whole answer that nothing of
+   * its exchange must follow may leave with the others of this event-loop
+   * turn (sidecar/publish-batch.ts).
+   */
+  #respond(msg: Msg, body: Uint8Array, headers: MsgHdrs, batched = false): void {
+    const subject = signedSubject(msg.reply!, this.#opts.service);
+    if (!batched) return this.#opts.nc.publish(subject, body, { headers });
+    const { inbox, logger } = this.#opts;
+    inbox.batch.publish(subject, body, { headers }, (err) => logger.warn({ err }, "could not send an answer"), this.inflight.size <= 1);
   }
 
   /** nats.js decodes headers on first read and throws on a malformed block (a raw client can send one). */
@@ -241,12 +250,7 @@ export class InboundAdapter {
     for (const [k, v] of extra ?? []) reply.set(k, v);
     const whole = await this.#wholeBody(method, response, budgetMs);
     if (whole) {
-      // A whole answer with no stream around it may leave with the others of this turn (sidecar/publish-batch.ts).
-      if (exchange.session) this.#respond(msg, whole, reply);
-      else {
-        const { logger, service } = this.#opts;
-        this.#opts.inbox.batch.publish(signedSubject(msg.reply!, service), whole, { headers: reply }, (err) => logger.warn({ err }, "could not send an answer"), this.inflight.size <= 1);
-      }
+      this.#respond(msg, whole, reply, !exchange.session);
       exchange.headSent = true;
       this.#release(exchange);
       return response.statusCode;
@@ -360,12 +364,16 @@ export class InboundAdapter {
     }
     const type = String(headers["content-type"] ?? "");
     if (type.startsWith("text/event-stream")) return undefined;
-    const limit = Math.min(this.#opts.streams.fastPathMaxBytes, (this.#opts.nc.info?.max_payload ?? 1024 * 1024) - HEADERS_ROOM_BYTES);
+    const limit = oneMessageLimit(this.#opts.streams, this.#opts.nc.info?.max_payload);
     const declared = headers["content-length"] === undefined ? undefined : Number(headers["content-length"]);
     if (declared !== undefined && declared > limit) return undefined;
     try {
       if (declared !== undefined) return await readWithin(response.body, budgetMs);
-      return await readIfAtHand(response.body, limit);
+      // Chunked: one message if it all came with the head, else it streams from what came.
+      const { chunks, size, ended } = await readAtHand(response.body, limit);
+      if (ended) return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+      for (let i = chunks.length - 1; i >= 0; i--) response.body.unshift(chunks[i]!);
+      return undefined;
     } catch (err) {
       throw err instanceof MeshError ? err : this.#appError(err, budgetMs);
     }
@@ -412,8 +420,6 @@ export class InboundAdapter {
 }
 
 const EMPTY = new Uint8Array(0);
-/** Room for an answer's headers in one message beside its body (bytes). */
-const HEADERS_ROOM_BYTES = 64 * 1024;
 
 /** What an application answered: an undici response, or a node:http one (an upgrade it refused). */
 interface AppAnswer {
@@ -499,39 +505,3 @@ function readWithin(body: Readable, ms: number): Promise<Uint8Array> {
   });
 }
 
-/**
- * The whole body if it ends within `limit` bytes and one turn of the event
- * loop (what came with the head); else undefined, with what was read put back.
- */
-function readIfAtHand(body: Readable, limit: number): Promise<Uint8Array | undefined> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let done = false;
-    const finish = (whole: boolean) => {
-      if (done) return;
-      done = true;
-      body.off("data", onData);
-      body.off("end", onEnd);
-      body.off("error", onError);
-      body.pause();
-      if (whole) return resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
-      for (let i = chunks.length - 1; i >= 0; i--) body.unshift(chunks[i]!);
-      resolve(undefined);
-    };
-    const onData = (chunk: Buffer) => {
-      chunks.push(chunk);
-      size += chunk.length;
-      if (size > limit) finish(false);
-    };
-    const onEnd = () => finish(true);
-    const onError = (err: Error) => {
-      done = true;
-      reject(err);
-    };
-    body.on("data", onData);
-    body.once("end", onEnd);
-    body.once("error", onError);
-    setImmediate(() => finish(body.readableEnded));
-  });
-}

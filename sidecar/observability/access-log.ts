@@ -2,6 +2,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
 import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
+import { atMost } from "../../runtime/lifecycle.ts";
 import { accessSubject, type AccessRecord } from "../../schemas/index.ts";
 import type { RequestObserver, RequestRecord } from "./request-record.ts";
 import { spanIdOf, traceIdOf } from "./trace.ts";
@@ -133,7 +134,7 @@ class BatchingAccessLog implements AccessLog {
     clearInterval(this.#timer);
     this.#flush(true);
     const waiting = [...this.#inFlight];
-    await Promise.race([Promise.allSettled(waiting), new Promise((r) => setTimeout(r, this.#o.stopWaitMs).unref())]);
+    await atMost(Promise.allSettled(waiting), this.#o.stopWaitMs);
   }
 
   #schedule(): void {

@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import { request } from "undici";
 import type { RequestRecord } from "./request-record.ts";
 import { SPAN_ID, TRACEPARENT } from "../../schemas/index.ts";
+import { atMost } from "../../runtime/lifecycle.ts";
 
 /**
  * Spans exported with OTLP/HTTP in its JSON encoding
@@ -169,7 +170,7 @@ class OtlpTracer implements Tracer {
     const drained = (async () => {
       while (this.#queue.length > 0 || this.#exporting) await (this.#exporting ?? this.#flush());
     })();
-    await Promise.race([drained, new Promise((r) => setTimeout(r, this.#o.stopWaitMs).unref())]);
+    await atMost(drained, this.#o.stopWaitMs);
   }
 
   /** One export at a time; whatever queued meanwhile goes in the next. */

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from "node:http";
 import { PassThrough } from "node:stream";
 import { MeshError, payloadTooLarge } from "../errors.ts";
+import { readAtHand } from "../streaming/at-hand.ts";
 import type { UploadBody } from "./caller.ts";
 
 const EMPTY = new Uint8Array(0);
@@ -33,35 +34,11 @@ export async function readRequestBody(req: IncomingMessage, limits: BodyLimits):
   if (declared >= 0 && declared <= limits.fastPathMaxBytes) return readWhole(req, limits.fastPathMaxBytes, limits.idleMs);
   if (declared > limits.fastPathMaxBytes) return upload(req, [], declared, limits);
   // Chunked: whole if it all came with the headers, else it streams from what came.
-  const { chunks, ended } = await firstChunks(req, limits.fastPathMaxBytes);
-  if (ended) return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-  return upload(req, chunks, undefined, limits);
-}
-
-/** What of a chunked body is at hand now: chunks until its end, `limit` bytes, or one turn of the event loop. */
-function firstChunks(req: IncomingMessage, limit: number): Promise<{ chunks: Buffer[]; ended: boolean }> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let done = false;
-    const finish = (ended: boolean) => {
-      if (done) return;
-      done = true;
-      req.off("data", onData);
-      req.off("end", onEnd);
-      req.pause();
-      resolve({ chunks, ended });
-    };
-    const onData = (chunk: Buffer) => {
-      chunks.push(chunk);
-      size += chunk.length;
-      if (size > limit) finish(false);
-    };
-    const onEnd = () => finish(true);
-    req.on("data", onData);
-    req.once("end", onEnd);
-    setImmediate(() => finish(req.readableEnded));
+  const { chunks, size, ended } = await readAtHand(req, limits.fastPathMaxBytes).catch((err: Error) => {
+    throw new MeshError("bad_target", `request body could not be read: ${err.message}`);
   });
+  if (ended) return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+  return upload(req, chunks, undefined, limits);
 }
 
 /** A body that streams: what was read already, then the rest of the request, watched for stalls. */

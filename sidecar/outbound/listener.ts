@@ -12,7 +12,7 @@ import { requestHeadersToNats } from "../http-wire.ts";
 import { InflightTracker } from "../inflight.ts";
 import type { RequestObserver, RequestRecord } from "../observability/request-record.ts";
 import { frameHead, frameReply } from "./reply.ts";
-import { brokenStream, type StreamSettings } from "../streaming/exchange.ts";
+import { brokenStream, oneMessageLimit, type StreamSettings } from "../streaming/exchange.ts";
 import type { StreamOutcome, StreamSink } from "../streaming/session.ts";
 import { writeMeshError } from "./respond.ts";
 import { resolveTarget } from "./target.ts";
@@ -93,13 +93,8 @@ export class OutboundProxy {
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const startedAt = Date.now();
-    const method = req.method ?? "GET";
-    const target = resolveTarget(req.url ?? "/", req.headers.host);
-    const service = target instanceof MeshError ? "unknown" : target.service;
-    const path = target instanceof MeshError ? req.url ?? "" : target.path;
-    const requestId = randomUUID();
-    const { traceparent, parentSpanId } = childSpan(single(req.headers.traceparent));
+    const call = outgoing(req);
+    const { target, service, method } = call;
     let result: CallResult | undefined;
     let unreadBody: Uint8Array | UploadBody | undefined;
     let outcome: Outcome;
@@ -107,18 +102,11 @@ export class OutboundProxy {
     try {
       if (target instanceof MeshError) throw target;
       const body = (unreadBody = await readRequestBody(req, {
-        // One message must hold the body and its headers.
-        fastPathMaxBytes: Math.min(this.#opts.streams.fastPathMaxBytes, this.#opts.maxPayload() - HEADERS_ROOM_BYTES),
+        fastPathMaxBytes: oneMessageLimit(this.#opts.streams, this.#opts.maxPayload()),
         maxBodyBytes: this.#opts.maxBodyBytes(service),
         idleMs: this.#opts.bodyIdleTimeoutMs,
       }));
-      const headers = requestHeadersToNats(req.rawHeaders);
-      headers.set(Wire.method, method);
-      headers.set(Wire.path, path);
-      headers.set(Wire.requestId, requestId);
-      headers.set(Wire.traceparent, traceparent);
-      const header = (name: string) => single(req.headers[name]);
-      result = await this.#opts.mesh.call({ service, method, path, header, headers, body, startedAt, askedTimeoutMs: askedTimeoutMs(req) });
+      result = await this.#call(req, call, body);
       if (result.error) {
         if (req.destroyed && !req.complete) throw new ClientGoneError();
         throw result.error;
@@ -144,7 +132,20 @@ export class OutboundProxy {
     }
     // A streamed body the call did not read to its end (refused, or answered early) stops here, with its timers.
     if (unreadBody && "source" in unreadBody) unreadBody.source.destroy();
-    this.#opts.observe(this.#record(result, outcome, streamed, { service, method, path, startedAt, requestId, traceparent, parentSpanId }));
+    this.#opts.observe(this.#record(result, outcome, streamed, call));
+  }
+
+  /** Sends the call: the application's headers, less what the mesh owns, plus the mesh's own. */
+  #call(req: IncomingMessage, call: Outgoing, body: Uint8Array | UploadBody, upgrade = false): Promise<CallResult> {
+    const { service, method, path, startedAt } = call;
+    const headers = requestHeadersToNats(req.rawHeaders);
+    headers.set(Wire.method, method);
+    headers.set(Wire.path, path);
+    headers.set(Wire.requestId, call.requestId);
+    headers.set(Wire.traceparent, call.traceparent);
+    if (upgrade) headers.set(StreamWire.upgrade, "websocket");
+    const header = (name: string) => single(req.headers[name]);
+    return this.#opts.mesh.call({ service, method, path, header, headers, body, startedAt, askedTimeoutMs: askedTimeoutMs(req) });
   }
 
   /**
@@ -155,13 +156,8 @@ export class OutboundProxy {
    * untouched; either side closing closes the other.
    */
   async #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    const startedAt = Date.now();
-    const method = req.method ?? "GET";
-    const target = resolveTarget(req.url ?? "/", req.headers.host);
-    const service = target instanceof MeshError ? "unknown" : target.service;
-    const path = target instanceof MeshError ? req.url ?? "" : target.path;
-    const requestId = randomUUID();
-    const { traceparent, parentSpanId } = childSpan(single(req.headers.traceparent));
+    const call = outgoing(req);
+    const { target, service, method } = call;
     let result: CallResult | undefined;
     let outcome: Outcome;
     let streamed: StreamOutcome | undefined;
@@ -169,14 +165,7 @@ export class OutboundProxy {
     try {
       if (target instanceof MeshError) throw target;
       if (String(req.headers.upgrade ?? "").toLowerCase() !== "websocket") throw new MeshError("bad_target", `upgrade to '${String(req.headers.upgrade)}' is not supported (only websocket)`);
-      const headers = requestHeadersToNats(req.rawHeaders);
-      headers.set(Wire.method, method);
-      headers.set(Wire.path, path);
-      headers.set(Wire.requestId, requestId);
-      headers.set(Wire.traceparent, traceparent);
-      headers.set(StreamWire.upgrade, "websocket");
-      const header = (name: string) => single(req.headers[name]);
-      result = await this.#opts.mesh.call({ service, method, path, header, headers, body: EMPTY, startedAt, askedTimeoutMs: askedTimeoutMs(req) });
+      result = await this.#call(req, call, EMPTY, true);
       if (result.error) throw result.error;
       outcome = result.outcome;
       const stream = result.stream;
@@ -192,15 +181,10 @@ export class OutboundProxy {
       socket.end(rawMeshError(meshErr));
       outcome = classify({ meshError: meshErr });
     }
-    this.#opts.observe(this.#record(result, outcome, streamed, { service, method, path, startedAt, requestId, traceparent, parentSpanId }));
+    this.#opts.observe(this.#record(result, outcome, streamed, call));
   }
 
-  #record(
-    result: CallResult | undefined,
-    outcome: Outcome,
-    streamed: StreamOutcome | undefined,
-    r: { service: string; method: string; path: string; startedAt: number; requestId: string; traceparent: string; parentSpanId: string | undefined },
-  ): RequestRecord {
+  #record(result: CallResult | undefined, outcome: Outcome, streamed: StreamOutcome | undefined, r: Outgoing): RequestRecord {
     return {
       direction: "outbound",
       source: this.#opts.caller,
@@ -224,6 +208,36 @@ export class OutboundProxy {
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** What a request and an upgrade both know of an outgoing call before it is sent. */
+interface Outgoing {
+  startedAt: number;
+  method: string;
+  /** where the call goes, or why it names no service */
+  target: ReturnType<typeof resolveTarget>;
+  /** the service named ("unknown" when none is) */
+  service: string;
+  path: string;
+  requestId: string;
+  /** this call's span, a child of the application's span when it sent one */
+  traceparent: string;
+  parentSpanId: string | undefined;
+}
+
+function outgoing(req: IncomingMessage): Outgoing {
+  const target = resolveTarget(req.url ?? "/", req.headers.host);
+  const { traceparent, parentSpanId } = childSpan(single(req.headers.traceparent));
+  return {
+    startedAt: Date.now(),
+    method: req.method ?? "GET",
+    target,
+    service: target instanceof MeshError ? "unknown" : target.service,
+    path: target instanceof MeshError ? req.url ?? "" : target.path,
+    requestId: randomUUID(),
+    traceparent,
+    parentSpanId,
+  };
+}
 
 /** The provider switched protocols: 101 to the client, then bytes both ways until both ends close. */
 async function tunnel(socket: Duplex, head: Buffer, answer: Msg, stream: CallStream, service: string): Promise<StreamOutcome> {
@@ -263,8 +277,6 @@ function rawMeshError(err: MeshError): string {
   return `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? ""}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${HttpHeader.meshError}: ${err.code}\r\n${extra}connection: close\r\n\r\n${body}`;
 }
 
-/** Room for a request's headers in one message beside its body (bytes). */
-const HEADERS_ROOM_BYTES = 64 * 1024;
 
 /** What a record says of a stream: bytes each way, and why it did not complete. */
 function streamRecord(o: StreamOutcome): NonNullable<RequestRecord["stream"]> {

@@ -24,6 +24,18 @@ export const STREAM_CHUNK_BYTES = 64 * 1024;
  */
 export const STREAM_WINDOW_BYTES = 1024 * 1024;
 
+/** Room for a message's headers beside a whole body (bytes). */
+const HEADERS_ROOM_BYTES = 64 * 1024;
+
+/**
+ * The largest body that crosses in one message (the fast path,
+ * docs/architecture.md §15): `fastPathMaxBytes`, and never more than the
+ * cluster's max_payload leaves beside the headers. Larger bodies stream.
+ */
+export function oneMessageLimit(settings: Pick<StreamSettings, "fastPathMaxBytes">, maxPayload: number | undefined): number {
+  return Math.min(settings.fastPathMaxBytes, (maxPayload ?? 1024 * 1024) - HEADERS_ROOM_BYTES);
+}
+
 /** The stream settings of a sidecar config. */
 export function streamSettingsOf(config: { fastPathMaxBytes: number; streamIdleTimeoutMs: number }): StreamSettings {
   return { fastPathMaxBytes: config.fastPathMaxBytes, chunkBytes: STREAM_CHUNK_BYTES, windowBytes: STREAM_WINDOW_BYTES, idleTimeoutMs: config.streamIdleTimeoutMs };
