@@ -24,23 +24,14 @@ export async function runControl(opts: ControlOptions): Promise<number> {
   const logger = processLogger(opts.logLevel, { component: "control", service: "mesh-control", instance });
   // The admin port opens at once; /readyz says what startup waits for (docs/architecture.md §14).
   const registry = new Registry();
-  const state: { starting: string; readiness?: () => Readiness } = { starting: `connecting to NATS at ${opts.nats.join(",")}` };
-  // The dashboard needs control; until it runs, its pages answer 503 like /readyz.
-  const late: { dashboard?: ReturnType<typeof startDashboard>; nc?: NatsConnection } = {};
+  const state: { starting: string; readiness?: () => Readiness; nc?: NatsConnection } = { starting: `connecting to NATS at ${opts.nats.join(",")}` };
   const server = await startAdmin({
     ...listen,
     registry,
     readiness: async () => state.readiness?.() ?? { ready: false, reasons: [state.starting] },
     title: `mesh control, instance ${instance}`,
     routes: {
-      "/config": { description: "the configuration this control runs with and its limits, secrets redacted", json: () => controlConfig(opts, instance, late.nc) },
-      "/dashboard/": {
-        description: "the live dashboard (mesh dashboard opens it)",
-        handle: (req, res) => {
-          if (late.dashboard) return late.dashboard.handle(req, res);
-          res.writeHead(503, { "content-type": "text/plain; charset=utf-8" }).end(`${state.starting}\n`);
-        },
-      },
+      "/config": { description: "the configuration this control runs with and its limits, secrets redacted", json: () => controlConfig(opts, instance, state.nc) },
     },
   });
   logger.info({ admin: server.address }, "admin listening");
@@ -62,10 +53,12 @@ export async function runControl(opts: ControlOptions): Promise<number> {
     throw err;
   }
   const { nc, connected } = connection;
-  late.nc = nc;
+  state.nc = nc;
   state.starting = "creating buckets and streams";
   const control = await startControl(nc, logger, registry, instance);
-  const dashboard = (late.dashboard = startDashboard(control, logger));
+  const dashboard = startDashboard(control, logger);
+  // Listed once there is something to show (docs/dashboard.md).
+  server.register("/dashboard/", { description: "the live dashboard (mesh dashboard opens it)", handle: dashboard.handle });
   control.setAdminUrl(`http://${urlHost(server.address.address)}:${server.address.port}`);
   state.readiness = () => (connected() ? { ready: true, reasons: [] } : { ready: false, reasons: ["nats disconnected"] });
   logger.info({ admin: server.address }, "control started");
