@@ -15,7 +15,7 @@ import {
 } from "../../schemas/index.ts";
 import type { Destinations } from "../resilience/destinations.ts";
 import { backoffMs, mayRetry } from "../resilience/retry.ts";
-import type { CompiledRoute, HeaderLookup } from "../policy/routing.ts";
+import { choosesInstances, type CompiledRoute, type HeaderLookup } from "../policy/routing.ts";
 import { MeshError, timeout } from "../errors.ts";
 import type { Inbox } from "../inbox.ts";
 import { joinStream, refuseStream, type StreamSettings } from "../streaming/exchange.ts";
@@ -186,9 +186,8 @@ export class MeshCaller {
    * the local cluster NATS prefers by itself.
    */
   #choose(service: string, version: string, route: RoutePolicy | undefined, tried: ReadonlySet<string>) {
-    const pinned = route?.localityFailover === false;
-    if (route?.loadBalancer !== "p2c-ewma" && !pinned) return undefined;
-    return this.#o.destinations.choose(service, version, { region: this.#o.region?.(), failover: !pinned, tried });
+    if (!route || !choosesInstances(route)) return undefined;
+    return this.#o.destinations.choose(service, version, { region: this.#o.region?.(), failover: route.localityFailover !== false, tried });
   }
 
   async #send(c: Call, subject: string, perTryMs: number, version: string, attempt: number): Promise<CallResult> {

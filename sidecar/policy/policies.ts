@@ -18,7 +18,7 @@ import { KvFollower, type AppliedValue, type KvFollowerOptions, type RejectedVal
 import { KvReader } from "./kv-reader.ts";
 import { compileAuthz, denyAll, type AuthzDecider } from "./authz.ts";
 import { InstanceView } from "./instances.ts";
-import { compileRoute, type CompiledRoute } from "./routing.ts";
+import { choosesInstances, compileRoute, type CompiledRoute } from "./routing.ts";
 
 /** services whose instances one sidecar follows at most (one per p2c-ewma Route); beyond it, the queue group balances */
 const MAX_REGISTRY_FOLLOWS = 1_000;
@@ -208,7 +208,3 @@ export class SidecarPolicies {
   }
 }
 
-/** A Route whose caller picks instances from the registry rather than leaving it to the queue group. */
-function choosesInstances(route: RoutePolicy): boolean {
-  return route.loadBalancer === "p2c-ewma" || route.localityFailover === false;
-}

@@ -1,4 +1,4 @@
-import { ANY_VERSION, compileHeaderRegex } from "../../schemas/index.ts";
+import { ANY_VERSION, compileHeaderRegex, type RoutePolicy } from "../../schemas/index.ts";
 
 /**
  * Route documents compiled for the request path: everything a request needs
@@ -99,4 +99,13 @@ export function compileRoute<T extends RouteInput>(route: T): CompiledRoute<T> {
 export function pathOnly(pathAndQuery: string): string {
   const q = pathAndQuery.indexOf("?");
   return q === -1 ? pathAndQuery : pathAndQuery.slice(0, q);
+}
+
+/**
+ * A Route whose caller picks instances from the registry rather than leaving
+ * it to the queue group: p2c-ewma, and localityFailover: false (which must
+ * know the instances to refuse the remote ones; docs/multi-region.md).
+ */
+export function choosesInstances(route: Pick<RoutePolicy, "loadBalancer" | "localityFailover">): boolean {
+  return route.loadBalancer === "p2c-ewma" || route.localityFailover === false;
 }
