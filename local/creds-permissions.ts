@@ -54,7 +54,9 @@ export interface AuthUser {
 /** Identities that are not services; a service may not take their names (their `.nk` files would clash). */
 export const CONTROL_IDENTITY = "control";
 export const ADMIN_IDENTITY = "admin";
-export const RESERVED_IDENTITIES: readonly string[] = Object.freeze([CONTROL_IDENTITY, ADMIN_IDENTITY]);
+/** The user an edge site's leaf node connects to the hub as (docs/multi-region.md "Leaf nodes in secure mode"). */
+export const LEAF_IDENTITY = "leaf";
+export const RESERVED_IDENTITIES: readonly string[] = Object.freeze([CONTROL_IDENTITY, ADMIN_IDENTITY, LEAF_IDENTITY]);
 
 /**
  * The two accounts. `CONTROL` holds JetStream (every bucket and stream) and
@@ -66,6 +68,11 @@ export const RESERVED_IDENTITIES: readonly string[] = Object.freeze([CONTROL_IDE
  */
 export const CONTROL_ACCOUNT = "CONTROL";
 export const MESH_ACCOUNT = "MESH";
+/**
+ * nats-server requires a system account once gateways and leaf nodes are both
+ * configured; one without users changes nothing for clients.
+ */
+export const SYSTEM_ACCOUNT = "SYS";
 
 /** Buckets a sidecar reads (direct get and stream info only; docs/security.md). */
 const READABLE_BUCKETS = [...Object.values(POLICY_BUCKETS), REGISTRY_BUCKET];
@@ -80,10 +87,13 @@ export interface ServiceShare {
 
 /**
  * What the sidecars' account may reach of control's. Services (requests and
- * one answer each): the control verbs, telemetry, access records into stream
- * MESH_ACCESS, and two read-only JetStream calls on the KV streams, under
- * `$JS.mesh.API` because an account without JetStream answers `$JS.API.>`
- * itself. Streams (one way): the changes JetStream republishes.
+ * one answer each): the verbs sidecars use (quota leases, registry
+ * heartbeats), telemetry, access records into stream MESH_ACCESS, and two
+ * read-only JetStream calls on the KV streams, under `$JS.mesh.API` because
+ * an account without JetStream answers `$JS.API.>` itself. Streams (one
+ * way): the changes JetStream republishes. The admin verbs are not
+ * exported: the CLI is in control's account, so nothing in the sidecars'
+ * account (nor what a leaf node carries into it) can reach them.
  */
 export function controlExports(): { services: ServiceShare[]; streams: string[] } {
   const js = READABLE_BUCKETS.flatMap((bucket) => {
@@ -91,9 +101,17 @@ export function controlExports(): { services: ServiceShare[]; streams: string[] 
     return [`DIRECT.GET.${stream}`, `DIRECT.GET.${stream}.>`, `STREAM.INFO.${stream}`].map((api) => ({ subject: `${JS_API}.${api}`, as: `${MESH_JS_API}.${api}` }));
   });
   return {
-    services: [{ subject: `${CTL_PREFIX}.>` }, { subject: `${TELEMETRY_PREFIX}.>` }, { subject: `${ACCESS_PREFIX}.>` }, ...js],
+    services: [{ subject: quotaLeaseSubject("*") }, { subject: registerSubject("*") }, { subject: `${TELEMETRY_PREFIX}.>` }, { subject: `${ACCESS_PREFIX}.>` }, ...js],
     streams: [`${KV_CHANGES_PREFIX}.>`],
   };
+}
+
+/** The read-only JetStream calls on the readable buckets, as the sidecars' account publishes them. */
+function readableJsApi(): string[] {
+  return READABLE_BUCKETS.flatMap((bucket) => {
+    const stream = kvStream(bucket);
+    return [`${MESH_JS_API}.DIRECT.GET.${stream}`, `${MESH_JS_API}.DIRECT.GET.${stream}.>`, `${MESH_JS_API}.STREAM.INFO.${stream}`];
+  });
 }
 
 /** A problem with an identity name, or undefined when `mesh creds` may write it. */
@@ -113,6 +131,11 @@ export function checkIdentity(service: string): string | undefined {
 export function sidecarPermissions(service: string): UserPermissions {
   const problem = checkIdentity(service);
   if (problem) throw new RangeError(problem);
+  return sidecarGrant(service);
+}
+
+/** What `sidecarPermissions` grants, for a service name or `*` (any service: the leaf link). */
+function sidecarGrant(service: string): UserPermissions {
   return {
     publish: {
       allow: [
@@ -128,10 +151,7 @@ export function sidecarPermissions(service: string): UserPermissions {
         // Leases of its own quota, heartbeats of its own instances.
         quotaLeaseSubject(service),
         registerSubject(service),
-        ...READABLE_BUCKETS.flatMap((bucket) => {
-          const stream = kvStream(bucket);
-          return [`${MESH_JS_API}.DIRECT.GET.${stream}`, `${MESH_JS_API}.DIRECT.GET.${stream}.>`, `${MESH_JS_API}.STREAM.INFO.${stream}`];
-        }),
+        ...readableJsApi(),
       ],
     },
     subscribe: {
@@ -148,24 +168,37 @@ export function sidecarPermissions(service: string): UserPermissions {
 }
 
 /**
- * Control, alone in its account: serves the verbs, owns every bucket and
- * stream. It answers requests that came through the import on the reply
- * subjects the server made for them (`_R_.…`).
+ * Control, in its account with the CLI: serves the verbs, owns every bucket
+ * and stream. It answers requests that came through the import on the reply
+ * subjects the server made for them (`_R_.…`), and the CLI's on its inbox.
  */
 export function controlPermissions(): UserPermissions {
   const inbox = `${inboxPrefixFor(CONTROL_IDENTITY)}.>`;
   return {
-    publish: { allow: ["mesh.>", `${JS_API}.>`, "$JS.FC.>", "$JS.ACK.>", "$KV.>", inbox, "_R_.>"] },
+    publish: { allow: ["mesh.>", `${JS_API}.>`, "$JS.FC.>", "$JS.ACK.>", "$KV.>", inbox, "_R_.>", `${inboxPrefixFor(ADMIN_IDENTITY)}.>`] },
     subscribe: { allow: ["mesh.>", inbox] },
   };
 }
 
-/** The `mesh` CLI, in the sidecars' account: talks to control only (`mesh logs` too, through control). */
+/** The `mesh` CLI, in control's account: talks to control only (`mesh logs` too, through control). */
 export function adminPermissions(): UserPermissions {
   return {
     publish: { allow: [`${CTL_PREFIX}.>`], deny: [quotaLeaseSubject(">"), registerSubject(">")] },
     subscribe: { allow: [`${inboxPrefixFor(ADMIN_IDENTITY)}.>`] },
   };
+}
+
+/**
+ * An edge site's leaf node, in the sidecars' account at the hub: what a
+ * sidecar may send and receive, for any service. The leaf node holds each
+ * sidecar's own permissions (leaf-auth.conf) and checks its clients against
+ * them; this grant bounds what the leaf node itself could carry if it were
+ * taken over: sidecar subjects as any service, never an admin verb and
+ * never control's account. Over a leaf connection `publish` is what the
+ * leaf sends to the hub, `subscribe` what the hub sends to the leaf.
+ */
+export function leafLinkPermissions(): UserPermissions {
+  return sidecarGrant("*");
 }
 
 /** Permissions of an identity by its name. */
@@ -199,42 +232,57 @@ function renderRule(name: string, rule: SubjectRule, indent: string): string[] {
   return [`${indent}${name}: {`, ...renderList("allow", rule.allow, inner), ...deny, `${indent}}`];
 }
 
+function renderPermissions(p: UserPermissions, indent: string): string[] {
+  return [`${indent}permissions: {`, ...renderRule("publish", p.publish, `${indent}  `), ...renderRule("subscribe", p.subscribe, `${indent}  `), `${indent}}`];
+}
+
 function renderUser(user: AuthUser, indent: string): string {
-  const p = user.permissions;
+  return [`${indent}# ${user.identity}: ${describe(user.identity)}`, `${indent}{ nkey: ${user.nkey}`, ...renderPermissions(user.permissions, `${indent}  `), `${indent}}`].join("\n");
+}
+
+/** The leaf link's user: a password (bcrypt-hashed here), for leaf connections only. */
+function renderLeafLinkUser(passwordHash: string, indent: string): string {
   return [
-    `${indent}# ${user.identity}: ${describe(user.identity)}`,
-    `${indent}{ nkey: ${user.nkey}`,
-    `${indent}  permissions: {`,
-    ...renderRule("publish", p.publish, `${indent}    `),
-    ...renderRule("subscribe", p.subscribe, `${indent}    `),
-    `${indent}  }`,
+    `${indent}# ${LEAF_IDENTITY}: the leaf nodes of edge sites (docs/multi-region.md); password in ${LEAF_IDENTITY}.secret`,
+    `${indent}{ user: ${LEAF_IDENTITY}, password: ${q(passwordHash)}, allowed_connection_types: ["LEAFNODE"]`,
+    ...renderPermissions(leafLinkPermissions(), `${indent}  `),
     `${indent}}`,
   ].join("\n");
 }
 
+const HEADER = [
+  "# Generated by `mesh creds`: one nkey user per mesh identity. Regenerated on",
+  "# every run; edit the command, not this file. Give each process its seed file",
+  "# with --creds (env NATS_CREDS). Why each line is here: docs/security.md.",
+];
+
+/** Every account block ends with the system account, which gateways together with leaf nodes require. */
+const SYSTEM_ACCOUNT_LINES = [`  # the system account: no users (gateways with leaf nodes require one)`, `  ${SYSTEM_ACCOUNT}: {}`];
+
 /**
- * The `accounts` block of nats-server (2.9+) for these users; a server that
- * includes it refuses every client without one of their keys (there is no
- * `no_auth_user`). Subjects are quoted: `$` would start a variable.
+ * The `accounts` block of nats-server (2.9+) for these users, for every
+ * server of the mesh's clusters; a server that includes it refuses every
+ * client without one of their keys (there is no `no_auth_user`). Subjects
+ * are quoted: `$` would start a variable. `leafLinkHash`: the bcrypt hash of
+ * the leaf link's password, which lets edge sites' leaf nodes connect.
  */
-export function renderAuthConf(users: readonly AuthUser[]): string {
-  const inControl = users.filter((u) => u.identity === CONTROL_IDENTITY);
-  const inMesh = users.filter((u) => u.identity !== CONTROL_IDENTITY);
+export function renderAuthConf(users: readonly AuthUser[], leafLinkHash?: string): string {
+  const inControl = users.filter((u) => u.identity === CONTROL_IDENTITY || u.identity === ADMIN_IDENTITY);
+  const inMesh = users.filter((u) => !inControl.includes(u));
   const { services, streams } = controlExports();
   const exports = [...services.map((s) => `      { service: ${q(s.subject)} }`), ...streams.map((s) => `      { stream: ${q(s)} }`)];
   const imports = [
     ...services.map((s) => `      { service: { account: ${CONTROL_ACCOUNT}, subject: ${q(s.subject)} }${s.as ? `, to: ${q(s.as)}` : ""} }`),
     ...streams.map((s) => `      { stream: { account: ${CONTROL_ACCOUNT}, subject: ${q(s)} } }`),
   ];
+  const meshUsers = [...inMesh.map((u) => renderUser(u, "      ")), ...(leafLinkHash ? [renderLeafLinkUser(leafLinkHash, "      ")] : [])];
   return [
-    "# Generated by `mesh creds`: one nkey user per mesh identity, in two accounts.",
-    "# Regenerated on every run; edit the command, not this file. Include it from",
-    "# nats.conf with",
+    ...HEADER,
+    "# For the servers of the mesh's clusters: include it from nats.conf with",
     "#   include ./auth.conf",
-    "# and give each process its seed file with --creds (env NATS_CREDS).",
-    "# Why each line is here: docs/security.md.",
+    "# (an edge site's leaf node includes leaf-auth.conf instead).",
     "accounts {",
-    `  # control's: every bucket and stream; nothing else runs here.`,
+    `  # control's: every bucket and stream, control, and the CLI, which talks to control only.`,
     `  ${CONTROL_ACCOUNT}: {`,
     "    jetstream: enabled",
     "    users: [",
@@ -244,16 +292,47 @@ export function renderAuthConf(users: readonly AuthUser[]): string {
     ...exports,
     "    ]",
     "  }",
-    `  # sidecars and the CLI: no JetStream; control's account only through these imports.`,
+    `  # the sidecars: no JetStream; control's account only through these imports.`,
     `  ${MESH_ACCOUNT}: {`,
     "    users: [",
-    inMesh.map((u) => renderUser(u, "      ")).join("\n"),
+    meshUsers.join("\n"),
     "    ]",
     "    imports: [",
     ...imports,
     "    ]",
     "  }",
+    ...SYSTEM_ACCOUNT_LINES,
     "}",
+    `system_account: ${SYSTEM_ACCOUNT}`,
+    "",
+  ].join("\n");
+}
+
+/**
+ * The `accounts` block of an edge site's leaf node: the same sidecar users
+ * with the same permissions, checked by the leaf node itself, in a
+ * sidecars' account without imports. What they send to control's account
+ * crosses the leaf connection (bound to the hub's sidecars' account) and is
+ * imported there. Control and the CLI connect to the hub's clusters only:
+ * the leaf link carries no admin verb.
+ */
+export function renderLeafAuthConf(users: readonly AuthUser[]): string {
+  const inMesh = users.filter((u) => !RESERVED_IDENTITIES.includes(u.identity));
+  return [
+    ...HEADER,
+    "# For the leaf node of an edge site: include it from its config with",
+    "#   include ./leaf-auth.conf",
+    `# and bind its leaf remote to ${MESH_ACCOUNT} as user ${LEAF_IDENTITY} (docs/multi-region.md).`,
+    "accounts {",
+    `  # the sidecars of this site; control's account is reached at the hub, across the leaf connection.`,
+    `  ${MESH_ACCOUNT}: {`,
+    "    users: [",
+    inMesh.map((u) => renderUser(u, "      ")).join("\n"),
+    "    ]",
+    "  }",
+    ...SYSTEM_ACCOUNT_LINES,
+    "}",
+    `system_account: ${SYSTEM_ACCOUNT}`,
     "",
   ].join("\n");
 }

@@ -1,23 +1,31 @@
 // `mesh creds --out DIR SERVICE...`: the identities of secure mode. One user
 // nkey seed per service (`<service>.nk`), one for control and one for the
 // CLI, and `auth.conf`, the nats-server authorization block binding each
-// public key to its permissions (control/creds-permissions.ts).
+// public key to its permissions (local/creds-permissions.ts); for edge sites,
+// `leaf-auth.conf` and the leaf link's password `leaf.secret`
+// (docs/multi-region.md "Leaf nodes in secure mode").
 import { randomBytes } from "node:crypto";
 import { mkdir, open, readdir, readFile, rename, unlink } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { nkeys } from "@nats-io/transport-node";
+import bcrypt from "bcryptjs";
 import {
   ADMIN_IDENTITY,
   type AuthUser,
   checkIdentity,
   CONTROL_IDENTITY,
+  LEAF_IDENTITY,
   permissionsFor,
   renderAuthConf,
+  renderLeafAuthConf,
 } from "./creds-permissions.ts";
 
-
 export const AUTH_CONF = "auth.conf";
+export const LEAF_AUTH_CONF = "leaf-auth.conf";
+export const LEAF_SECRET = `${LEAF_IDENTITY}.secret`;
 const SEED_SUFFIX = ".nk";
+/** bcrypt's cost for the leaf link's password: nats-server checks it once per leaf connection */
+const BCRYPT_COST = 10;
 
 export interface CredsResult {
   dir: string;
@@ -26,6 +34,10 @@ export interface CredsResult {
   /** identities whose key was made by this run */
   created: string[];
   authConf: string;
+  /** what an edge site's leaf node includes */
+  leafAuthConf: string;
+  /** the leaf link's password, which an edge site's leaf remote presents as user `leaf` */
+  leafSecret: string;
 }
 
 export class CredsError extends Error {
@@ -62,10 +74,14 @@ export async function writeCreds(dir: string, services: readonly string[]): Prom
     if (isNew) created.push(identity);
     users.push({ identity, nkey: publicKey, permissions: permissionsFor(identity) });
   }
+  const leafSecret = join(out, LEAF_SECRET);
+  const leafHash = await bcrypt.hash(await ensureSecret(leafSecret), BCRYPT_COST);
   const authConf = join(out, AUTH_CONF);
-  // Public keys only: readable by a nats-server running as another user.
-  await writeAtomically(authConf, renderAuthConf(users), 0o644);
-  return { dir: out, identities, created, authConf };
+  const leafAuthConf = join(out, LEAF_AUTH_CONF);
+  // Public keys and a password hash only: readable by a nats-server running as another user.
+  await writeAtomically(authConf, renderAuthConf(users, leafHash), 0o644);
+  await writeAtomically(leafAuthConf, renderLeafAuthConf(users), 0o644);
+  return { dir: out, identities, created, authConf, leafAuthConf, leafSecret };
 }
 
 /** Services that already have a seed file in `dir` (files that do not name a service are left alone). */
@@ -97,6 +113,25 @@ async function ensureSeed(file: string): Promise<{ publicKey: string; isNew: boo
   const kp = nkeys.createUser();
   await writeAtomically(file, `${new TextDecoder().decode(kp.getSeed())}\n`, 0o600);
   return { publicKey: kp.getPublicKey(), isNew: true };
+}
+
+/** The leaf link's password in `file` (read, or made and written with mode 0600): 32 hex digits from the CSPRNG. */
+async function ensureSecret(file: string): Promise<string> {
+  try {
+    const secret = (await readFile(file, "utf8")).trim();
+    if (!/^[0-9a-f]{32,}$/.test(secret)) throw new CredsError(1, `'${file}' exists but holds no leaf link password (32 or more hex digits); move it away or fix it`);
+    return secret;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+  }
+  const secret = randomBytes(16).toString("hex");
+  await writeAtomically(file, `${secret}\n`, 0o600);
+  return secret;
+}
+
+/** The leaf link's password, for an edge site's leaf remote (`nats-leaf://leaf:<it>@hub:port`). */
+export async function readLeafSecret(dir: string): Promise<string> {
+  return (await readFile(join(dir, LEAF_SECRET), "utf8")).trim();
 }
 
 /**

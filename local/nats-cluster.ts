@@ -62,6 +62,8 @@ export interface StartNatsClusterOptions {
   jetstreamDomain?: string;
   /** Be a leaf node of these hub URLs (`nats-leaf://...`). */
   leafRemotes?: string[];
+  /** The local account the leaf connection binds (secure mode: the sidecars'); absent: the global account. */
+  leafRemoteAccount?: string;
   /**
    * The JetStream meta group's members, when it spans more than this cluster
    * (a supercluster fills the array once every cluster started). Set: start()
@@ -236,6 +238,7 @@ async function launch(cluster: Cluster, bin: string, opts: StartNatsClusterOptio
     ...(opts.gateway ? { gateway: opts.gateway } : {}),
     ...(opts.leafListenPorts ? { leafListenPorts: opts.leafListenPorts } : {}),
     ...(opts.leafRemotes ? { leafRemotes: opts.leafRemotes } : {}),
+    ...(opts.leafRemoteAccount ? { leafRemoteAccount: opts.leafRemoteAccount } : {}),
     ...(opts.jetstreamDomain ? { jetstreamDomain: opts.jetstreamDomain } : {}),
     indexOf: (node) => cluster.servers.indexOf(node),
   };

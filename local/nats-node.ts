@@ -43,6 +43,8 @@ export interface Plan {
   leafListenPorts?: number[];
   /** leafnode remote URLs (leaf side) */
   leafRemotes?: string[];
+  /** the local account the leaf remote binds */
+  leafRemoteAccount?: string;
   /** node index within its cluster, for the per-node ports above */
   indexOf(node: ServerNode): number;
 }
@@ -214,7 +216,11 @@ function regionLines(node: ServerNode, plan: Plan): string[] {
     lines.push(`gateway { name: ${plan.clusterName}, host: ${HOST}, port: ${plan.gateway.ports[i]}, gateways: [${peers.join(", ")}] }`);
   }
   if (plan.leafListenPorts) lines.push(`leafnodes { host: ${HOST}, port: ${plan.leafListenPorts[i]} }`);
-  if (plan.leafRemotes?.length) lines.push(`leafnodes { remotes: [ { urls: [${plan.leafRemotes.join(", ")}] } ] }`);
+  if (plan.leafRemotes?.length) {
+    const urls = plan.leafRemotes.map((u) => JSON.stringify(u)).join(", ");
+    const account = plan.leafRemoteAccount ? `, account: ${plan.leafRemoteAccount}` : "";
+    lines.push(`leafnodes { remotes: [ { urls: [${urls}]${account} } ] }`);
+  }
   return lines;
 }
 

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { ensureNatsServer } from "./nats-binary.ts";
 import { freePorts, type NatsCluster, type NatsLaunchLog, type NatsNode, startNatsCluster, type StartNatsClusterOptions } from "./nats-cluster.ts";
 import { HOST, monitor, type ServerNode, waitForMetaLeader } from "./nats-node.ts";
+import { LEAF_IDENTITY, MESH_ACCOUNT } from "./creds-permissions.ts";
 
 export const MAX_CLUSTERS = 3;
 /** Cluster names, in order: the region a sidecar reports is its server's cluster name. */
@@ -25,8 +26,14 @@ export interface StartSuperclusterOptions {
   dataDir?: string;
   bin?: string;
   log?: NatsLaunchLog;
-  /** config files every server includes (secure mode: the same accounts everywhere; not with `leaf`) */
+  /** config files every server of the clusters includes (secure mode: the same accounts everywhere) */
   include?: string[];
+  /**
+   * Secure mode's leaf node (required with `leaf` and `include`): what it
+   * includes instead (`leaf-auth.conf`) and the leaf link's password
+   * (`leaf.secret`); it connects as user `leaf`, bound to the sidecars' account.
+   */
+  leafAuth?: { include: string[]; password: string };
   /** Appended to every server's config */
   extraConfig?: string;
   /** fixed client ports, cluster by cluster, node by node (then the leaf's); absent: server-chosen */
@@ -44,6 +51,8 @@ export interface RegionCluster extends NatsCluster {
 export interface Supercluster {
   readonly clusters: RegionCluster[];
   readonly leaf: RegionCluster | undefined;
+  /** where the first cluster accepts leaf connections (`nats-leaf://host:port`, one per node), with `leaf` */
+  readonly leafHubUrls: string[];
   /** every server, clusters first, then the leaf */
   readonly servers: NatsNode[];
   /** max_payload in bytes */
@@ -53,7 +62,8 @@ export interface Supercluster {
 
 /**
  * nats-server refuses gateways together with leaf nodes without a system
- * account. One with no users changes nothing for clients (no auth is turned on).
+ * account. One with no users changes nothing for clients (no auth is turned
+ * on). Secure mode's auth.conf declares its own (local/creds-permissions.ts).
  */
 export const SYSTEM_ACCOUNT_CONFIG = "accounts { SYS: {} }\nsystem_account: SYS";
 
@@ -79,7 +89,8 @@ export async function startSupercluster(opts: StartSuperclusterOptions): Promise
   if (!Number.isInteger(opts.clusters) || opts.clusters < 2 || opts.clusters > MAX_CLUSTERS) {
     throw new RangeError(`clusters must be 2 or 3, got ${opts.clusters}`);
   }
-  if (opts.leaf && opts.include?.length) throw new RangeError("a leaf node with included auth config is not supported yet (docs/multi-region.md)");
+  const secure = Boolean(opts.include?.length);
+  if (opts.leaf && secure && !opts.leafAuth) throw new RangeError("a leaf node in secure mode needs leafAuth: leaf-auth.conf and the leaf link's password (docs/multi-region.md)");
   const nodes = opts.nodes ?? 1;
   const total = opts.clusters * nodes;
   const bin = opts.bin ?? (await ensureNatsServer());
@@ -98,8 +109,8 @@ export async function startSupercluster(opts: StartSuperclusterOptions): Promise
     config: opts.wellKnown ? "repo" : "generated",
     ...(opts.log ? { log: opts.log } : {}),
     ...(opts.include ? { include: opts.include } : {}),
-    // Only with a leaf: an `accounts` block here would replace the one of an included auth.conf (secure mode).
-    extraConfig: [opts.leaf ? SYSTEM_ACCOUNT_CONFIG : "", opts.extraConfig ?? ""].join("\n"),
+    // Only with a leaf, and not in secure mode: an `accounts` block here would replace the one of auth.conf.
+    extraConfig: [opts.leaf && !secure ? SYSTEM_ACCOUNT_CONFIG : "", opts.extraConfig ?? ""].join("\n"),
     ...(opts.readyTimeoutMs ? { readyTimeoutMs: opts.readyTimeoutMs } : {}),
   };
   const started: RegionCluster[] = [];
@@ -133,15 +144,18 @@ export async function startSupercluster(opts: StartSuperclusterOptions): Promise
     await waitForMetaLeader(members as ServerNode[], members as ServerNode[]);
     let leaf: RegionCluster | undefined;
     if (opts.leaf) {
+      // Secure mode: the leaf holds the sidecars' users itself and binds their account to the hub's.
+      const link = opts.leafAuth ? `${LEAF_IDENTITY}:${encodeURIComponent(opts.leafAuth.password)}@` : "";
       const cluster = await startNatsCluster({
         ...common,
+        ...(opts.leafAuth ? { include: opts.leafAuth.include, leafRemoteAccount: MESH_ACCOUNT } : {}),
         nodes: 1,
         clusterName: LEAF_NAME,
         dataDir: join(dataDir, LEAF_NAME),
         jetstream: false,
         extraConfig: [common.extraConfig, LEAF_JETSTREAM_CONFIG].join("\n"),
         clientPorts: [clientPorts[total]!],
-        leafRemotes: leafPorts.map((p) => `nats-leaf://${HOST}:${p}`),
+        leafRemotes: leafPorts.map((p) => `nats-leaf://${link}${HOST}:${p}`),
       });
       leaf = Object.assign(cluster, { name: LEAF_NAME });
       started.push(leaf);
@@ -150,6 +164,7 @@ export async function startSupercluster(opts: StartSuperclusterOptions): Promise
     return {
       clusters,
       leaf,
+      leafHubUrls: opts.leaf ? leafPorts.map((p) => `nats-leaf://${HOST}:${p}`) : [],
       servers: [...members, ...(leaf ? leaf.servers : [])],
       maxPayload: clusters[0]!.maxPayload,
       stop,

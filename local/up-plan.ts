@@ -197,7 +197,6 @@ export function checkUpOptions(opts: UpOptions, demoApps: number): string | unde
   if (clusters > 1 && opts.nodes * clusters > MAX_NODES) {
     return `--clusters ${clusters} with --nodes ${opts.nodes} makes ${opts.nodes * clusters} NATS servers; at most ${MAX_NODES}`;
   }
-  if (clusters > 1 && opts.secure) return "--secure with --clusters is not supported yet (docs/multi-region.md)";
   const lowest = opts.basePort + NATS_CLIENT_OFFSET;
   const highest = opts.basePort + NATS_CLIENT_OFFSET + NATS_MONITOR_DISTANCE + opts.nodes * clusters - 1;
   if (!Number.isInteger(opts.basePort) || lowest < 1 || highest > 65535) {

@@ -175,6 +175,7 @@ class UpSession {
       dataDir: join(this.opts.dataDir, "nats"),
       wellKnown: true,
       clientPorts: this.plan.natsClientPorts,
+      ...(this.creds ? { include: [this.creds.authConf] } : {}),
       bin,
       log: say,
     });
@@ -214,7 +215,7 @@ class UpSession {
     // A control replica per region makes that region's policy mirrors (docs/multi-region.md).
     this.extraControls = this.plan.extraControlAdminPorts.map((port, i) => {
       const urls = natsUrlsFor({ ...this.plan.ingress, cluster: i + 1 }, natsUrls, this.plan.nodesPerCluster);
-      const args = [MESH_BIN, "control", "--nats", urls.join(","), "--admin", `${HOST}:${port}`];
+      const args = [MESH_BIN, "control", "--nats", urls.join(","), "--admin", `${HOST}:${port}`, ...this.credsArgs(CONTROL_IDENTITY)];
       return this.procs.spawn(`control-${i + 2}`, this.logFile(`control-${i + 2}`), process.execPath, args, childEnv());
     });
     for (const app of this.plan.apps) this.apps.push(this.startApp(app));

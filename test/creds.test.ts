@@ -13,8 +13,10 @@ import {
   adminPermissions,
   controlPermissions,
   inboxPrefixOf,
+  leafLinkPermissions,
   permissionsFor,
   renderAuthConf,
+  renderLeafAuthConf,
   sidecarPermissions,
 } from "../local/creds-permissions.ts";
 import { controlRequest } from "../cli/client.ts";
@@ -48,7 +50,7 @@ describe("permission builder", () => {
   });
 
   test("bad and reserved names are refused", () => {
-    for (const name of ["Front", "a.b", "*", ">", "", "control", "admin"]) assert.throws(() => sidecarPermissions(name), RangeError, name);
+    for (const name of ["Front", "a.b", "*", ">", "", "control", "admin", "leaf"]) assert.throws(() => sidecarPermissions(name), RangeError, name);
     assert.deepEqual(permissionsFor("control"), controlPermissions());
     assert.deepEqual(permissionsFor("admin"), adminPermissions());
   });
@@ -60,15 +62,37 @@ describe("permission builder", () => {
     assert.deepEqual(p.subscribe.allow, ["_INBOX.admin.>"]);
   });
 
-  test("auth.conf puts control alone in a JetStream account and quotes subjects; no allow_responses, no anonymous user", () => {
-    const text = renderAuthConf([
+  test("auth.conf puts control and the CLI in a JetStream account and quotes subjects; no allow_responses, no anonymous user", () => {
+    const users = [
       { identity: "frontend", nkey: "UABC", permissions: sidecarPermissions("frontend") },
       { identity: "control", nkey: "UCTL", permissions: controlPermissions() },
-    ]);
-    assert.match(text, /CONTROL: \{\n\s+jetstream: enabled\n\s+users: \[\n\s+# control: .*\n\s+\{ nkey: UCTL/);
+      { identity: "admin", nkey: "UADM", permissions: adminPermissions() },
+    ];
+    const text = renderAuthConf(users, "$2b$10$hash");
+    assert.match(text, /CONTROL: \{\n\s+jetstream: enabled\n\s+users: \[\n\s+# control: .*\n\s+\{ nkey: UCTL[^]*\{ nkey: UADM[^]*\n  MESH: \{/);
     assert.match(text, /MESH: \{\n\s+users: \[\n\s+# frontend: the sidecar of service 'frontend'\n\s+\{ nkey: UABC/);
     assert.match(text, /\{ service: \{ account: CONTROL, subject: "\$JS\.API\.STREAM\.INFO\.KV_mesh_routes" \}, to: "\$JS\.mesh\.API\.STREAM\.INFO\.KV_mesh_routes" \}/);
     assert.doesNotMatch(text, /allow_responses|no_auth_user|CONSUMER/);
+    // The sidecars' account imports the sidecars' verbs only: no admin verb is reachable from it.
+    const ctlImports = [...text.matchAll(/service: \{ account: CONTROL, subject: "(mesh\.ctl\.[^"]+)"/g)].map((m) => m[1]);
+    assert.deepEqual(ctlImports, ["mesh.ctl.v1.quota.*", "mesh.ctl.v1.register.*"]);
+    // The leaf link: a bcrypt hash (never the password), for leaf connections only, with the sidecars' grant for any service.
+    assert.match(text, /\{ user: leaf, password: "\$2b\$10\$hash", allowed_connection_types: \["LEAFNODE"\]/);
+    assert.match(text, /system_account: SYS/);
+  });
+
+  test("the leaf link carries what any sidecar may, and no admin verb; leaf-auth.conf holds the sidecars only, without imports", () => {
+    const link = leafLinkPermissions();
+    assert.ok(link.publish.allow.includes("mesh.rpc.*.*.*") && link.publish.allow.includes("mesh.ctl.v1.register.*"));
+    assert.ok(!link.publish.allow.some((s) => s === "mesh.ctl.v1.>" || s.startsWith("$JS.API") || s.startsWith("$KV")), link.publish.allow.join(" "));
+    assert.ok(link.subscribe.allow.every((s) => /^(mesh\.rpc|_INBOX|mesh\.kv)\./.test(s)), link.subscribe.allow.join(" "));
+    const text = renderLeafAuthConf([
+      { identity: "frontend", nkey: "UABC", permissions: sidecarPermissions("frontend") },
+      { identity: "control", nkey: "UCTL", permissions: controlPermissions() },
+      { identity: "admin", nkey: "UADM", permissions: adminPermissions() },
+    ]);
+    assert.match(text, /\{ nkey: UABC/);
+    assert.doesNotMatch(text, /UCTL|UADM|CONTROL|imports|jetstream/);
   });
 });
 
@@ -83,6 +107,12 @@ describe("mesh creds", () => {
       assert.match(await readFile(join(dir, "auth.conf"), "utf8"), new RegExp(await publicKeyOf(seedFile(dir, id))));
     }
     await promisify(execFile)(await ensureNatsServer(), ["-t", "-c", join(dir, "auth.conf")]);
+    await promisify(execFile)(await ensureNatsServer(), ["-t", "-c", join(dir, "leaf-auth.conf")]);
+    // The leaf link's password: private, and only its bcrypt hash is in auth.conf.
+    assert.equal((await stat(join(dir, "leaf.secret"))).mode & 0o777, 0o600);
+    const secret = (await readFile(join(dir, "leaf.secret"), "utf8")).trim();
+    assert.match(secret, /^[0-9a-f]{32}$/);
+    assert.ok(!(await readFile(join(dir, "auth.conf"), "utf8")).includes(secret));
   });
 
   test("running again keeps every key and adds the new services", async () => {
@@ -90,12 +120,14 @@ describe("mesh creds", () => {
     assert.equal((await runMesh(["creds", "--out", dir, "pricing"])).code, 0);
     const before = await readFile(seedFile(dir, "pricing"), "utf8");
     const control = await readFile(seedFile(dir, "control"), "utf8");
+    const leafSecret = await readFile(join(dir, "leaf.secret"), "utf8");
     const r = await runMesh(["creds", "--out", dir, "catalog"], {});
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /pricing\.nk: kept/);
     assert.match(r.stdout, /catalog\.nk: created/);
     assert.equal(await readFile(seedFile(dir, "pricing"), "utf8"), before);
     assert.equal(await readFile(seedFile(dir, "control"), "utf8"), control);
+    assert.equal(await readFile(join(dir, "leaf.secret"), "utf8"), leafSecret, "the leaf link's password is kept too");
     const conf = await readFile(join(dir, "auth.conf"), "utf8");
     for (const id of ["pricing", "catalog", "control", "admin"]) assert.match(conf, new RegExp(await publicKeyOf(seedFile(dir, id))));
   });

@@ -40,7 +40,7 @@ describe("mesh up --clusters: the plan", () => {
   test("bad combinations are refused with one line", () => {
     assert.match(checkUpOptions({ ...base, nodes: 1, clusters: 4 }, 4) ?? "", /--clusters must be 1, 2 or 3, got '4'/);
     assert.match(checkUpOptions({ ...base, nodes: 5, clusters: 2 }, 4) ?? "", /makes 10 NATS servers; at most 9/);
-    assert.match(checkUpOptions({ ...base, nodes: 1, clusters: 2, secure: true }, 4) ?? "", /--secure with --clusters is not supported yet/);
+    assert.equal(checkUpOptions({ ...base, nodes: 1, clusters: 2, secure: true }, 4), undefined, "secure mode spans clusters");
     assert.equal(checkUpOptions({ ...base, nodes: 1, clusters: 3 }, 4), undefined);
   });
 });
@@ -59,12 +59,12 @@ after(async () => {
   if (dataRoot) await rm(dataRoot, { recursive: true, force: true, maxRetries: 5 });
 });
 
-describe("mesh up --clusters 2", () => {
-  test("starts a supercluster, spreads the demo over east and west, serves through the ingress, stops on Ctrl-C", async () => {
+describe("mesh up --clusters 2 --secure", () => {
+  test("starts a secure supercluster, spreads the demo over east and west, serves through the ingress, stops on Ctrl-C", async () => {
     const basePort = await freeBasePort(2);
     dataRoot = await mkdtemp(join(tmpdir(), "natsmesh-region-up-"));
-    // MESH_CLUSTERS is what `MESH_CLUSTERS=2 npm start` sets.
-    const args = [MESH_BIN, "up", "--base-port", String(basePort), "--data", dataRoot];
+    // MESH_CLUSTERS is what `MESH_CLUSTERS=2 npm start` sets. Secure mode: every server includes the same auth.conf.
+    const args = [MESH_BIN, "up", "--base-port", String(basePort), "--data", dataRoot, "--secure"];
     child = spawn(process.execPath, args, { detached: true, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, MESH_CLUSTERS: "2" } });
     const exited = new Promise<number | null>((resolve) => child!.once("exit", (code) => resolve(code)));
     const stderr: string[] = [];
@@ -77,7 +77,7 @@ describe("mesh up --clusters 2", () => {
     assert.ok(stderr.some((l) => /starting 2 NATS clusters of 1 node\(s\), joined by gateways/.test(l)), stderr.join("\n"));
     const nats = `nats://127.0.0.1:${basePort - 8080 + 4222}`;
     await eventually(async () => {
-      const res = await runMesh(["services", "-o", "json", "--nats", nats]);
+      const res = await runMesh(["services", "-o", "json", "--nats", nats, "--creds", join(dataRoot!, "creds", "admin.nk")]);
       const regions = new Set((JSON.parse(res.stdout) as Array<{ regions?: Record<string, number> }>).flatMap((s) => Object.keys(s.regions ?? {})));
       return regions.has("east") && regions.has("west");
     }, 20_000);

@@ -61,8 +61,9 @@ test("mesh up --secure: the demo answers, the CLI needs the admin key, nothing t
   assert.ok((JSON.parse(body) as { products: unknown[] }).products.length > 0, body);
 
   const creds = join(data, "creds");
-  assert.deepEqual((await readdir(creds)).sort(), ["admin.nk", "auth.conf", "catalog.nk", "control.nk", "frontend.nk", "ingress.nk", "pricing.nk"]);
+  assert.deepEqual((await readdir(creds)).sort(), ["admin.nk", "auth.conf", "catalog.nk", "control.nk", "frontend.nk", "ingress.nk", "leaf-auth.conf", "leaf.secret", "pricing.nk"]);
   assert.equal((await stat(join(creds, "ingress.nk"))).mode & 0o777, 0o600);
+  assert.equal((await stat(join(creds, "leaf.secret"))).mode & 0o777, 0o600);
   const nats = /npx mesh services --nats (\S+) --creds (\S+)/.exec(lines.join("\n"));
   assert.ok(nats, "the ready report shows the CLI its key");
   let r = await runMesh(["services", "--nats", nats[1]!, "--creds", join(creds, "admin.nk")]);

@@ -11,6 +11,7 @@ async function creds(p: Parsed): Promise<number> {
     const result = await writeCreds(dir, p.positionals);
     for (const identity of result.identities) console.log(`${seedFile(result.dir, identity)}: ${result.created.includes(identity) ? "created" : "kept"}`);
     console.log(`${result.authConf}: ${result.identities.length} users (include it from nats.conf)`);
+    console.log(`${result.leafAuthConf}: for edge sites' leaf nodes; ${result.leafSecret}: their link's password (docs/multi-region.md)`);
     return Exit.ok;
   } catch (err) {
     if (!(err instanceof CredsError)) throw err;
@@ -28,6 +29,8 @@ export const CREDS_COMMAND: Command = {
     "rotated; to rotate one, delete its file and run again. auth.conf covers every <service>.nk in",
     "DIR, so adding services never locks out others. Then: mesh sidecar --creds DIR/<service>.nk,",
     "mesh control --creds DIR/control.nk, mesh get ... --creds DIR/admin.nk (or env NATS_CREDS).",
+    "Also DIR/leaf-auth.conf and DIR/leaf.secret (mode 0600): what an edge site's leaf node includes,",
+    "and the password its leaf remote presents as user 'leaf' (docs/multi-region.md).",
   ].join("\n"),
   args: {
     flags: { out: { type: "string", env: "MESH_CREDS_DIR", value: "DIR", help: "where to write the keys and auth.conf" } },
