@@ -53,7 +53,7 @@ for (let i = 0; i < spec.count; i++) {
     quiet: true,
     bucket: POLICY_BUCKETS.Route,
     key: ">",
-    check: (doc, key) => checkStoredPolicy("Route", key, doc) as { ok: true; value: RoutePolicy } | { ok: false; problems: string[] },
+    check: (doc, key) => checkStoredPolicy("Route", key, doc, true) as { ok: true; value: RoutePolicy } | { ok: false; problems: string[] },
     onChange: (_key, policy) => {
       if (!policy) return;
       compileRoute(policy.document);

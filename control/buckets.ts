@@ -34,13 +34,14 @@ export interface MeshBuckets {
 }
 
 /**
- * How sidecars follow a bucket (sidecar/kv-follower.ts): JetStream republishes
- * each write on `mesh.kv.<bucket>.<key>`. Policy buckets send headers only (a
- * change is a hint to read the newest revision); the registry sends its
- * values (heartbeats are applied as they come).
+ * How sidecars follow a bucket (sidecar/policy/kv-follower.ts): JetStream
+ * republishes each write, value and headers, on `mesh.kv.<bucket>.<key>`.
+ * A follower takes a policy value from it only when JetStream's own headers
+ * say it is stored under that very key and newer than what it has
+ * (docs/security.md "How a sidecar follows a bucket").
  */
-function republishOf(bucket: string, headersOnly: boolean): NonNullable<KvOptions["republish"]> {
-  return { src: `$KV.${bucket}.>`, dest: kvChangesSubject(bucket), headers_only: headersOnly };
+function republishOf(bucket: string): NonNullable<KvOptions["republish"]> {
+  return { src: `$KV.${bucket}.>`, dest: kvChangesSubject(bucket), headers_only: false };
 }
 
 /**
@@ -60,8 +61,8 @@ export interface BucketSpec {
 
 export function bucketSpecs(): BucketSpec[] {
   return [
-    { bucket: REGISTRY_BUCKET, history: 1, ttlMs: REGISTRY_TTL_MS, republish: republishOf(REGISTRY_BUCKET, false), replicated: true },
-    ...POLICY_KINDS.map((kind) => ({ bucket: POLICY_BUCKETS[kind], history: POLICY_HISTORY, republish: republishOf(POLICY_BUCKETS[kind], true), replicated: true })),
+    { bucket: REGISTRY_BUCKET, history: 1, ttlMs: REGISTRY_TTL_MS, republish: republishOf(REGISTRY_BUCKET), replicated: true },
+    ...POLICY_KINDS.map((kind) => ({ bucket: POLICY_BUCKETS[kind], history: POLICY_HISTORY, republish: republishOf(POLICY_BUCKETS[kind]), replicated: true })),
     // History 1: only the current count matters; the max age drops windows nobody asks for any more.
     // One replica: a revision-checked update is serialized only by a single stream store. In a
     // replicated stream the check runs before consensus, and concurrent updates with the same

@@ -63,9 +63,14 @@ const RULES: Readonly<Record<PolicyKind, KindRules>> = {
   Quota: { validate: validatorOf("quota"), check: checkQuota },
 };
 
-/** One document (an already parsed JSON value): schema and semantic checks, defaults applied, deep-frozen. */
-export function validatePolicy(doc: unknown, opts: SemanticOptions = {}): ValidationResult<PolicyDocument> {
-  const checked = checkDocument(doc, opts);
+/**
+ * One document (an already parsed JSON value): schema and semantic checks,
+ * defaults applied, deep-frozen. `owned`: nobody else holds `doc` (it was
+ * just parsed for this), so it is checked and frozen in place instead of
+ * copied first (a sidecar checks every policy change it receives).
+ */
+export function validatePolicy(doc: unknown, opts: SemanticOptions = {}, owned = false): ValidationResult<PolicyDocument> {
+  const checked = checkDocument(doc, opts, owned);
   const problems = checked.problems.map((p) => ({ document: 0, ...p }));
   if (problems.length > 0 || checked.value === undefined) return { ok: false, problems };
   return { ok: true, value: deepFreeze(checked.value), warnings: checked.warnings.map((p) => ({ document: 0, ...p })) };
@@ -75,8 +80,8 @@ export function validatePolicy(doc: unknown, opts: SemanticOptions = {}): Valida
  * A value stored under `key` of `kind`'s bucket, as sidecars and control
  * judge it on read: valid, of the bucket's kind, and about its key's service.
  */
-export function checkStoredPolicy(kind: PolicyKind, key: string, doc: unknown): { ok: true; value: Readonly<PolicyDocument> } | { ok: false; problems: string[] } {
-  const result = validatePolicy(doc);
+export function checkStoredPolicy(kind: PolicyKind, key: string, doc: unknown, owned = false): { ok: true; value: Readonly<PolicyDocument> } | { ok: false; problems: string[] } {
+  const result = validatePolicy(doc, {}, owned);
   if (!result.ok) return { ok: false, problems: result.problems.map((p) => `${p.path}: ${p.message}`) };
   const policy = result.value;
   if (policy.kind !== kind) return { ok: false, problems: [`kind: expected ${kind}, got "${policy.kind}"`] };
@@ -90,7 +95,7 @@ interface Checked {
   warnings: Problem[];
 }
 
-function checkDocument(doc: unknown, opts: SemanticOptions): Checked {
+function checkDocument(doc: unknown, opts: SemanticOptions, owned = false): Checked {
   if (doc === null || typeof doc !== "object" || Array.isArray(doc)) {
     return { problems: [{ path: "(root)", message: `must be an object, got ${quote(doc)}` }], warnings: [] };
   }
@@ -101,7 +106,7 @@ function checkDocument(doc: unknown, opts: SemanticOptions): Checked {
   }
   let copy: Record<string, unknown>;
   try {
-    copy = structuredClone(doc) as Record<string, unknown>;
+    copy = (owned ? doc : structuredClone(doc)) as Record<string, unknown>;
   } catch {
     return { problems: [{ path: "(root)", message: "must be plain JSON data" }], warnings: [] };
   }

@@ -334,10 +334,16 @@ describe("secure mode: no sidecar can cause a write to any bucket or stream", ()
     await refused(nc, errors, "mesh.kv.mesh_authz.pricing");
     nc.publish(`$JS.mesh.API.DIRECT.GET.${kvStream(POLICY_BUCKETS.Authz)}`, JSON.stringify({ seq: allowed }), { reply: "mesh.kv.mesh_authz.pricing" });
     nc.publish(`$JS.mesh.API.DIRECT.GET.${kvStream(POLICY_BUCKETS.Authz)}`, JSON.stringify({ seq: allowed }), { reply: "mesh.kv.mesh_authz.orders" });
+    // Reflected: another key's newer revision, which carries its value, onto pricing's change subject.
+    const other = (await control.store.apply({ documents: [{ kind: "Authz", service: "orders", default: "allow" }] })).applied[0]!.revision;
+    nc.publish(`$JS.mesh.API.DIRECT.GET.${kvStream(POLICY_BUCKETS.Authz)}`, JSON.stringify({ seq: other }), { reply: "mesh.kv.mesh_authz.pricing" });
     // Barrier: a later revision, applied by the same sidecar after the reflections reached it.
     const last = (await control.store.apply({ documents: [doc([{ from: ["orders"] }, { from: ["nobody"] }])] })).applied[0]!.revision;
     await eventually(async () => appliedOf().includes(last));
     assert.deepEqual(appliedOf().filter((r) => r >= allowed), [allowed, denied, last], "each revision applied once, in order");
+    const rejected = pricingLogs.lines.filter((l) => /policy rejected/.test(String(l.msg)) && l.key === "pricing");
+    assert.deepEqual(rejected, [], "orders' document was never taken for pricing's");
+    await control.store.delete({ kind: "Authz", service: "orders" });
     const res = await call(frontendPort, "pricing", "/replay");
     assert.equal(res.statusCode, 403);
     await res.body.dump();

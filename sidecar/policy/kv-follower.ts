@@ -29,7 +29,7 @@ export interface KvFollowerOptions<T> {
   bucket: string;
   /** `>` for every key, or one key */
   key: string;
-  /** validates a value on receipt; a failing value is never applied */
+  /** validates a value on receipt (the follower parsed it for this call alone: it may be kept); a failing value is never applied */
   check: ValueCheck<T>;
   /** the new value, or undefined when the key was deleted */
   onChange: (key: string, applied: AppliedValue<T> | undefined) => void;
@@ -41,11 +41,12 @@ export interface KvFollowerOptions<T> {
   onInvalid?: (key: string) => void;
   onRejected: (bucket: string) => void;
   /**
-   * Changes carry their values and are applied as they come (the registry:
-   * a heartbeat per instance every 2 s, not worth a read each; its check ties
-   * an entry to its key). Otherwise a change only names a revision, which is
-   * read from the stream: a reflected message cannot bring in a value the
-   * stream does not hold under that key.
+   * Changes are applied as they come, whatever their headers say (the
+   * registry: a heartbeat per instance every 2 s; its check ties an entry to
+   * its key). Otherwise a change's value is taken only when JetStream's own
+   * headers say it is stored under that very key, and read from the stream
+   * when they do not: a reflected message cannot bring in a value the stream
+   * does not hold under that key.
    */
   valuesInChanges?: boolean;
   /** no info log per change (the registry changes with every heartbeat) */
@@ -73,9 +74,12 @@ const READ_CONCURRENCY = 16;
  * Follows one KV bucket without a JetStream consumer: the current values are
  * read with direct gets, and changes arrive as the core-NATS messages
  * JetStream republishes on `mesh.kv.<bucket>.<key>` (docs/security.md says
- * why no consumer). A change names a revision, which is then read from the
- * stream; revisions of a key are applied only in increasing order, so a
- * replayed announcement of an old revision changes nothing. Every value is checked on receipt; an invalid one is
+ * why no consumer). A change carries its value and JetStream's headers
+ * naming the stored subject and revision; a change that names another key,
+ * or carries no value (a bucket made by an older control republishes
+ * headers only), is read from the stream instead. Revisions of a key are
+ * applied only in increasing order, so a replayed announcement of an old
+ * revision changes nothing. Every value is checked on receipt; an invalid one is
  * logged and counted and the last good value stays. A follower that starts
  * while the newest value is invalid applies the newest valid revision in the
  * key's history instead. Deletion falls back to defaults.
@@ -91,6 +95,8 @@ export class KvFollower<T> {
   /** newest revision handled per key (applied, rejected or deleted): older ones are ignored */
   readonly #seen = new Map<string, number>();
   readonly #prefix: string;
+  /** `$KV.<bucket>.`: where the bucket's values are stored */
+  readonly #storedPrefix: string;
   /** highest stream sequence handled, and the bucket's last sequence at the previous check */
   #maxSeq = 0;
   #lastChecked = 0;
@@ -102,6 +108,7 @@ export class KvFollower<T> {
   constructor(opts: KvFollowerOptions<T>) {
     this.#o = opts;
     this.#prefix = `${kvChangesSubject(opts.bucket, "")}`;
+    this.#storedPrefix = `$KV.${opts.bucket}.`;
   }
 
   get applied(): ReadonlyMap<string, AppliedValue<T>> {
@@ -174,14 +181,14 @@ export class KvFollower<T> {
     const key = msg.subject.slice(this.#prefix.length);
     const revision = Number(msg.headers?.get("Nats-Sequence"));
     if (!(revision > (this.#seen.get(key) ?? 0))) return;
-    if (this.#o.valuesInChanges) {
+    if (this.#o.valuesInChanges || storedUnder(msg, this.#storedPrefix + key)) {
       const op = msg.headers?.get("KV-Operation");
       const value: KvValue = { key, revision, operation: op === "DEL" || op === "PURGE" ? op : "PUT", value: msg.data, created: new Date() };
       void this.#handle(value);
       return;
     }
-    // The announced revision is read from the stream itself: only a message stored under this very key
-    // counts, so a reflected message that names another key's revision is ignored.
+    // Otherwise the announced revision is read from the stream itself: only a message stored under this
+    // very key counts, so a reflected message that names another key's revision is ignored.
     const { bucket } = this.#o;
     this.#readAnnounced(key, revision).then(
       (v) => v && this.#handle(v),
@@ -284,4 +291,15 @@ export class KvFollower<T> {
     }
     return this.#o.check(doc, v.key);
   }
+}
+
+/**
+ * True when a change carries a value that JetStream stored under `subject`:
+ * its `Nats-Subject` header (set by JetStream on what it republishes, and on
+ * a direct get's answer, which a sidecar may reflect here but cannot write)
+ * names it, and it is not a headers-only message (`Nats-Msg-Size`).
+ */
+function storedUnder(msg: Msg, subject: string): boolean {
+  const h = msg.headers;
+  return h !== undefined && h.get("Nats-Subject") === subject && !h.has("Nats-Msg-Size");
 }

@@ -31,9 +31,13 @@ const registryValue: ValueCheck<RegistryEntry> = (doc, key) => {
   return key === registryKey(e.service, e.instance) ? { ok: true, value: e } : { ok: false, problems: [`entry for '${e.service}' under key '${key}'`] };
 };
 
-/** A value in KV is applied only if it validates, is of the bucket's kind, and names its key's service. */
+/**
+ * A value in KV is applied only if it validates, is of the bucket's kind, and
+ * names its key's service. The follower parsed it for this check alone: it is
+ * checked in place.
+ */
 function checkFor<T extends PolicyDocument>(kind: PolicyKind): ValueCheck<T> {
-  return (doc, key) => checkStoredPolicy(kind, key, doc) as ReturnType<ValueCheck<T>>;
+  return (doc, key) => checkStoredPolicy(kind, key, doc, true) as ReturnType<ValueCheck<T>>;
 }
 
 export interface SidecarPoliciesOptions {
