@@ -11,12 +11,14 @@ import {
   KV_CHANGES_PREFIX,
   MESH_JS_API,
   POLICY_BUCKETS,
+  READABLE_BUCKETS,
   REGISTRY_BUCKET,
   RPC_PREFIX,
   TELEMETRY_PREFIX,
   accessSubject,
   inboxPrefixFor,
   isServiceName,
+  keysSubject,
   kvChangesSubject,
   kvStream,
   quotaLeaseSubject,
@@ -67,9 +69,6 @@ export const RESERVED_IDENTITIES: readonly string[] = Object.freeze([CONTROL_IDE
 export const CONTROL_ACCOUNT = "CONTROL";
 export const MESH_ACCOUNT = "MESH";
 
-/** Buckets a sidecar reads (direct get and stream info only; docs/security.md). */
-const READABLE_BUCKETS = [...Object.values(POLICY_BUCKETS), REGISTRY_BUCKET];
-
 /** One service control's account exports, and the subject the sidecars' account imports it under. */
 export interface ServiceShare {
   /** in control's account */
@@ -106,9 +105,10 @@ export function checkIdentity(service: string): string | undefined {
 /**
  * A service's sidecar, in the sidecars' account: it calls as itself only,
  * answers and streams to inboxes only as itself, serves only its own
- * requests, reads the policy buckets and the registry, and reports only its
- * own telemetry, access records, quota leases and registry entries. It
- * cannot create a consumer or write any bucket.
+ * requests, reads the policy buckets and the registry (itself, or through
+ * control while their home is gone), and reports only its own telemetry,
+ * access records, quota leases and registry entries. It cannot create a
+ * consumer or write any bucket.
  */
 export function sidecarPermissions(service: string): UserPermissions {
   const problem = checkIdentity(service);
@@ -125,9 +125,12 @@ export function sidecarPermissions(service: string): UserPermissions {
         // Access records as the caller of its outbound calls and the provider of its inbound ones.
         accessSubject("*", service, "outbound"),
         accessSubject(service, "*", "inbound"),
-        // Leases of its own quota, heartbeats of its own instances.
+        // Leases of its own quota, heartbeats of its own instances, and control's listing of the
+        // readable buckets' keys when it cannot list them itself (the mirrors' STREAM.INFO is not
+        // imported: docs/security.md), queued by control apart from every other service's.
         quotaLeaseSubject(service),
         registerSubject(service),
+        keysSubject(service),
         ...READABLE_BUCKETS.flatMap((bucket) => {
           const stream = kvStream(bucket);
           return [`${MESH_JS_API}.DIRECT.GET.${stream}`, `${MESH_JS_API}.DIRECT.GET.${stream}.>`, `${MESH_JS_API}.STREAM.INFO.${stream}`];
@@ -160,10 +163,13 @@ export function controlPermissions(): UserPermissions {
   };
 }
 
-/** The `mesh` CLI, in the sidecars' account: talks to control only (`mesh logs` too, through control). */
+/**
+ * The `mesh` CLI, in the sidecars' account: talks to control only (`mesh logs` too, through control),
+ * never on the subjects a sidecar speaks on as itself (its requests would wait in that service's queue).
+ */
 export function adminPermissions(): UserPermissions {
   return {
-    publish: { allow: [`${CTL_PREFIX}.>`], deny: [quotaLeaseSubject(">"), registerSubject(">")] },
+    publish: { allow: [`${CTL_PREFIX}.>`], deny: [quotaLeaseSubject(">"), registerSubject(">"), keysSubject(">")] },
     subscribe: { allow: [`${inboxPrefixFor(ADMIN_IDENTITY)}.>`] },
   };
 }
