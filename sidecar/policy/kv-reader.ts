@@ -1,5 +1,6 @@
 import { RequestError, type Msg, type NatsConnection } from "@nats-io/transport-node";
-import { JS_API, MESH_JS_API, kvMirrorStream, kvStream } from "../../schemas/index.ts";
+import { JS_API, MESH_JS_API, checkControlReply, formatProblems, keysSubject, kvMirrorStream, kvStream, type BucketKeysPage } from "../../schemas/index.ts";
+import { STREAM_NOT_FOUND, SUBJECTS_PAGE, kvKeysIn, kvSubjectsFilter, requestStreamInfo, type StreamInfoReply } from "../../runtime/index.ts";
 
 /** One stored revision of a KV key, as a direct get returns it. */
 export interface KvValue {
@@ -21,8 +22,23 @@ export class BucketMissingError extends Error {
 }
 
 const DEFAULT_TIMEOUT_MS = 2_000;
-/** stream info pages subjects this many at a time (the server's own page size) */
-const SUBJECTS_PAGE = 100_000;
+/**
+ * How long a key listing through control may take: control tries the
+ * buckets' home, then its mirror, 2 s each at most (control/bucket-keys.ts).
+ */
+const CONTROL_KEYS_TIMEOUT_MS = 10_000;
+
+export interface KvReaderOptions {
+  /** each JetStream request's, ms; default 2000 */
+  timeoutMs?: number;
+  /** this sidecar's region, whose mirror of a bucket answers when the bucket's home does not (docs/multi-region.md) */
+  region?: () => string | undefined;
+  /**
+   * this sidecar's service: when it cannot list a bucket's keys itself, it
+   * asks control on `mesh.ctl.v1.keys.<service>`; absent: it does not
+   */
+  service?: string;
+}
 
 /**
  * Reads KV buckets through the two JetStream calls that never make the server
@@ -34,30 +50,72 @@ const SUBJECTS_PAGE = 100_000;
  * reaches control's through imports under `$JS.mesh.API`; elsewhere the
  * buckets are in its own account under `$JS.API`. Which one answers is
  * found once, on first use.
+ *
+ * Keys are listed with STREAM.INFO of the bucket's stream; when its home
+ * cluster cannot answer, of this region's mirror (not in secure mode, whose
+ * imports do not reach the mirrors); when that fails too, control lists them
+ * (verb `keys`) from its own view, its region's mirror (docs/multi-region.md).
  */
 export class KvReader {
   readonly #nc: NatsConnection;
   readonly #timeoutMs: number;
   readonly #region: () => string | undefined;
+  readonly #service: string | undefined;
   #api: Promise<string> | undefined;
 
-  /** `region`: this sidecar's, whose mirror of a bucket answers when the bucket's home does not (docs/multi-region.md). */
-  constructor(nc: NatsConnection, timeoutMs = DEFAULT_TIMEOUT_MS, region: () => string | undefined = () => undefined) {
+  constructor(nc: NatsConnection, opts: KvReaderOptions = {}) {
     this.#nc = nc;
-    this.#timeoutMs = timeoutMs;
-    this.#region = region;
+    this.#timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.#region = opts.region ?? (() => undefined);
+    this.#service = opts.service;
   }
 
   /** Keys of `bucket` under `filter` (`>` = all) that have a stored message (deleted ones included). */
   async keys(bucket: string, filter = ">"): Promise<string[]> {
-    const prefix = `$KV.${bucket}.`;
+    try {
+      return await this.#streamKeys(bucket, filter);
+    } catch (err) {
+      if (err instanceof BucketMissingError || this.#service === undefined) throw err;
+      return this.#controlKeys(this.#service, bucket, filter).catch((controlErr: Error) => {
+        if (controlErr instanceof BucketMissingError) throw controlErr;
+        throw new Error(`cannot list the keys of '${bucket}': ${(err as Error).message}; through control: ${controlErr.message}`, { cause: err });
+      });
+    }
+  }
+
+  async #streamKeys(bucket: string, filter: string): Promise<string[]> {
     const keys: string[] = [];
     for (let offset = 0; ; offset += SUBJECTS_PAGE) {
-      const info = await this.#info(bucket, { subjects_filter: `${prefix}${filter}`, offset });
-      const subjects = Object.keys(info.state?.subjects ?? {});
-      for (const s of subjects) keys.push(s.slice(prefix.length));
-      if (subjects.length < SUBJECTS_PAGE || offset + subjects.length >= (info.total ?? 0)) return keys;
+      const info = await this.#info(bucket, { subjects_filter: kvSubjectsFilter(bucket, filter), offset });
+      const page = kvKeysIn(info, bucket);
+      keys.push(...page);
+      if (page.length < SUBJECTS_PAGE || offset + page.length >= (info.total ?? 0)) return keys;
     }
+  }
+
+  /**
+   * Every page of control's listing. A key written or deleted between two
+   * pages may shift the next one by a key; the follower hears of writes
+   * anyway, and reads the bucket again after a reconnect.
+   */
+  async #controlKeys(service: string, bucket: string, filter: string): Promise<string[]> {
+    const keys = new Set<string>();
+    for (let offset: number | undefined = 0; offset !== undefined; ) {
+      const page: BucketKeysPage = await this.#askControl(service, { bucket, filter, offset });
+      for (const k of page.keys) keys.add(k);
+      offset = page.next !== undefined && page.next > offset ? page.next : undefined;
+    }
+    return [...keys];
+  }
+
+  async #askControl(service: string, body: { bucket: string; filter: string; offset: number }): Promise<BucketKeysPage> {
+    const msg = await this.#nc.request(keysSubject(service), JSON.stringify(body), { timeout: CONTROL_KEYS_TIMEOUT_MS });
+    const checked = checkControlReply("keys", parseJson(msg));
+    if (!checked.ok) throw new Error(`invalid keys reply: ${formatProblems(checked.problems)}`);
+    const reply = checked.value;
+    if (reply.ok) return reply;
+    if (reply.error.code === "not_found") throw new BucketMissingError(body.bucket);
+    throw new Error(`${reply.error.code}: ${reply.error.message}`);
   }
 
   /** The bucket's last stream sequence: it moved if anything was written since. */
@@ -88,7 +146,7 @@ export class KvReader {
 
   async #get(bucket: string, body: Record<string, unknown>): Promise<KvValue | undefined> {
     const api = await this.#apiPrefix();
-    const msg = await this.#request(`${api}.DIRECT.GET.${kvStream(bucket)}`, body, bucket);
+    const msg = await this.#nc.request(`${api}.DIRECT.GET.${kvStream(bucket)}`, JSON.stringify(body), { timeout: this.#timeoutMs });
     const code = msg.headers?.code ?? 0;
     if (code === 404) return undefined;
     if (code >= 300) throw new Error(`direct get from '${bucket}' failed: ${code} ${msg.headers?.description ?? ""}`);
@@ -98,35 +156,34 @@ export class KvReader {
   /**
    * STREAM.INFO of the bucket's stream; when its home cluster cannot answer
    * (without a meta leader nobody can, docs/multi-region.md), of this
-   * region's mirror, which holds the same subjects and sequences.
+   * region's mirror, which holds the same subjects and sequences. Not in
+   * secure mode: the sidecars' account imports no mirror's STREAM.INFO
+   * (docs/security.md), so asking would only be a permissions violation.
    */
   async #info(bucket: string, body: Record<string, unknown>): Promise<StreamInfoReply> {
+    const api = await this.#apiPrefix();
     try {
-      return await this.#streamInfo(kvStream(bucket), body, bucket);
+      return await this.#streamInfo(api, kvStream(bucket), body, bucket);
     } catch (err) {
       const region = this.#region();
-      if (err instanceof BucketMissingError || region === undefined) throw err;
-      return this.#streamInfo(kvMirrorStream(bucket, region), body, bucket).catch(() => Promise.reject(err));
+      if (err instanceof BucketMissingError || region === undefined || api === MESH_JS_API) throw err;
+      return this.#streamInfo(api, kvMirrorStream(bucket, region), body, bucket).catch(() => Promise.reject(err));
     }
   }
 
-  async #streamInfo(stream: string, body: Record<string, unknown>, bucket: string): Promise<StreamInfoReply> {
-    const api = await this.#apiPrefix();
-    const reply = (await this.#request(`${api}.STREAM.INFO.${stream}`, body, bucket)).json<StreamInfoReply>();
-    if (reply.error?.err_code === STREAM_NOT_FOUND) throw new BucketMissingError(bucket);
-    if (reply.error) throw new Error(`stream info of '${bucket}' failed: ${reply.error.description}`);
-    return reply;
-  }
-
-  async #request(subject: string, body: Record<string, unknown>, bucket: string): Promise<Msg> {
+  async #streamInfo(api: string, stream: string, body: Record<string, unknown>, bucket: string): Promise<StreamInfoReply> {
+    let reply: StreamInfoReply;
     try {
-      return await this.#nc.request(subject, JSON.stringify(body), { timeout: this.#timeoutMs });
+      reply = await requestStreamInfo(this.#nc, api, stream, body, this.#timeoutMs);
     } catch (err) {
       // Nobody serves the JetStream API at all: this account has no JetStream, so no bucket either.
       // (A direct get nobody answers is another matter: the stream may be offline for now.)
-      if (err instanceof RequestError && err.isNoResponders() && subject.includes(".STREAM.INFO.")) throw new BucketMissingError(bucket);
+      if (err instanceof RequestError && err.isNoResponders()) throw new BucketMissingError(bucket);
       throw err;
     }
+    if (reply.error?.err_code === STREAM_NOT_FOUND) throw new BucketMissingError(bucket);
+    if (reply.error) throw new Error(`stream info of '${bucket}' failed: ${reply.error.description}`);
+    return reply;
   }
 
   /**
@@ -166,21 +223,23 @@ export class KvReader {
   }
 }
 
-const STREAM_NOT_FOUND = 10059;
 /** what an account without JetStream answers on `$JS.API` */
 const JETSTREAM_NOT_ENABLED = 10039;
-
-interface StreamInfoReply {
-  error?: { code: number; err_code: number; description: string };
-  total?: number;
-  state?: { last_seq: number; subjects?: Record<string, number> };
-}
 
 function jetStreamDisabled(msg: Msg): boolean {
   try {
     return msg.json<StreamInfoReply>().error?.err_code === JETSTREAM_NOT_ENABLED;
   } catch {
     return false; // a direct get's answer: JetStream is there
+  }
+}
+
+/** The parsed JSON of a reply, or undefined when it is not JSON (which no reply schema accepts). */
+function parseJson(msg: Msg): unknown {
+  try {
+    return msg.json<unknown>();
+  } catch {
+    return undefined;
   }
 }
 
