@@ -8,4 +8,4 @@ export * from "./lifecycle.ts";
 export * from "./buckets.ts";
 export * from "./package-root.ts";
 export * from "./map-limit.ts";
-export * from "./stream-info.ts";
+export * from "./kv-read.ts";

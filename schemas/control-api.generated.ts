@@ -694,6 +694,10 @@ export interface ControlKeysRequest {
    * Where the page starts in the sorted list of matching keys: the previous page's `next`. Absent: 0, the first page.
    */
   offset: number;
+  /**
+   * Also each key's newest revision (what a direct get by last_by_subj answers), read from the same stream as the keys: a sidecar asks with true, since while the home is gone a region's mirror stops answering direct gets by the bucket's name within seconds (docs/multi-region.md). The page is then bounded in bytes too. Absent: false, keys only.
+   */
+  values: boolean;
 }
 
 /**
@@ -712,10 +716,14 @@ export interface ControlKeysRequestInput {
    * Where the page starts in the sorted list of matching keys: the previous page's `next`. Absent: 0, the first page.
    */
   offset?: number;
+  /**
+   * Also each key's newest revision (what a direct get by last_by_subj answers), read from the same stream as the keys: a sidecar asks with true, since while the home is gone a region's mirror stops answering direct gets by the bucket's name within seconds (docs/multi-region.md). The page is then bounded in bytes too. Absent: false, keys only.
+   */
+  values?: boolean;
 }
 
 /**
- * Answer to mesh.ctl.v1.keys.<service>: one page of a bucket's keys that have a stored message (deleted ones included, as STREAM.INFO lists them), in byte order. Read the values with direct gets, as usual.
+ * Answer to mesh.ctl.v1.keys.<service>: one page of a bucket's keys that have a stored message (deleted ones included, as STREAM.INFO lists them), in byte order, and with `values` each key's newest revision.
  */
 export interface ControlKeysReply {
   /**
@@ -723,11 +731,17 @@ export interface ControlKeysReply {
    */
   ok: true;
   /**
-   * At most 1000 keys, sorted; a subject that is not a KV key (written around control) is left out. Empty: none (from this offset on).
+   * At most 1000 keys (fewer when their values would make the answer too large), sorted; a subject that is not a KV key (written around control) is left out. Empty: none (from this offset on).
    *
    * @maxItems 1000
    */
   keys: string[];
+  /**
+   * With `values`: the newest revision of each key in `keys` that still has one (a key whose messages went between listing and reading has none), in the same order. Absent: `values` was not asked for.
+   *
+   * @maxItems 1000
+   */
+  entries?: BucketEntry[];
   /**
    * The offset of the next page: ask again with it. Absent: this was the last page.
    */
@@ -736,4 +750,29 @@ export interface ControlKeysReply {
    * Where control read them: home, the bucket's own stream; mirror, its mirror in the answering control replica's region, as of its last update from the home (the home was unreachable).
    */
   source: "home" | "mirror";
+}
+/**
+ * One stored revision of a key, as a direct get returns it.
+ */
+export interface BucketEntry {
+  /**
+   * The key.
+   */
+  key: string;
+  /**
+   * Its stream sequence: the bucket-wide revision (a mirror keeps its origin's sequences).
+   */
+  revision: number;
+  /**
+   * PUT: a value; DEL or PURGE: the key was deleted (value empty).
+   */
+  operation: "PUT" | "DEL" | "PURGE";
+  /**
+   * When the server stored it, as the server stamps it (RFC 3339, UTC).
+   */
+  created: string;
+  /**
+   * The stored bytes, base64. A page stops before the entry that would take it past three quarters of the server's max_payload.
+   */
+  value: string;
 }

@@ -147,6 +147,33 @@ describe("the keys verb: control lists a readable bucket's keys for a sidecar", 
     assert.deepEqual(pages, [["other", ...written.slice(0, 999)], written.slice(999)]);
   });
 
+  test("with values, each key's newest revision from the same stream; a page is bounded in bytes too", async () => {
+    const kv = await new Kvm(control.nc).open(POLICY_BUCKETS.Quota);
+    // An eighth of max_payload each, a sixth in base64: four fit in a page's three quarters.
+    const big = "x".repeat(nats.maxPayload / 8);
+    const revisions = new Map<string, number>();
+    for (let i = 0; i < 12; i++) revisions.set(`big.k${String(i).padStart(2, "0")}`, await kv.put(`big.k${String(i).padStart(2, "0")}`, `${i}${big}`));
+    await kv.delete("big.k11");
+    const entries: Array<{ key: string; revision: number; operation: string; value: string }> = [];
+    let pages = 0;
+    for (let offset: number | undefined = 0; offset !== undefined; pages++) {
+      const page = await keysPage({ bucket: POLICY_BUCKETS.Quota, filter: "big.*", offset, values: true });
+      assert.ok(page.ok && page.entries);
+      assert.deepEqual(page.entries.map((e) => e.key), page.keys);
+      assert.ok(JSON.stringify(page).length < 0.75 * nats.maxPayload, `page ${pages} is ${JSON.stringify(page).length} bytes`);
+      entries.push(...page.entries);
+      offset = page.next;
+    }
+    assert.ok(pages >= 3, `${pages} pages`);
+    assert.deepEqual(entries.map((e) => e.key), [...revisions.keys()]);
+    for (const e of entries.slice(0, 11)) {
+      assert.equal(e.revision, revisions.get(e.key));
+      assert.equal(e.operation, "PUT");
+      assert.equal(Buffer.from(e.value, "base64").toString(), `${Number(e.key.slice(5))}${big}`);
+    }
+    assert.equal(entries[11]!.operation, "DEL", "a deleted key's newest revision is its deletion");
+  });
+
   test("only the buckets a sidecar may read: the request schema and READABLE_BUCKETS agree", async () => {
     assert.deepEqual(controlKeysRequest.properties.bucket.enum, [...READABLE_BUCKETS]);
     for (const bucket of [QUOTA_COUNTER_BUCKETS.minute, QUOTA_COUNTER_BUCKETS.day, LEASE_BUCKET, ACCESS_STREAM, kvStream(POLICY_BUCKETS.Route), "mesh_routes.>"]) {

@@ -1,17 +1,19 @@
 import { RequestError, type Msg, type NatsConnection } from "@nats-io/transport-node";
-import { JS_API, MESH_JS_API, checkControlReply, formatProblems, keysSubject, kvMirrorStream, kvStream, type BucketKeysPage } from "../../schemas/index.ts";
-import { STREAM_NOT_FOUND, SUBJECTS_PAGE, kvKeysIn, kvSubjectsFilter, requestStreamInfo, type StreamInfoReply } from "../../runtime/index.ts";
+import { JS_API, MESH_JS_API, kvMirrorStream, kvStream } from "../../schemas/index.ts";
+import {
+  STREAM_NOT_FOUND,
+  SUBJECTS_PAGE,
+  kvKeysIn,
+  kvSubject,
+  mapLimitAll,
+  requestDirectGet,
+  requestStreamInfo,
+  type KvValue,
+  type StreamInfoReply,
+} from "../../runtime/index.ts";
+import { newestThroughControl } from "./control-keys.ts";
 
-/** One stored revision of a KV key, as a direct get returns it. */
-export interface KvValue {
-  key: string;
-  /** the stream sequence: the bucket-wide revision */
-  revision: number;
-  operation: "PUT" | "DEL" | "PURGE";
-  value: Uint8Array;
-  /** when the server stored it */
-  created: Date;
-}
+export type { KvValue } from "../../runtime/index.ts";
 
 /** The bucket's stream does not exist (control has not created it): no keys, not an error. */
 export class BucketMissingError extends Error {
@@ -22,11 +24,8 @@ export class BucketMissingError extends Error {
 }
 
 const DEFAULT_TIMEOUT_MS = 2_000;
-/**
- * How long a key listing through control may take: control tries the
- * buckets' home, then its mirror, 2 s each at most (control/bucket-keys.ts).
- */
-const CONTROL_KEYS_TIMEOUT_MS = 10_000;
+/** direct gets in flight at once while reading a whole bucket */
+const READ_CONCURRENCY = 16;
 
 export interface KvReaderOptions {
   /** each JetStream request's, ms; default 2000 */
@@ -35,7 +34,8 @@ export interface KvReaderOptions {
   region?: () => string | undefined;
   /**
    * this sidecar's service: when it cannot list a bucket's keys itself, it
-   * asks control on `mesh.ctl.v1.keys.<service>`; absent: it does not
+   * asks control for them and their values on `mesh.ctl.v1.keys.<service>`;
+   * absent: it does not
    */
   service?: string;
 }
@@ -51,10 +51,12 @@ export interface KvReaderOptions {
  * buckets are in its own account under `$JS.API`. Which one answers is
  * found once, on first use.
  *
- * Keys are listed with STREAM.INFO of the bucket's stream; when its home
- * cluster cannot answer, of this region's mirror (not in secure mode, whose
- * imports do not reach the mirrors); when that fails too, control lists them
- * (verb `keys`) from its own view, its region's mirror (docs/multi-region.md).
+ * A whole bucket is read with STREAM.INFO of its stream (the keys) and
+ * direct gets (the values); when its home cluster cannot answer, from this
+ * region's mirror by its own name (not in secure mode, whose imports do not
+ * reach the mirrors); when that fails too, control reads them for this
+ * sidecar (verb `keys`) from its own view, its region's mirror
+ * (docs/multi-region.md).
  */
 export class KvReader {
   readonly #nc: NatsConnection;
@@ -70,62 +72,46 @@ export class KvReader {
     this.#service = opts.service;
   }
 
-  /** Keys of `bucket` under `filter` (`>` = all) that have a stored message (deleted ones included). */
-  async keys(bucket: string, filter = ">"): Promise<string[]> {
+  /**
+   * The newest revision of every key of `bucket` under `filter` (`>` = all)
+   * that has one, deletions included; keys and values come from the same
+   * stream, 16 direct gets at a time.
+   */
+  async newest(bucket: string, filter = ">"): Promise<KvValue[]> {
+    let listed: { stream: string; keys: string[] };
     try {
-      return await this.#streamKeys(bucket, filter);
+      listed = await this.#keys(bucket, filter);
     } catch (err) {
       if (err instanceof BucketMissingError || this.#service === undefined) throw err;
-      return this.#controlKeys(this.#service, bucket, filter).catch((controlErr: Error) => {
-        if (controlErr instanceof BucketMissingError) throw controlErr;
-        throw new Error(`cannot list the keys of '${bucket}': ${(err as Error).message}; through control: ${controlErr.message}`, { cause: err });
+      const values = await newestThroughControl(this.#nc, this.#service, bucket, filter).catch((controlErr: Error) => {
+        throw new Error(`cannot read '${bucket}': ${(err as Error).message}; through control: ${controlErr.message}`, { cause: err });
       });
+      if (!values) throw new BucketMissingError(bucket);
+      return values;
     }
+    const values = await mapLimitAll(listed.keys, READ_CONCURRENCY, (key) => this.#get(bucket, { last_by_subj: kvSubject(bucket, key) }, listed.stream));
+    return values.filter((v): v is KvValue => v !== undefined);
   }
 
-  async #streamKeys(bucket: string, filter: string): Promise<string[]> {
+  /** The keys of `bucket` under `filter` that have a stored message, and the stream that listed them. */
+  async #keys(bucket: string, filter: string): Promise<{ stream: string; keys: string[] }> {
     const keys: string[] = [];
     for (let offset = 0; ; offset += SUBJECTS_PAGE) {
-      const info = await this.#info(bucket, { subjects_filter: kvSubjectsFilter(bucket, filter), offset });
+      const { stream, info } = await this.#info(bucket, { subjects_filter: kvSubject(bucket, filter), offset });
       const page = kvKeysIn(info, bucket);
       keys.push(...page);
-      if (page.length < SUBJECTS_PAGE || offset + page.length >= (info.total ?? 0)) return keys;
+      if (page.length < SUBJECTS_PAGE || offset + page.length >= (info.total ?? 0)) return { stream, keys };
     }
-  }
-
-  /**
-   * Every page of control's listing. A key written or deleted between two
-   * pages may shift the next one by a key; the follower hears of writes
-   * anyway, and reads the bucket again after a reconnect.
-   */
-  async #controlKeys(service: string, bucket: string, filter: string): Promise<string[]> {
-    const keys = new Set<string>();
-    for (let offset: number | undefined = 0; offset !== undefined; ) {
-      const page: BucketKeysPage = await this.#askControl(service, { bucket, filter, offset });
-      for (const k of page.keys) keys.add(k);
-      offset = page.next !== undefined && page.next > offset ? page.next : undefined;
-    }
-    return [...keys];
-  }
-
-  async #askControl(service: string, body: { bucket: string; filter: string; offset: number }): Promise<BucketKeysPage> {
-    const msg = await this.#nc.request(keysSubject(service), JSON.stringify(body), { timeout: CONTROL_KEYS_TIMEOUT_MS });
-    const checked = checkControlReply("keys", parseJson(msg));
-    if (!checked.ok) throw new Error(`invalid keys reply: ${formatProblems(checked.problems)}`);
-    const reply = checked.value;
-    if (reply.ok) return reply;
-    if (reply.error.code === "not_found") throw new BucketMissingError(body.bucket);
-    throw new Error(`${reply.error.code}: ${reply.error.message}`);
   }
 
   /** The bucket's last stream sequence: it moved if anything was written since. */
   async lastSequence(bucket: string): Promise<number> {
-    return (await this.#info(bucket, {})).state?.last_seq ?? 0;
+    return (await this.#info(bucket, {})).info.state?.last_seq ?? 0;
   }
 
   /** The newest revision of `key`, or undefined when it has none. */
   async last(bucket: string, key: string): Promise<KvValue | undefined> {
-    return this.#get(bucket, { last_by_subj: `$KV.${bucket}.${key}` });
+    return this.#get(bucket, { last_by_subj: kvSubject(bucket, key) });
   }
 
   /** The message at stream sequence `revision`, whatever its key; undefined when it is gone. */
@@ -137,20 +123,16 @@ export class KvReader {
   async history(bucket: string, key: string): Promise<KvValue[]> {
     const out: KvValue[] = [];
     for (let seq = 1; ; ) {
-      const v = await this.#get(bucket, { seq, next_by_subj: `$KV.${bucket}.${key}` });
+      const v = await this.#get(bucket, { seq, next_by_subj: kvSubject(bucket, key) });
       if (!v) return out;
       out.push(v);
       seq = v.revision + 1;
     }
   }
 
-  async #get(bucket: string, body: Record<string, unknown>): Promise<KvValue | undefined> {
-    const api = await this.#apiPrefix();
-    const msg = await this.#nc.request(`${api}.DIRECT.GET.${kvStream(bucket)}`, JSON.stringify(body), { timeout: this.#timeoutMs });
-    const code = msg.headers?.code ?? 0;
-    if (code === 404) return undefined;
-    if (code >= 300) throw new Error(`direct get from '${bucket}' failed: ${code} ${msg.headers?.description ?? ""}`);
-    return valueOf(bucket, msg);
+  /** A direct get from the bucket's stream, or from `stream` (a mirror of it, by its own name). */
+  async #get(bucket: string, body: Record<string, unknown>, stream = kvStream(bucket)): Promise<KvValue | undefined> {
+    return requestDirectGet(this.#nc, await this.#apiPrefix(), stream, bucket, body, this.#timeoutMs);
   }
 
   /**
@@ -160,14 +142,17 @@ export class KvReader {
    * secure mode: the sidecars' account imports no mirror's STREAM.INFO
    * (docs/security.md), so asking would only be a permissions violation.
    */
-  async #info(bucket: string, body: Record<string, unknown>): Promise<StreamInfoReply> {
+  async #info(bucket: string, body: Record<string, unknown>): Promise<{ stream: string; info: StreamInfoReply }> {
     const api = await this.#apiPrefix();
+    const home = kvStream(bucket);
     try {
-      return await this.#streamInfo(api, kvStream(bucket), body, bucket);
+      return { stream: home, info: await this.#streamInfo(api, home, body, bucket) };
     } catch (err) {
       const region = this.#region();
       if (err instanceof BucketMissingError || region === undefined || api === MESH_JS_API) throw err;
-      return this.#streamInfo(api, kvMirrorStream(bucket, region), body, bucket).catch(() => Promise.reject(err));
+      const mirror = kvMirrorStream(bucket, region);
+      const info = await this.#streamInfo(api, mirror, body, bucket).catch(() => Promise.reject(err));
+      return { stream: mirror, info };
     }
   }
 
@@ -232,26 +217,4 @@ function jetStreamDisabled(msg: Msg): boolean {
   } catch {
     return false; // a direct get's answer: JetStream is there
   }
-}
-
-/** The parsed JSON of a reply, or undefined when it is not JSON (which no reply schema accepts). */
-function parseJson(msg: Msg): unknown {
-  try {
-    return msg.json<unknown>();
-  } catch {
-    return undefined;
-  }
-}
-
-function valueOf(bucket: string, msg: Msg): KvValue {
-  const h = msg.headers!;
-  const subject = h.get("Nats-Subject");
-  const op = h.get("KV-Operation");
-  return {
-    key: subject.slice(`$KV.${bucket}.`.length),
-    revision: Number(h.get("Nats-Sequence")),
-    operation: op === "DEL" || op === "PURGE" ? op : "PUT",
-    value: msg.data,
-    created: new Date(h.get("Nats-Time-Stamp")),
-  };
 }
