@@ -231,7 +231,17 @@ export class KvFollower<T> {
       this.#o.logger.error({ bucket, key: v.key, revision: v.revision, problems: result.problems }, "policy rejected: keeping the last good one");
       return;
     }
-    const fallback = this.#o.valuesInChanges ? undefined : await this.#newestValid(v.key, v.revision);
+    let fallback: { value: KvValue; document: Readonly<T> } | undefined;
+    try {
+      fallback = this.#o.valuesInChanges ? undefined : await this.#newestValid(v.key, v.revision);
+    } catch (err) {
+      // The history cannot be read now (during an outage of the buckets' home only the newest values
+      // can: docs/multi-region.md). Fail closed, and take this revision again at the next read.
+      this.#seen.set(v.key, v.revision - 1);
+      this.#o.logger.error({ err, bucket, key: v.key, revision: v.revision, problems: result.problems }, "policy rejected and its history cannot be read now");
+      this.#o.onInvalid?.(v.key);
+      return;
+    }
     if (fallback) {
       this.#o.logger.error(
         { bucket, key: v.key, revision: v.revision, problems: result.problems, applied: fallback.value.revision },
