@@ -36,7 +36,7 @@ const publicKeyOf = async (file: string) => nkeys.fromSeed(new TextEncoder().enc
 describe("permission builder", () => {
   test("a sidecar publishes as itself only, answers inboxes only as itself, and never writes a bucket", () => {
     const p = sidecarPermissions("frontend");
-    for (const own of ["mesh.rpc.*.*.frontend", "_INBOX.*.*.frontend", "mesh.ctl.v1.quota.frontend", "mesh.ctl.v1.register.frontend", "mesh.access.*.frontend.outbound", "mesh.access.frontend.*.inbound", "mesh.telemetry.frontend.*"]) {
+    for (const own of ["mesh.rpc.*.*.frontend", "_INBOX.*.*.frontend", "mesh.ctl.v1.quota.frontend", "mesh.ctl.v1.register.frontend", "mesh.ctl.v1.keys.frontend", "mesh.access.*.frontend.outbound", "mesh.access.frontend.*.inbound", "mesh.telemetry.frontend.*"]) {
       assert.ok(p.publish.allow.includes(own), own);
     }
     assert.ok(!p.publish.allow.some((s) => /^mesh\.rpc\.(>|[^.]+\.[^.]+\.(\*|>))$/.test(s)), "no grant for another caller token");
@@ -56,7 +56,7 @@ describe("permission builder", () => {
   test("the admin identity reaches control's verbs, nothing else", () => {
     const p = adminPermissions();
     assert.deepEqual(p.publish.allow, ["mesh.ctl.v1.>"]);
-    assert.deepEqual(p.publish.deny, ["mesh.ctl.v1.quota.>", "mesh.ctl.v1.register.>"]);
+    assert.deepEqual(p.publish.deny, ["mesh.ctl.v1.quota.>", "mesh.ctl.v1.register.>", "mesh.ctl.v1.keys.>"]);
     assert.deepEqual(p.subscribe.allow, ["_INBOX.admin.>"]);
   });
 
