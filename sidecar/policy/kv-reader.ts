@@ -185,9 +185,11 @@ export class KvReader {
 
   /**
    * `$JS.mesh.API` first (secure mode may publish nothing else), with
-   * STREAM.INFO and a direct get at once: while the buckets' home cluster is
-   * gone only a direct get (from this region's mirror) is answered
-   * (docs/multi-region.md). No responders to either: `$JS.API`. No answer in
+   * STREAM.INFO and a direct get at once: in the first seconds after the
+   * buckets' home cluster is gone only a direct get (from this region's
+   * mirror) is answered, later neither, and whole buckets are read through
+   * control until the home is back (docs/multi-region.md). No responders to
+   * either: `$JS.API`. No answer in
    * time (a request crossing a gateway may get no "no responders"):
    * `$JS.API` if it answers with JetStream enabled.
    */
