@@ -756,7 +756,7 @@ export interface ControlKeysReply {
  */
 export interface BucketEntry {
   /**
-   * The key.
+   * The key: one of those in `keys`.
    */
   key: string;
   /**
