@@ -101,10 +101,20 @@ export async function ensureBuckets(nc: NatsConnection, logger: Logger): Promise
   }
   const buckets = [REGISTRY_BUCKET, ...Object.values(POLICY_BUCKETS), ...Object.values(QUOTA_COUNTER_BUCKETS)];
   const home = (await jsm.streams.info(kvStream(POLICY_BUCKETS.Route))).cluster?.name;
-  const region = nc.info?.cluster;
-  if (home && region && region !== home) await ensurePolicyMirrors(jsm, region, logger);
+  const region = mirrorRegion(nc, home);
+  if (region) await ensurePolicyMirrors(jsm, region, logger);
   logger.info({ replicas: first.replicas, buckets, home }, "buckets ready");
   return { policy, registry: first.kv, quota, replicas: first.replicas, home };
+}
+
+/**
+ * The region whose policy mirrors this control replica makes and reads: the
+ * cluster it is connected to, unless that is the buckets' home (or either is
+ * unknown: no supercluster). Read at each use: a reconnect may land elsewhere.
+ */
+export function mirrorRegion(nc: NatsConnection, home: string | undefined): string | undefined {
+  const region = nc.info?.cluster;
+  return home && region && region !== home ? region : undefined;
 }
 
 /**

@@ -1,8 +1,9 @@
 /**
  * How control serves requests: at most `maxConcurrent` handlers run at once,
- * and waiting requests queue per key, served round-robin across keys. A quota
- * lease's key is its subject, `mesh.ctl.v1.quota.<service>`, which secure mode
- * binds to that service's sidecars; every other verb is its own key. So a
+ * and waiting requests queue per key, served round-robin across keys. The key
+ * of a verb a sidecar sends as itself (quota leases, registry heartbeats, key
+ * listings) is its subject, e.g. `mesh.ctl.v1.quota.<service>`, which secure
+ * mode binds to that service's sidecars; every other verb is its own key. So a
  * flood from one identity fills its own queue only: everyone else keeps
  * their turn, and one key never holds more than `maxInFlightPerKey` handlers.
  * A request that finds its queue full (or no room for a new queue) is

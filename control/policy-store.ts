@@ -258,9 +258,11 @@ async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {
 
 /**
  * A write nobody could take: no responders (the bucket's stream has no
- * server at all, its cluster is gone) or no answer in time (docs/multi-region.md).
+ * server at all, its cluster is gone), no answer in time, or JetStream
+ * saying it is "temporarily unavailable" (no meta leader: the lost region
+ * took the quorum with it) (docs/multi-region.md).
  */
 function storeUnreachable(err: unknown): boolean {
   const text = `${(err as Error)?.message} ${String((err as Error)?.cause ?? "")}`;
-  return /no responders|timeout|timed out|503/i.test(text);
+  return /no responders|timeout|timed out|503|temporarily unavailable/i.test(text);
 }

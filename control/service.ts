@@ -19,6 +19,7 @@ import { PolicyStore } from "./policy-store.ts";
 import { QuotaLeases } from "./quota.ts";
 import { InstanceRegistry } from "./registry.ts";
 import { AccessReader } from "./access-read.ts";
+import { BucketKeys } from "./bucket-keys.ts";
 import { FairDispatcher } from "./dispatch.ts";
 import { ensureAccessStream } from "./access-stream.ts";
 import { startTelemetry, type ControlTelemetry } from "./telemetry.ts";
@@ -45,6 +46,7 @@ interface HandlerContext {
   instances: InstanceRegistry;
   telemetry: ControlTelemetry;
   access: AccessReader;
+  keys: BucketKeys;
   info: () => ControlReplies["info"];
 }
 
@@ -56,7 +58,7 @@ interface HandlerContext {
 type Handler<V extends ControlVerb> = (c: HandlerContext, req: ValidControlRequests[V], subject: string) => Promise<ControlReplies[V]>;
 
 /** Verbs sent on `mesh.ctl.v1.<verb>.<service>`, the service being the one secure mode lets the sender speak for. */
-const SCOPED_VERBS: ReadonlySet<string> = new Set(["quota", "register"]);
+const SCOPED_VERBS: ReadonlySet<string> = new Set(["quota", "register", "keys"]);
 
 /** One line per verb: adding a verb is adding a line. */
 const HANDLERS: { readonly [V in ControlVerb]: Handler<V> } = {
@@ -72,6 +74,7 @@ const HANDLERS: { readonly [V in ControlVerb]: Handler<V> } = {
   stats: async (c, b) => c.telemetry.stats(b),
   logs: (c, b) => c.access.logs(b),
   info: async (c) => c.info(),
+  keys: (c, b, subject) => c.keys.list(b, subject),
 };
 
 /**
@@ -103,7 +106,8 @@ export async function startControl(
   let adminUrl: string | undefined;
   const info = (): ControlReplies["info"] => (adminUrl ? { instance, admin: adminUrl, dashboard: `${adminUrl}${DASHBOARD_PATH}` } : { instance });
   const access = new AccessReader(nc, registry);
-  const context: HandlerContext = { store, quota, instances, telemetry, access, info };
+  const keys = new BucketKeys(nc, buckets.home);
+  const context: HandlerContext = { store, quota, instances, telemetry, access, keys, info };
 
   const handle = async (msg: Msg): Promise<void> => {
     const verb = verbOf(msg.subject);

@@ -11,12 +11,14 @@ import {
   KV_CHANGES_PREFIX,
   MESH_JS_API,
   POLICY_BUCKETS,
+  READABLE_BUCKETS,
   REGISTRY_BUCKET,
   RPC_PREFIX,
   TELEMETRY_PREFIX,
   accessSubject,
   inboxPrefixFor,
   isServiceName,
+  keysSubject,
   kvChangesSubject,
   kvStream,
   quotaLeaseSubject,
@@ -74,9 +76,6 @@ export const MESH_ACCOUNT = "MESH";
  */
 export const SYSTEM_ACCOUNT = "SYS";
 
-/** Buckets a sidecar reads (direct get and stream info only; docs/security.md). */
-const READABLE_BUCKETS = [...Object.values(POLICY_BUCKETS), REGISTRY_BUCKET];
-
 /** One service control's account exports, and the subject the sidecars' account imports it under. */
 export interface ServiceShare {
   /** in control's account */
@@ -88,7 +87,7 @@ export interface ServiceShare {
 /**
  * What the sidecars' account may reach of control's. Services (requests and
  * one answer each): the verbs sidecars use (quota leases, registry
- * heartbeats), telemetry, access records into stream MESH_ACCESS, and two
+ * heartbeats, key listings), telemetry, access records into stream MESH_ACCESS, and two
  * read-only JetStream calls on the KV streams, under `$JS.mesh.API` because
  * an account without JetStream answers `$JS.API.>` itself. Streams (one
  * way): the changes JetStream republishes. The admin verbs are not
@@ -101,7 +100,7 @@ export function controlExports(): { services: ServiceShare[]; streams: string[] 
     return [`DIRECT.GET.${stream}`, `DIRECT.GET.${stream}.>`, `STREAM.INFO.${stream}`].map((api) => ({ subject: `${JS_API}.${api}`, as: `${MESH_JS_API}.${api}` }));
   });
   return {
-    services: [{ subject: quotaLeaseSubject("*") }, { subject: registerSubject("*") }, { subject: `${TELEMETRY_PREFIX}.>` }, { subject: `${ACCESS_PREFIX}.>` }, ...js],
+    services: [{ subject: quotaLeaseSubject("*") }, { subject: registerSubject("*") }, { subject: keysSubject("*") }, { subject: `${TELEMETRY_PREFIX}.>` }, { subject: `${ACCESS_PREFIX}.>` }, ...js],
     streams: [`${KV_CHANGES_PREFIX}.>`],
   };
 }
@@ -124,9 +123,10 @@ export function checkIdentity(service: string): string | undefined {
 /**
  * A service's sidecar, in the sidecars' account: it calls as itself only,
  * answers and streams to inboxes only as itself, serves only its own
- * requests, reads the policy buckets and the registry, and reports only its
- * own telemetry, access records, quota leases and registry entries. It
- * cannot create a consumer or write any bucket.
+ * requests, reads the policy buckets and the registry (itself, or through
+ * control while their home is gone), and reports only its own telemetry,
+ * access records, quota leases and registry entries. It cannot create a
+ * consumer or write any bucket.
  */
 export function sidecarPermissions(service: string): UserPermissions {
   const problem = checkIdentity(service);
@@ -148,9 +148,12 @@ function sidecarGrant(service: string): UserPermissions {
         // Access records as the caller of its outbound calls and the provider of its inbound ones.
         accessSubject("*", service, "outbound"),
         accessSubject(service, "*", "inbound"),
-        // Leases of its own quota, heartbeats of its own instances.
+        // Leases of its own quota, heartbeats of its own instances, and control's listing of the
+        // readable buckets' keys when it cannot list them itself (the mirrors' STREAM.INFO is not
+        // imported: docs/security.md), queued by control apart from every other service's.
         quotaLeaseSubject(service),
         registerSubject(service),
+        keysSubject(service),
         ...readableJsApi(),
       ],
     },
@@ -180,10 +183,13 @@ export function controlPermissions(): UserPermissions {
   };
 }
 
-/** The `mesh` CLI, in control's account: talks to control only (`mesh logs` too, through control). */
+/**
+ * The `mesh` CLI, in control's account: talks to control only (`mesh logs` too, through control),
+ * never on the subjects a sidecar speaks on as itself (its requests would wait in that service's queue).
+ */
 export function adminPermissions(): UserPermissions {
   return {
-    publish: { allow: [`${CTL_PREFIX}.>`], deny: [quotaLeaseSubject(">"), registerSubject(">")] },
+    publish: { allow: [`${CTL_PREFIX}.>`], deny: [quotaLeaseSubject(">"), registerSubject(">"), keysSubject(">")] },
     subscribe: { allow: [`${inboxPrefixFor(ADMIN_IDENTITY)}.>`] },
   };
 }

@@ -8,3 +8,4 @@ export * from "./lifecycle.ts";
 export * from "./buckets.ts";
 export * from "./package-root.ts";
 export * from "./map-limit.ts";
+export * from "./kv-read.ts";

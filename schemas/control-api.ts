@@ -15,7 +15,7 @@ export type * from "./control-api.generated.ts";
 
 export const CONTROL_QUEUE = "mesh-control";
 
-export const CONTROL_VERBS = ["apply", "validate", "get", "delete", "history", "rollback", "services", "quota", "register", "stats", "logs", "info"] as const;
+export const CONTROL_VERBS = ["apply", "validate", "get", "delete", "history", "rollback", "services", "quota", "register", "stats", "logs", "info", "keys"] as const;
 
 export type ControlVerb = (typeof CONTROL_VERBS)[number];
 
@@ -38,13 +38,16 @@ export interface ControlRequests {
   stats: G.ControlStatsRequestInput;
   logs: G.ControlLogsRequestInput;
   info: G.ControlInfoRequest;
+  /** on `mesh.ctl.v1.keys.<service>` only (keysSubject) */
+  keys: G.ControlKeysRequestInput;
 }
 
 /** What a verb's handler receives: the request validated, defaults applied. */
-export interface ValidControlRequests extends Omit<ControlRequests, "quota" | "stats" | "logs"> {
+export interface ValidControlRequests extends Omit<ControlRequests, "quota" | "stats" | "logs" | "keys"> {
   quota: G.ControlQuotaRequest;
   stats: G.ControlStatsRequest;
   logs: G.ControlLogsRequest;
+  keys: G.ControlKeysRequest;
 }
 
 /** What each verb answers besides `ok: true`. */
@@ -61,6 +64,7 @@ export interface ControlReplies {
   stats: MeshStats;
   logs: AccessLogPage;
   info: Body<G.ControlInfoReply>;
+  keys: BucketKeysPage;
 }
 
 export type ControlReply<T> = ({ ok: true } & T) | G.ControlErrorReply;
@@ -72,6 +76,8 @@ export type QuotaLeaseReply = Body<G.ControlQuotaReply>;
 export type MeshStats = Body<G.ControlStatsReply>;
 /** One page of the `logs` verb. */
 export type AccessLogPage = Body<G.ControlLogsReply>;
+/** One page of the `keys` verb: a bucket's keys as control sees them. */
+export type BucketKeysPage = Body<G.ControlKeysReply>;
 
 /** Compiled once, at load. */
 const REQUEST_VALIDATORS = Object.fromEntries(CONTROL_VERBS.map((v) => [v, validatorOf(`control-${v}-request`)]));

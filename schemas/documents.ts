@@ -18,6 +18,8 @@ import controlHistoryReply from "./control-history-reply.schema.json" with { typ
 import controlInfoReply from "./control-info-reply.schema.json" with { type: "json" };
 import controlInfoRequest from "./control-info-request.schema.json" with { type: "json" };
 import controlHistoryRequest from "./control-history-request.schema.json" with { type: "json" };
+import controlKeysReply from "./control-keys-reply.schema.json" with { type: "json" };
+import controlKeysRequest from "./control-keys-request.schema.json" with { type: "json" };
 import controlLogsReply from "./control-logs-reply.schema.json" with { type: "json" };
 import controlLogsRequest from "./control-logs-request.schema.json" with { type: "json" };
 import controlQuotaReply from "./control-quota-reply.schema.json" with { type: "json" };
@@ -56,6 +58,8 @@ export const SCHEMAS: Readonly<Record<string, { $id: string }>> = {
   "control-history-request": controlHistoryRequest,
   "control-info-reply": controlInfoReply,
   "control-info-request": controlInfoRequest,
+  "control-keys-reply": controlKeysReply,
+  "control-keys-request": controlKeysRequest,
   "control-logs-reply": controlLogsReply,
   "control-logs-request": controlLogsRequest,
   "control-quota-reply": controlQuotaReply,

@@ -30,6 +30,14 @@ export const POLICY_BUCKETS: Readonly<Record<PolicyKind, string>> = Object.freez
 /** KV bucket of service instances; key `<service>.<instance>`, refreshed by heartbeat. */
 export const REGISTRY_BUCKET = "mesh_registry";
 
+/**
+ * The buckets every sidecar may read: the policy buckets and the registry,
+ * by direct get and STREAM.INFO (secure mode's imports) and by the `keys`
+ * verb. Not the quota counters, the telemetry lease or the access log
+ * (docs/security.md). control-keys-request.schema.json lists the same.
+ */
+export const READABLE_BUCKETS: readonly string[] = Object.freeze([...Object.values(POLICY_BUCKETS), REGISTRY_BUCKET]);
+
 const NOUNS: Readonly<Record<string, PolicyKind>> = {
   routes: "Route",
   route: "Route",

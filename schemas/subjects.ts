@@ -91,6 +91,17 @@ export function registerSubject(service: string): string {
   return `${CTL_PREFIX}.register.${service}`;
 }
 
+/**
+ * `mesh.ctl.v1.keys.<service>`: a sidecar asks control for the keys of a
+ * bucket it reads, when it cannot list them itself (the buckets' home is
+ * gone; docs/multi-region.md). The service is the sender's, as for quota
+ * leases: secure mode lets a sidecar publish on its own only, and control
+ * queues each subject apart, so one flooding key delays nobody else.
+ */
+export function keysSubject(service: string): string {
+  return `${CTL_PREFIX}.keys.${service}`;
+}
+
 /** The JetStream API of the account a client is in. */
 export const JS_API = "$JS.API";
 /**

@@ -34,6 +34,9 @@ export const PATTERN_MEANINGS: Readonly<Record<string, string>> = {
   "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?Z$": "must be an ISO 8601 time in UTC, e.g. 2026-01-02T03:04:05.678Z",
   "^([0-9a-f]{32})?$": "must be a W3C trace id (32 lowercase hex digits) or empty",
   "^([0-9a-f]{16})?$": "must be a W3C span id (16 lowercase hex digits) or empty",
+  "^[-/=_A-Za-z0-9]+(\\.[-/=_A-Za-z0-9]+)*$": "must be a KV key: tokens of letters, digits, '-', '/', '=' or '_', separated by '.'",
+  "^(>|([-/=_A-Za-z0-9]+|\\*)(\\.([-/=_A-Za-z0-9]+|\\*))*(\\.>)?)$":
+    "must be a KV key filter: tokens of letters, digits, '-', '/', '=' or '_', or '*', separated by '.', optionally ending in '>'",
 };
 
 /** Keywords whose problem names a field rather than judging a value. */

@@ -14,7 +14,7 @@ import { compile, type JSONSchema } from "json-schema-to-typescript";
 const SCHEMAS_DIR = fileURLToPath(new URL("../schemas/", import.meta.url));
 
 /** The control verbs, in the order their request and reply types are generated. */
-const VERBS = ["apply", "validate", "get", "delete", "history", "rollback", "services", "quota", "register", "stats", "logs", "info"];
+const VERBS = ["apply", "validate", "get", "delete", "history", "rollback", "services", "quota", "register", "stats", "logs", "info", "keys"];
 
 export interface GeneratedOutput {
   /** file name in schemas/ */

@@ -1,12 +1,22 @@
 import assert from "node:assert/strict";
 import { before, describe, test } from "node:test";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { Kvm } from "@nats-io/kv";
 import pino from "pino";
 import { CliError, Exit, controlRequest } from "../cli/client.ts";
 import { ControlUnreachableError, requestControl } from "../control/client.ts";
+import controlKeysRequest from "../schemas/control-keys-request.schema.json" with { type: "json" };
+import { ACCESS_STREAM } from "../control/index.ts";
+import { LEASE_BUCKET } from "../control/telemetry-lease.ts";
 import {
   CONTROL_VERBS,
+  POLICY_BUCKETS,
+  QUOTA_COUNTER_BUCKETS,
+  READABLE_BUCKETS,
+  checkControlReply,
   ctlSubject,
+  keysSubject,
+  kvStream,
   quotaLeaseSubject,
   quotaWindow,
   registerSubject,
@@ -58,6 +68,7 @@ const MALFORMED: Record<ControlVerb, { body: unknown; path: string; subject?: st
   stats: { body: { windowSeconds: "30" }, path: "windowSeconds" },
   logs: { body: { since: -5 }, path: "since" },
   info: { body: { admin: true }, path: "admin" },
+  keys: { body: { bucket: QUOTA_COUNTER_BUCKETS.minute }, path: "bucket", subject: keysSubject("svc") },
 };
 
 async function ask(subject: string, body: string): Promise<ControlErrorReply> {
@@ -99,6 +110,99 @@ describe("control checks every request against its verb's schema", () => {
       assert.match(err.message, /^bad get request: service: must be a service name/);
       return true;
     });
+  });
+});
+
+/** One page of the keys verb, as a sidecar asks for it; the reply checked against its schema. */
+async function keysPage(body: unknown, service = "svc") {
+  const msg = await nc.request(keysSubject(service), JSON.stringify(body), { timeout: 5_000 });
+  const checked = checkControlReply("keys", msg.json<unknown>());
+  assert.ok(checked.ok, JSON.stringify(checked));
+  return checked.value;
+}
+
+describe("the keys verb: control lists a readable bucket's keys for a sidecar", () => {
+  test("pages of at most 1000 keys in byte order, each naming the next; a filter narrows them", async () => {
+    const kv = await new Kvm(control.nc).open(POLICY_BUCKETS.Quota);
+    const written = Array.from({ length: 1005 }, (_, i) => `paged.k${String(i).padStart(4, "0")}`);
+    await Promise.all(written.map((k) => kv.put(k, "{}")));
+    await kv.put("other", "{}");
+    const first = await keysPage({ bucket: POLICY_BUCKETS.Quota, filter: "paged.*" });
+    assert.ok(first.ok);
+    assert.deepEqual(first.keys, written.slice(0, 1000));
+    assert.equal(first.next, 1000);
+    assert.equal(first.source, "home");
+    const second = await keysPage({ bucket: POLICY_BUCKETS.Quota, filter: "paged.*", offset: first.next });
+    assert.ok(second.ok);
+    assert.deepEqual(second.keys, written.slice(1000));
+    assert.equal(second.next, undefined, "the last page");
+    // Without a filter, every key: `other` sorts first, so each page starts one key earlier.
+    const pages: string[][] = [];
+    for (let offset: number | undefined = 0; offset !== undefined; ) {
+      const page = await keysPage({ bucket: POLICY_BUCKETS.Quota, offset });
+      assert.ok(page.ok);
+      pages.push(page.keys);
+      offset = page.next;
+    }
+    assert.deepEqual(pages, [["other", ...written.slice(0, 999)], written.slice(999)]);
+  });
+
+  test("with values, each key's newest revision from the same stream; a page is bounded in bytes too", async () => {
+    const kv = await new Kvm(control.nc).open(POLICY_BUCKETS.Quota);
+    // An eighth of max_payload each, a sixth in base64: four fit in a page's three quarters.
+    const big = "x".repeat(nats.maxPayload / 8);
+    const revisions = new Map<string, number>();
+    for (let i = 0; i < 12; i++) revisions.set(`big.k${String(i).padStart(2, "0")}`, await kv.put(`big.k${String(i).padStart(2, "0")}`, `${i}${big}`));
+    await kv.delete("big.k11");
+    const entries: Array<{ key: string; revision: number; operation: string; value: string }> = [];
+    let pages = 0;
+    for (let offset: number | undefined = 0; offset !== undefined; pages++) {
+      const page = await keysPage({ bucket: POLICY_BUCKETS.Quota, filter: "big.*", offset, values: true });
+      assert.ok(page.ok && page.entries);
+      assert.deepEqual(page.entries.map((e) => e.key), page.keys);
+      assert.ok(JSON.stringify(page).length < 0.75 * nats.maxPayload, `page ${pages} is ${JSON.stringify(page).length} bytes`);
+      entries.push(...page.entries);
+      offset = page.next;
+    }
+    assert.ok(pages >= 3, `${pages} pages`);
+    assert.deepEqual(entries.map((e) => e.key), [...revisions.keys()]);
+    for (const e of entries.slice(0, 11)) {
+      assert.equal(e.revision, revisions.get(e.key));
+      assert.equal(e.operation, "PUT");
+      assert.equal(Buffer.from(e.value, "base64").toString(), `${Number(e.key.slice(5))}${big}`);
+    }
+    assert.equal(entries[11]!.operation, "DEL", "a deleted key's newest revision is its deletion");
+  });
+
+  test("only the buckets a sidecar may read: the request schema and READABLE_BUCKETS agree", async () => {
+    assert.deepEqual(controlKeysRequest.properties.bucket.enum, [...READABLE_BUCKETS]);
+    for (const bucket of [QUOTA_COUNTER_BUCKETS.minute, QUOTA_COUNTER_BUCKETS.day, LEASE_BUCKET, ACCESS_STREAM, kvStream(POLICY_BUCKETS.Route), "mesh_routes.>"]) {
+      const reply = await ask(keysSubject("svc"), JSON.stringify({ bucket }));
+      assert.equal(reply.error.code, "bad_request", bucket);
+      assert.deepEqual(reply.error.problems?.map((p) => p.path), ["bucket"], bucket);
+    }
+    // No way to name a stream, or to reach beyond the bucket's own subjects.
+    for (const [body, path] of [
+      [{ bucket: POLICY_BUCKETS.Route, stream: ACCESS_STREAM }, "stream"],
+      [{ bucket: POLICY_BUCKETS.Route, filter: "$KV.mesh_quota_minute.>" }, "filter"],
+      [{ bucket: POLICY_BUCKETS.Route, filter: "a..b" }, "filter"],
+      [{ bucket: POLICY_BUCKETS.Route, filter: ">.a" }, "filter"],
+    ] as const) {
+      const reply = await ask(keysSubject("svc"), JSON.stringify(body));
+      assert.equal(reply.error.code, "bad_request", JSON.stringify(body));
+      assert.deepEqual(reply.error.problems?.map((p) => p.path), [path], JSON.stringify(body));
+    }
+    // The barrier: a readable bucket on the same subject is listed.
+    assert.ok((await keysPage({ bucket: POLICY_BUCKETS.Route })).ok);
+  });
+
+  test("served only on mesh.ctl.v1.keys.<service>", async () => {
+    const bare = await ask(ctlSubject("keys"), JSON.stringify({ bucket: POLICY_BUCKETS.Route }));
+    assert.equal(bare.error.code, "bad_request");
+    assert.match(bare.error.message, /no control verb is served on mesh\.ctl\.v1\.keys$/);
+    const odd = await ask(keysSubject("Not_A_Service"), JSON.stringify({ bucket: POLICY_BUCKETS.Route }));
+    assert.equal(odd.error.code, "bad_request");
+    assert.match(odd.error.message, /keys are asked on mesh\.ctl\.v1\.keys\.<service>, not mesh\.ctl\.v1\.keys\.Not_A_Service/);
   });
 });
 

@@ -38,7 +38,7 @@ const publicKeyOf = async (file: string) => nkeys.fromSeed(new TextEncoder().enc
 describe("permission builder", () => {
   test("a sidecar publishes as itself only, answers inboxes only as itself, and never writes a bucket", () => {
     const p = sidecarPermissions("frontend");
-    for (const own of ["mesh.rpc.*.*.frontend", "_INBOX.*.*.frontend", "mesh.ctl.v1.quota.frontend", "mesh.ctl.v1.register.frontend", "mesh.access.*.frontend.outbound", "mesh.access.frontend.*.inbound", "mesh.telemetry.frontend.*"]) {
+    for (const own of ["mesh.rpc.*.*.frontend", "_INBOX.*.*.frontend", "mesh.ctl.v1.quota.frontend", "mesh.ctl.v1.register.frontend", "mesh.ctl.v1.keys.frontend", "mesh.access.*.frontend.outbound", "mesh.access.frontend.*.inbound", "mesh.telemetry.frontend.*"]) {
       assert.ok(p.publish.allow.includes(own), own);
     }
     assert.ok(!p.publish.allow.some((s) => /^mesh\.rpc\.(>|[^.]+\.[^.]+\.(\*|>))$/.test(s)), "no grant for another caller token");
@@ -58,7 +58,7 @@ describe("permission builder", () => {
   test("the admin identity reaches control's verbs, nothing else", () => {
     const p = adminPermissions();
     assert.deepEqual(p.publish.allow, ["mesh.ctl.v1.>"]);
-    assert.deepEqual(p.publish.deny, ["mesh.ctl.v1.quota.>", "mesh.ctl.v1.register.>"]);
+    assert.deepEqual(p.publish.deny, ["mesh.ctl.v1.quota.>", "mesh.ctl.v1.register.>", "mesh.ctl.v1.keys.>"]);
     assert.deepEqual(p.subscribe.allow, ["_INBOX.admin.>"]);
   });
 
@@ -75,7 +75,7 @@ describe("permission builder", () => {
     assert.doesNotMatch(text, /allow_responses|no_auth_user|CONSUMER/);
     // The sidecars' account imports the sidecars' verbs only: no admin verb is reachable from it.
     const ctlImports = [...text.matchAll(/service: \{ account: CONTROL, subject: "(mesh\.ctl\.[^"]+)"/g)].map((m) => m[1]);
-    assert.deepEqual(ctlImports, ["mesh.ctl.v1.quota.*", "mesh.ctl.v1.register.*"]);
+    assert.deepEqual(ctlImports, ["mesh.ctl.v1.quota.*", "mesh.ctl.v1.register.*", "mesh.ctl.v1.keys.*"]);
     // The leaf link: a bcrypt hash (never the password), for leaf connections only, with the sidecars' grant for any service.
     assert.match(text, /\{ user: leaf, password: "\$2b\$10\$hash", allowed_connection_types: \["LEAFNODE"\]/);
     assert.match(text, /system_account: SYS/);

@@ -7,7 +7,10 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { controlRequest } from "../cli/client.ts";
-import { POLICY_BUCKETS, kvStream } from "../schemas/index.ts";
+import pino from "pino";
+import { POLICY_BUCKETS, checkStoredPolicy, kvStream, type AuthzPolicy } from "../schemas/index.ts";
+import { KvFollower, KvReader } from "../sidecar/index.ts";
+import { onFileEnd } from "./helpers/cleanup.ts";
 import { startApp } from "./helpers/apps.ts";
 import { startTestControl } from "./helpers/control.ts";
 import { captureLogs } from "./helpers/logs.ts";
@@ -111,6 +114,40 @@ describe("authorization fails closed", () => {
     assert.match(r.stdout, /is invalid and no earlier revision is valid: sidecars deny every caller/);
     await controlRequest(nc, "apply", { documents: [{ kind: "Authz", service: "safe", default: "allow" }] });
     await eventually(async () => (await bodiesOf(caller.outbound.port, "safe", 1)).has("200 safe"));
+  });
+
+  test("an invalid Authz whose history cannot be read now denies, and the valid revision applies once it can be read", async () => {
+    await controlRequest(nc, "apply", { documents: [{ kind: "Authz", service: "bank", default: "allow" }] });
+    const good = (await new Kvm(nc).open(POLICY_BUCKETS.Authz).then((kv) => kv.get("bank")))!.revision;
+    const bad = await writeRaw(POLICY_BUCKETS.Authz, "bank", JSON.stringify({ kind: "Authz", service: "bank", default: "maybe" }));
+    /** the real reader, whose history fails the first time: as while the buckets' home is gone (docs/multi-region.md) */
+    let historyFails = true;
+    class OutageReader extends KvReader {
+      override async history(bucket: string, key: string) {
+        if (historyFails) throw new Error("no responders: the home is gone");
+        return super.history(bucket, key);
+      }
+    }
+    const decisions: string[] = [];
+    const follower = new KvFollower<AuthzPolicy>({
+      nc,
+      reader: new OutageReader(nc),
+      logger: pino({ level: "silent" }),
+      bucket: POLICY_BUCKETS.Authz,
+      key: "bank",
+      check: (doc, key) => checkStoredPolicy("Authz", key, doc) as { ok: true; value: AuthzPolicy },
+      onChange: (_key, applied) => void decisions.push(`applied ${applied?.revision}`),
+      onInvalid: () => void decisions.push("deny all"),
+      onRejected: () => undefined,
+      resyncMs: 3_600_000,
+    });
+    onFileEnd(() => follower.stop());
+    await follower.start();
+    assert.deepEqual(decisions, ["deny all"], "fails closed");
+    historyFails = false;
+    follower.resync();
+    await eventually(async () => decisions.length === 2);
+    assert.deepEqual(decisions, ["deny all", `applied ${good}`], `rejected ${bad}, then the newest valid one`);
   });
 
   test("a provider is not ready, and joins no queue group, until it has read its Authz", async (t) => {

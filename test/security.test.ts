@@ -17,7 +17,7 @@ import { Kvm } from "@nats-io/kv";
 import { type CredsResult, seedFile, writeCreds } from "../local/creds.ts";
 import { inboxPrefixOf } from "../local/creds-permissions.ts";
 import { LEASE_BUCKET } from "../control/telemetry-lease.ts";
-import { ACCESS_STREAM, POLICY_BUCKETS, QUOTA_COUNTER_BUCKETS, REGISTRY_BUCKET, Wire, kvStream } from "../schemas/index.ts";
+import { ACCESS_STREAM, POLICY_BUCKETS, QUOTA_COUNTER_BUCKETS, REGISTRY_BUCKET, Wire, keysSubject, kvStream } from "../schemas/index.ts";
 import { authenticatorFromFile } from "../runtime/index.ts";
 import { echo, header, startApp, type TestApp } from "./helpers/apps.ts";
 import { onFileEnd } from "./helpers/cleanup.ts";
@@ -384,6 +384,43 @@ describe("secure mode: registration goes through control, which checks it", () =
   });
 });
 
+describe("secure mode: listing keys through control (the keys verb)", () => {
+  const askKeys = async (nc: NatsConnection, service: string, body: unknown) =>
+    (await nc.request(keysSubject(service), JSON.stringify(body), { timeout: 5_000 })).json<{ ok: boolean; keys?: string[]; source?: string; error?: { code: string; problems?: Array<{ path: string }> } }>();
+
+  test("a sidecar lists the keys of the buckets it may read, on its own subject", async () => {
+    const { nc } = await connectAs("frontend");
+    const reply = await askKeys(nc, "frontend", { bucket: POLICY_BUCKETS.Route });
+    assert.equal(reply.ok, true, JSON.stringify(reply));
+    assert.ok(reply.keys?.includes("pricing"), JSON.stringify(reply));
+    assert.equal(reply.source, "home");
+  });
+
+  test("no other bucket or stream: quota counters, the lease, the access log are refused, and no field names a stream", async () => {
+    const { nc } = await connectAs("frontend");
+    // Not vacuous: the lease holds a key (which control replica exposes mesh-wide metrics) a sidecar must not list.
+    const jsm = await jetstream(control.nc).jetstreamManager();
+    assert.ok(Object.keys((await jsm.streams.info(kvStream(LEASE_BUCKET), { subjects_filter: ">" })).state.subjects ?? {}).length > 0);
+    for (const bucket of [...Object.values(QUOTA_COUNTER_BUCKETS), LEASE_BUCKET, ACCESS_STREAM, kvStream(POLICY_BUCKETS.Route)]) {
+      const reply = await askKeys(nc, "frontend", { bucket });
+      assert.equal(reply.ok, false, bucket);
+      assert.equal(reply.error?.code, "bad_request", bucket);
+      assert.deepEqual(reply.error?.problems?.map((p) => p.path), ["bucket"], bucket);
+    }
+    for (const body of [{ bucket: POLICY_BUCKETS.Route, stream: ACCESS_STREAM }, { bucket: POLICY_BUCKETS.Route, filter: `$KV.${LEASE_BUCKET}.>` }]) {
+      assert.equal((await askKeys(nc, "frontend", body)).error?.code, "bad_request", JSON.stringify(body));
+    }
+  });
+
+  test("a sidecar cannot ask on another service's subject", async () => {
+    const { nc, errors } = await connectAs("frontend");
+    await refused(nc, errors, keysSubject("pricing"), JSON.stringify({ bucket: POLICY_BUCKETS.Route }));
+    await assert.rejects(nc.request(keysSubject("pricing"), JSON.stringify({ bucket: POLICY_BUCKETS.Route }), { timeout: 1_000 }));
+    // The barrier: the same connection is still served on its own subject.
+    assert.equal((await askKeys(nc, "frontend", { bucket: POLICY_BUCKETS.Route })).ok, true);
+  });
+});
+
 describe("secure mode: the admin identity talks to control only", () => {
   test("mesh get, with --creds or NATS_CREDS, goes through control; without a key it is refused", async () => {
     const url = nats.urls.join(",");
@@ -398,9 +435,9 @@ describe("secure mode: the admin identity talks to control only", () => {
     assert.match(r.stderr, /Authorization Violation/);
   });
 
-  test("it cannot call services, write buckets, take quota, register or use JetStream", async () => {
+  test("it cannot call services, write buckets, take quota, register, list keys as a sidecar or use JetStream", async () => {
     const { nc, errors } = await connectAs("admin");
-    for (const subject of ["mesh.rpc.pricing._.frontend", "mesh.ctl.v1.quota.pricing", "mesh.ctl.v1.register.pricing", "$KV.mesh_routes.pricing", "$JS.mesh.API.STREAM.INFO.KV_mesh_routes", "_INBOX.frontend.x.admin"]) {
+    for (const subject of ["mesh.rpc.pricing._.frontend", "mesh.ctl.v1.quota.pricing", "mesh.ctl.v1.register.pricing", "mesh.ctl.v1.keys.pricing", "$KV.mesh_routes.pricing", "$JS.mesh.API.STREAM.INFO.KV_mesh_routes", "_INBOX.frontend.x.admin"]) {
       await refused(nc, errors, subject);
     }
     await refusedSubscription(nc, "mesh.rpc.>");

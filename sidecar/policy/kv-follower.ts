@@ -67,8 +67,6 @@ const DEFAULT_RETRY_MS = 1_000;
  */
 const ANNOUNCED_RETRIES = 8;
 const ANNOUNCED_RETRY_FIRST_MS = 5;
-/** direct gets in flight at once while reading a whole bucket */
-const READ_CONCURRENCY = 16;
 
 /**
  * Follows one KV bucket without a JetStream consumer: the current values are
@@ -149,19 +147,16 @@ export class KvFollower<T> {
 
   async #readAll(): Promise<void> {
     const { reader, bucket, key } = this.#o;
-    let keys: string[];
+    let values: KvValue[];
     try {
-      keys = await reader.keys(bucket, key);
+      values = await reader.newest(bucket, key);
     } catch (err) {
       if (!(err instanceof BucketMissingError)) throw err;
-      keys = []; // control has not created it: nothing was ever written
+      values = []; // control has not created it: nothing was ever written
     }
-    for (let i = 0; i < keys.length; i += READ_CONCURRENCY) {
-      const values = await Promise.all(keys.slice(i, i + READ_CONCURRENCY).map((k) => reader.last(bucket, k)));
-      for (const v of values) if (v) await this.#handle(v);
-    }
+    for (const v of values) await this.#handle(v);
     // A key whose every message is gone (purged, expired) no longer exists.
-    const present = new Set(keys);
+    const present = new Set(values.map((v) => v.key));
     for (const k of [...this.#applied.keys()]) if (!present.has(k)) this.#remove(k, this.#seen.get(k) ?? 0);
   }
 
@@ -243,7 +238,17 @@ export class KvFollower<T> {
       this.#o.logger.error({ bucket, key: v.key, revision: v.revision, problems: result.problems }, "policy rejected: keeping the last good one");
       return;
     }
-    const fallback = this.#o.valuesInChanges ? undefined : await this.#newestValid(v.key, v.revision);
+    let fallback: { value: KvValue; document: Readonly<T> } | undefined;
+    try {
+      fallback = this.#o.valuesInChanges ? undefined : await this.#newestValid(v.key, v.revision);
+    } catch (err) {
+      // The history cannot be read now (during an outage of the buckets' home only the newest values
+      // can: docs/multi-region.md). Fail closed, and take this revision again at the next read.
+      this.#seen.set(v.key, v.revision - 1);
+      this.#o.logger.error({ err, bucket, key: v.key, revision: v.revision, problems: result.problems }, "policy rejected and its history cannot be read now");
+      this.#o.onInvalid?.(v.key);
+      return;
+    }
     if (fallback) {
       this.#o.logger.error(
         { bucket, key: v.key, revision: v.revision, problems: result.problems, applied: fallback.value.revision },

@@ -95,7 +95,7 @@ export class SidecarPolicies {
       const route = this.routes.get(service)?.source;
       if (route && choosesInstances(route)) this.#followRegistry(service);
     });
-    const reader = new KvReader(opts.nc, undefined, opts.region);
+    const reader = new KvReader(opts.nc, { region: opts.region, service: opts.service });
     const common = { nc: opts.nc, reader, logger: opts.logger, onRejected: (bucket: string) => rejected.inc({ bucket }) };
     this.#followers.push(
       new KvFollower<RoutePolicy>({

@@ -4,9 +4,9 @@ import { connect, type NatsConnection, type Subscription } from "@nats-io/transp
 import { ensureNatsServer } from "../../local/nats-binary.ts";
 import { type StartSuperclusterOptions, type Supercluster, startSupercluster } from "../../local/nats-supercluster.ts";
 import { requestControl } from "../../control/index.ts";
-import { inboxPrefixFor } from "../../schemas/index.ts";
+import { JS_API, POLICY_BUCKETS, inboxPrefixFor, kvStream } from "../../schemas/index.ts";
 import { onFileEnd } from "./cleanup.ts";
-import { call } from "./mesh.ts";
+import { call, eventually } from "./mesh.ts";
 
 export type { Supercluster } from "../../local/nats-supercluster.ts";
 
@@ -59,4 +59,16 @@ export function tapRequests(nc: NatsConnection, service: string): { subjects: st
 /** A sidecar's /config. */
 export async function configOf(adminPort: number): Promise<{ region: string | null; policies: Array<{ bucket: string; key: string; revision: number }> }> {
   return (await (await fetch(`http://127.0.0.1:${adminPort}/config`)).json()) as never;
+}
+
+/**
+ * Waits until, with the buckets' home gone, the region's mirror no longer
+ * answers direct gets by the bucket's name: nats-server drops a mirror's
+ * `mirror_direct` subscription about 3 s after its origin stops answering
+ * (the mirror "stalls") and takes it up again only once it has caught up.
+ * `nc` is in the account of the streams (control's, in secure mode).
+ */
+export async function untilMirrorDirectGone(nc: NatsConnection): Promise<void> {
+  const subject = `${JS_API}.DIRECT.GET.${kvStream(POLICY_BUCKETS.Route)}`;
+  await eventually(async () => nc.request(subject, JSON.stringify({ seq: 1 }), { timeout: 500 }).then(() => false, () => true), 30_000);
 }
