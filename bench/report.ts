@@ -108,6 +108,7 @@ export function sidesLegend(cells: Cell[]): string {
 export function startupTable(s: StartupResult): string {
   const rows = s.runs.map((r, i) => [`#${i + 1}`, fmt(r.readyMs, 0), fmt(r.idleRssMiB, 1)]);
   rows.push(["median", fmt(s.median.readyMs, 0), fmt(s.median.idleRssMiB, 1)]);
+  for (const v of s.variants ?? []) rows.push([`median [${v.launch}]`, fmt(v.median.readyMs, 0), fmt(v.median.idleRssMiB, 1)]);
   return table(["sidecar start", "spawn -> /readyz 200 ms", `idle RSS MiB (${s.settings.idleSettleMs / 1000} s after ready)`], rows, 1);
 }
 

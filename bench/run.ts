@@ -7,7 +7,9 @@
 //
 // Env: BENCH_DURATION_S (5), BENCH_WARMUP_S (1), BENCH_CONCURRENCY ("1,32"),
 // BENCH_PROFILE=1 (sidecars and peers under --cpu-prof, profiles in bench/results/profiles/),
-// BENCH_SCENARIOS (comma-separated names, `startup` for the start-up table; default all).
+// BENCH_SCENARIOS (comma-separated names, `startup` for the start-up table; default all),
+// BENCH_SIDECAR_NODE_FLAGS (node flags and NAME=value environment of every sidecar),
+// BENCH_MESH_VARIANTS (`;`-separated launches, each a `mesh [...]` row and a start-up row; bench/scenarios.ts).
 import { execFile } from "node:child_process";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { cpus, release } from "node:os";
@@ -17,7 +19,7 @@ import type { LoadResult, LoadSpec } from "./load.ts";
 import { startBenchNats, type BenchNats } from "./nats.ts";
 import { addRatios, type Cell, type CpuColumn, cpuRatioTable, cpuTable, errorLines, mainTable, type Side, sidesLegend, startupTable } from "./report.ts";
 import { cleanup, cpuSeconds, installSignalHandlers, rssMiB, startChild, wasInterrupted } from "./procs.ts";
-import { BASELINE, type BenchEnv, type Deployment, SCENARIOS, type Scenario, startControl, startEchoApp } from "./scenarios.ts";
+import { BASELINE, type BenchEnv, type Deployment, MESH_VARIANTS, SCENARIOS, type Scenario, startControl, startEchoApp } from "./scenarios.ts";
 import { measureSidecarStartup, type StartupResult } from "./startup.ts";
 import { measureTransfer, TRANSFER_BYTES, type TransferResult, transferTable } from "./transfer.ts";
 
@@ -220,7 +222,7 @@ async function main(): Promise<void> {
   const known = [...SCENARIOS.map((s) => s.name), STARTUP, TRANSFER];
   const unknown = only?.filter((n) => !known.includes(n)) ?? [];
   if (unknown.length) throw new Error(`BENCH_SCENARIOS: no scenario ${unknown.map((n) => `'${n}'`).join(", ")}; known: ${known.join(", ")}`);
-  const selected = SCENARIOS.filter((s) => !only || only.includes(s.name));
+  const selected = SCENARIOS.filter((s) => !only || only.includes(s.name) || (s.variantOf !== undefined && only.includes(s.variantOf)));
   const startup = !only || only.includes(STARTUP);
   if (!selected.some((s) => s.name === BASELINE)) say(`${BASELINE} is not selected, so no ratios`);
 
@@ -259,7 +261,7 @@ async function main(): Promise<void> {
   let startupResult: StartupResult | undefined;
   if (startup) {
     say(`sidecar start-up...`);
-    startupResult = await measureSidecarStartup({ appOrigin: app.origin, natsUrl: nats.url, profileDir: undefined }, say);
+    startupResult = await measureSidecarStartup({ appOrigin: app.origin, natsUrl: nats.url, profileDir: undefined }, say, MESH_VARIANTS);
   }
   if (control?.output().trim()) logs.control = control.output();
 
