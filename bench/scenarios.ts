@@ -71,6 +71,8 @@ const PEERS_DIR = fileURLToPath(new URL("./peers/", import.meta.url));
 /** the service the echo app plays in the mesh, and the name of the calling side */
 const PROVIDER_SERVICE = "bench";
 const CALLER_SERVICE = "loadgen";
+/** how long a smoke request answered 503 is tried again before the setup fails (ms) */
+const SMOKE_RETRY_MS = 3_000;
 
 /** `--cpu-prof` flags when profiling: one dir per process (node names profiles by pid and thread; tsx's loader thread writes one too). */
 async function profileFlags(env: BenchEnv, role: string): Promise<string[]> {
@@ -183,10 +185,17 @@ async function startNodePeer<T>(env: BenchEnv, role: string, script: string, arg
 /** One request through the deployment before timing starts, so a broken setup fails loudly. */
 async function smokeTest(origin: string, target: Scenario["target"]): Promise<void> {
   const headers = { ...target.headers, ...(target.host ? { host: target.host } : {}) };
-  // fetch() refuses to set Host; undici's request() allows it.
-  const res = await request(new URL(target.path, origin), { headers });
-  const body = await res.body.text();
-  if (res.statusCode !== 200) throw new Error(`smoke request to ${origin}${target.path} got ${res.statusCode}: ${body}`);
+  const deadline = Date.now() + SMOKE_RETRY_MS;
+  for (;;) {
+    // fetch() refuses to set Host; undici's request() allows it.
+    const res = await request(new URL(target.path, origin), { headers });
+    const body = await res.body.text();
+    if (res.statusCode === 200) return;
+    // A caller ready a moment before it can reach a provider that is ready too: said, and tried again.
+    if (res.statusCode !== 503 || Date.now() > deadline) throw new Error(`smoke request to ${origin}${target.path} got ${res.statusCode}: ${body}`);
+    process.stderr.write(`bench: smoke request to ${origin}${target.path} got 503 (${body}); trying again\n`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 const direct: Scenario = {
