@@ -12,9 +12,10 @@ import { freePort, rssMiB, startChild } from "./procs.ts";
 import { type BenchEnv, type Launch, parseLaunch } from "./scenarios.ts";
 
 const MESH_BIN = fileURLToPath(new URL("../bin/mesh.js", import.meta.url));
-export const STARTUP_RUNS = 3;
-/** how long a ready sidecar sits idle before its RSS is read (ms) */
-export const IDLE_SETTLE_MS = 2_000;
+/** BENCH_STARTUP_RUNS: starts per launch */
+export const STARTUP_RUNS = Number(process.env.BENCH_STARTUP_RUNS || 3);
+/** BENCH_IDLE_SETTLE_S: how long a ready sidecar sits idle before its RSS is read (ms) */
+export const IDLE_SETTLE_MS = Number(process.env.BENCH_IDLE_SETTLE_S || 2) * 1000;
 /** /readyz is polled this often while waiting (ms); it bounds the timing's resolution */
 const POLL_MS = 5;
 const READY_TIMEOUT_MS = 30_000;
