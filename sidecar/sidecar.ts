@@ -32,6 +32,7 @@ import { RegistryHeartbeat } from "./inbound/registry-heartbeat.ts";
 import { fanOut, type RequestObserver } from "./observability/request-record.ts";
 import { createObservability } from "./observability/observability.ts";
 import { regionOf } from "./region.ts";
+import { setSidecarV8Flags } from "./v8-flags.ts";
 
 export interface SidecarDeps {
   logger?: Logger;
@@ -298,6 +299,7 @@ async function drainAll(timeoutMs: number, logger: Logger, steps: () => Promise<
  * SIGINT, then drains and exits. Returns the exit code.
  */
 export async function runSidecar(config: Readonly<SidecarConfig>): Promise<number> {
+  setSidecarV8Flags();
   const instance = config.instance ?? instanceName();
   // startSidecar adds service and instance to every line.
   const logger = processLogger(config.logLevel, { component: "sidecar" });
