@@ -6,7 +6,8 @@
 // lives here, never in tests.
 //
 // Env: BENCH_DURATION_S (5), BENCH_WARMUP_S (1), BENCH_CONCURRENCY ("1,32"),
-// BENCH_ROUNDS (1; the scenario list runs this many times, each round's ratios to its own floor),
+// BENCH_ROUNDS (1; the scenario list runs this many times, each round one scenario further on,
+// each round's ratios to its own floor),
 // BENCH_PROFILE=1 (sidecars and peers under --cpu-prof, profiles in bench/results/profiles/),
 // BENCH_SCENARIOS (comma-separated names, `startup` for the start-up table; default all),
 // BENCH_SIDECAR_NODE_FLAGS (node flags and NAME=value environment of every sidecar),
@@ -243,7 +244,9 @@ async function main(): Promise<void> {
   const logs: Record<string, string> = {};
   for (let round = 1; round <= settings.rounds; round++) {
     const tag = settings.rounds > 1 ? ` #${round}` : "";
-    for (const scenario of selected) {
+    // Each round starts one scenario later: what runs first or last in a run (a cold or a tired machine) rotates.
+    const shift = (round - 1) % selected.length;
+    for (const scenario of [...selected.slice(shift), ...selected.slice(0, shift)]) {
       const env: BenchEnv = { appOrigin: app.origin, natsUrl: nats.url, profileDir: profileRoot && join(profileRoot, `${scenario.name}${tag}`) };
       const dep = await scenario.setup(env);
       try {
