@@ -5,7 +5,7 @@ import { setFlagsFromString } from "node:v8";
  * started in-process (tests, an embedder) leaves its host's V8 alone, and a
  * setting given on node's command line wins (docs/architecture.md §16).
  */
-const SIDECAR_V8_FLAGS = [
+export const SIDECAR_V8_FLAGS = [
   // undici parses the app's answers with llhttp compiled to WebAssembly; TurboFan compiling that
   // module at the first request to the app took ~36 MiB of malloc, ~10 MiB of which often stayed
   // resident. Liftoff takes ~2 MiB, and CPU per request did not change beyond noise.
@@ -15,9 +15,14 @@ const SIDECAR_V8_FLAGS = [
   "--heap-growing-percent=50",
 ] as const;
 
-export function setSidecarV8Flags(execArgv: readonly string[] = process.execArgv): void {
-  for (const flag of SIDECAR_V8_FLAGS) {
+/** The flags of SIDECAR_V8_FLAGS that node's command line (`execArgv`) does not set already. */
+export function sidecarV8Flags(execArgv: readonly string[]): string[] {
+  return SIDECAR_V8_FLAGS.filter((flag) => {
     const name = flag.split("=")[0]!;
-    if (!execArgv.some((a) => a === name || a.startsWith(`${name}=`))) setFlagsFromString(flag);
-  }
+    return !execArgv.some((a) => a === name || a.startsWith(`${name}=`) || a === `--no-${name.slice(2)}`);
+  });
+}
+
+export function setSidecarV8Flags(): void {
+  for (const flag of sidecarV8Flags(process.execArgv)) setFlagsFromString(flag);
 }
