@@ -34,10 +34,10 @@ function alive(cp: ChildProcess): boolean {
   return cp.exitCode === null && cp.signalCode === null;
 }
 
-/** Spawns a registered child; stdout/stderr are kept in a small tail buffer unless `onStdout` takes stdout. */
-export function startChild(name: string, cmd: string, args: string[], opts: { cwd?: string; onStdout?: (chunk: string) => void } = {}): Child {
-  const { onStdout, cwd } = opts;
-  const spawnOpts: SpawnOptions = { stdio: ["ignore", "pipe", "pipe"], ...(cwd ? { cwd } : {}) };
+/** Spawns a registered child; stdout/stderr are kept in a small tail buffer unless `onStdout` takes stdout. `env` adds to the bench's environment. */
+export function startChild(name: string, cmd: string, args: string[], opts: { cwd?: string; env?: Record<string, string>; onStdout?: (chunk: string) => void } = {}): Child {
+  const { onStdout, cwd, env } = opts;
+  const spawnOpts: SpawnOptions = { stdio: ["ignore", "pipe", "pipe"], ...(cwd ? { cwd } : {}), ...(env ? { env: { ...process.env, ...env } } : {}) };
   const cp = spawn(cmd, args, spawnOpts);
   if (cp.pid === undefined) throw new Error(`could not start ${name} (${cmd})`);
   let tail = "";

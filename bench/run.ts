@@ -6,8 +6,12 @@
 // lives here, never in tests.
 //
 // Env: BENCH_DURATION_S (5), BENCH_WARMUP_S (1), BENCH_CONCURRENCY ("1,32"),
+// BENCH_ROUNDS (1; the scenario list runs this many times, each round one scenario further on,
+// each round's ratios to its own floor),
 // BENCH_PROFILE=1 (sidecars and peers under --cpu-prof, profiles in bench/results/profiles/),
-// BENCH_SCENARIOS (comma-separated names, `startup` for the start-up table; default all).
+// BENCH_SCENARIOS (comma-separated names, `startup` for the start-up table; default all),
+// BENCH_SIDECAR_NODE_FLAGS (node flags and NAME=value environment of every sidecar),
+// BENCH_MESH_VARIANTS (`;`-separated launches, each a `mesh [...]` row and a start-up row; bench/scenarios.ts).
 import { execFile } from "node:child_process";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { cpus, release } from "node:os";
@@ -15,9 +19,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { LoadResult, LoadSpec } from "./load.ts";
 import { startBenchNats, type BenchNats } from "./nats.ts";
-import { addRatios, type Cell, type CpuColumn, cpuRatioTable, cpuTable, errorLines, mainTable, type Side, sidesLegend, startupTable } from "./report.ts";
+import { addRatios, type Cell, type CpuColumn, cpuRatioTable, cpuTable, errorLines, mainTable, roundsTable, type Side, sidesLegend, startupTable } from "./report.ts";
 import { cleanup, cpuSeconds, installSignalHandlers, rssMiB, startChild, wasInterrupted } from "./procs.ts";
-import { BASELINE, type BenchEnv, type Deployment, SCENARIOS, type Scenario, startControl, startEchoApp } from "./scenarios.ts";
+import { BASELINE, type BenchEnv, type Deployment, MESH_VARIANTS, SCENARIOS, type Scenario, startControl, startEchoApp } from "./scenarios.ts";
 import { measureSidecarStartup, type StartupResult } from "./startup.ts";
 import { measureTransfer, TRANSFER_BYTES, type TransferResult, transferTable } from "./transfer.ts";
 
@@ -31,6 +35,8 @@ interface Settings {
   durationS: number;
   warmupS: number;
   concurrencies: number[];
+  /** times the whole scenario list runs, each round against its own floor */
+  rounds: number;
   profile: boolean;
   /** a request slower than this counts as an error (ms) */
   requestTimeoutMs: number;
@@ -45,7 +51,9 @@ function settingsFromEnv(): Settings {
   };
   const concurrencies = (process.env.BENCH_CONCURRENCY || "1,32").split(",").map((s) => Number(s.trim()));
   if (concurrencies.some((c) => !Number.isInteger(c) || c < 1)) throw new Error(`BENCH_CONCURRENCY='${process.env.BENCH_CONCURRENCY}' is not a list of positive integers`);
-  return { durationS: num("BENCH_DURATION_S", 5), warmupS: num("BENCH_WARMUP_S", 1), concurrencies, profile: process.env.BENCH_PROFILE === "1", requestTimeoutMs: 10_000 };
+  const rounds = num("BENCH_ROUNDS", 1);
+  if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`BENCH_ROUNDS='${process.env.BENCH_ROUNDS}' is not a positive integer`);
+  return { durationS: num("BENCH_DURATION_S", 5), warmupS: num("BENCH_WARMUP_S", 1), concurrencies, rounds, profile: process.env.BENCH_PROFILE === "1", requestTimeoutMs: 10_000 };
 }
 
 const say = (line: string) => process.stderr.write(`bench: ${line}\n`);
@@ -220,7 +228,7 @@ async function main(): Promise<void> {
   const known = [...SCENARIOS.map((s) => s.name), STARTUP, TRANSFER];
   const unknown = only?.filter((n) => !known.includes(n)) ?? [];
   if (unknown.length) throw new Error(`BENCH_SCENARIOS: no scenario ${unknown.map((n) => `'${n}'`).join(", ")}; known: ${known.join(", ")}`);
-  const selected = SCENARIOS.filter((s) => !only || only.includes(s.name));
+  const selected = SCENARIOS.filter((s) => !only || only.includes(s.name) || (s.variantOf !== undefined && only.includes(s.variantOf)));
   const startup = !only || only.includes(STARTUP);
   if (!selected.some((s) => s.name === BASELINE)) say(`${BASELINE} is not selected, so no ratios`);
 
@@ -234,20 +242,26 @@ async function main(): Promise<void> {
 
   const cells: Cell[] = [];
   const logs: Record<string, string> = {};
-  for (const scenario of selected) {
-    const env: BenchEnv = { appOrigin: app.origin, natsUrl: nats.url, profileDir: profileRoot && join(profileRoot, scenario.name) };
-    const dep = await scenario.setup(env);
-    try {
-      for (const concurrency of settings.concurrencies) {
-        say(`${scenario.name} c=${concurrency}...`);
-        const cell = await runCell(scenario, dep, concurrency, settings, shared);
-        say(`  ${cell.load.rps.toFixed(0)} req/s, p50 ${cell.load.p50Ms.toFixed(3)} ms, p99 ${cell.load.p99Ms.toFixed(3)} ms, ${cell.load.errors} errors`);
-        cells.push(cell);
+  for (let round = 1; round <= settings.rounds; round++) {
+    const tag = settings.rounds > 1 ? ` #${round}` : "";
+    // Each round starts one scenario later: what runs first or last in a run (a cold or a tired machine) rotates.
+    const shift = (round - 1) % selected.length;
+    for (const scenario of [...selected.slice(shift), ...selected.slice(0, shift)]) {
+      const env: BenchEnv = { appOrigin: app.origin, natsUrl: nats.url, profileDir: profileRoot && join(profileRoot, `${scenario.name}${tag}`) };
+      const dep = await scenario.setup(env);
+      try {
+        for (const concurrency of settings.concurrencies) {
+          say(`${scenario.name}${tag} c=${concurrency}...`);
+          const cell = await runCell(scenario, dep, concurrency, settings, shared);
+          if (settings.rounds > 1) cell.round = round;
+          say(`  ${cell.load.rps.toFixed(0)} req/s, p50 ${cell.load.p50Ms.toFixed(3)} ms, p99 ${cell.load.p99Ms.toFixed(3)} ms, ${cell.load.errors} errors`);
+          cells.push(cell);
+        }
+      } finally {
+        await dep.stop(); // graceful, so --cpu-prof profiles get written
       }
-    } finally {
-      await dep.stop(); // graceful, so --cpu-prof profiles get written
+      for (const p of [dep.caller, dep.provider]) if (p?.output().trim()) logs[`${scenario.name}${tag}/${p.name}`] = p.output();
     }
-    for (const p of [dep.caller, dep.provider]) if (p?.output().trim()) logs[`${scenario.name}/${p.name}`] = p.output();
   }
 
   let transferResult: TransferResult | undefined;
@@ -259,12 +273,13 @@ async function main(): Promise<void> {
   let startupResult: StartupResult | undefined;
   if (startup) {
     say(`sidecar start-up...`);
-    startupResult = await measureSidecarStartup({ appOrigin: app.origin, natsUrl: nats.url, profileDir: undefined }, say);
+    startupResult = await measureSidecarStartup({ appOrigin: app.origin, natsUrl: nats.url, profileDir: undefined }, say, MESH_VARIANTS);
   }
   if (control?.output().trim()) logs.control = control.output();
 
   addRatios(cells, BASELINE);
   const tables = cells.length ? [mainTable(cells, BASELINE), "", cpuTable(cells), "", cpuRatioTable(cells, BASELINE), "", sidesLegend(cells)] : [];
+  if (cells.length && settings.rounds > 1) tables.push("", roundsTable(cells, BASELINE));
   if (transferResult) tables.push("", transferTable(transferResult));
   if (startupResult) tables.push("", startupTable(startupResult));
   console.log(`\n${tables.join("\n")}\n`);

@@ -9,6 +9,7 @@
 //   direct               -                  -                  yes
 //   floor                floor caller       floor provider     yes
 //   mesh                 caller sidecar     provider sidecar   yes
+//   mesh [<launch>]      caller sidecar     provider sidecar   yes   (BENCH_MESH_VARIANTS)
 //   mesh + 3-rule route  caller sidecar     provider sidecar   yes
 //   moleculer            moleculer gateway  moleculer service  no (answers itself)
 //
@@ -56,6 +57,8 @@ export interface Deployment {
 
 export interface Scenario {
   name: string;
+  /** a variant runs whenever BENCH_SCENARIOS selects the scenario it varies */
+  variantOf?: string;
   /** mesh control must be running (run.ts starts one for the whole run) */
   needsControl?: boolean;
   setup(env: BenchEnv): Promise<Deployment>;
@@ -68,6 +71,8 @@ const PEERS_DIR = fileURLToPath(new URL("./peers/", import.meta.url));
 /** the service the echo app plays in the mesh, and the name of the calling side */
 const PROVIDER_SERVICE = "bench";
 const CALLER_SERVICE = "loadgen";
+/** how long a smoke request answered 503 is tried again before the setup fails (ms) */
+const SMOKE_RETRY_MS = 3_000;
 
 /** `--cpu-prof` flags when profiling: one dir per process (node names profiles by pid and thread; tsx's loader thread writes one too). */
 async function profileFlags(env: BenchEnv, role: string): Promise<string[]> {
@@ -94,7 +99,39 @@ export interface SidecarSpec {
   app?: string;
   /** more `mesh sidecar` flags */
   flags?: string[];
+  /** node flags and environment of this sidecar, after BENCH_SIDECAR_NODE_FLAGS */
+  launch?: Launch;
 }
+
+/** How a sidecar's process is started besides its `mesh sidecar` flags (e.g. V8 heap sizes, MALLOC_ARENA_MAX). */
+export interface Launch {
+  /** the words as given, e.g. `--max-semi-space-size=2 MALLOC_ARENA_MAX=2` */
+  label: string;
+  nodeFlags: string[];
+  env: Record<string, string>;
+}
+
+/** Space-separated words: `NAME=value` sets an environment variable, anything else is a node flag. */
+export function parseLaunch(words: string): Launch {
+  const nodeFlags: string[] = [];
+  const env: Record<string, string> = {};
+  for (const w of words.split(" ").filter(Boolean)) {
+    const assign = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(w);
+    if (assign) env[assign[1]!] = assign[2]!;
+    else nodeFlags.push(w);
+  }
+  return { label: words.trim().split(/\s+/).join(" "), nodeFlags, env };
+}
+
+/** BENCH_SIDECAR_NODE_FLAGS: node flags (and NAME=value environment) for every sidecar the bench starts. */
+const SIDECAR_LAUNCH = parseLaunch(process.env.BENCH_SIDECAR_NODE_FLAGS ?? "");
+
+/**
+ * BENCH_MESH_VARIANTS: `;`-separated launches (parseLaunch); each adds a
+ * `mesh [<launch>]` row after `mesh` and a row to the start-up table, so
+ * settings are compared within one run (e.g. `--max-semi-space-size=1;--max-semi-space-size=2`).
+ */
+export const MESH_VARIANTS: readonly Launch[] = (process.env.BENCH_MESH_VARIANTS ?? "").split(";").filter((v) => v.trim()).map(parseLaunch);
 
 export interface RunningSidecar {
   child: Child;
@@ -114,12 +151,11 @@ export async function startEchoApp(): Promise<{ origin: string; pid: number; bod
 export async function startSidecar(env: BenchEnv, spec: SidecarSpec): Promise<RunningSidecar> {
   const listen = `127.0.0.1:${await freePort()}`;
   const admin = `127.0.0.1:${await freePort()}`;
-  // BENCH_SIDECAR_NODE_FLAGS: node flags for the mesh's sidecars only (e.g. to try V8 heap settings).
-  const nodeFlags = process.env.BENCH_SIDECAR_NODE_FLAGS?.split(" ").filter(Boolean) ?? [];
+  const nodeFlags = [...SIDECAR_LAUNCH.nodeFlags, ...(spec.launch?.nodeFlags ?? [])];
   const args = [...nodeFlags, ...(await profileFlags(env, spec.role)), MESH_BIN, "sidecar", "--service", spec.service, "--listen", listen, "--admin", admin, "--nats", env.natsUrl, "--log-level", "warn"];
   if (spec.app) args.push("--app", spec.app);
   if (spec.flags) args.push(...spec.flags);
-  const child = startChild(spec.role, process.execPath, args);
+  const child = startChild(spec.role, process.execPath, args, { env: { ...SIDECAR_LAUNCH.env, ...spec.launch?.env } });
   await waitFor(child, "report ready on /readyz", readyzProbe(admin));
   return { child, listen, admin };
 }
@@ -149,10 +185,17 @@ async function startNodePeer<T>(env: BenchEnv, role: string, script: string, arg
 /** One request through the deployment before timing starts, so a broken setup fails loudly. */
 async function smokeTest(origin: string, target: Scenario["target"]): Promise<void> {
   const headers = { ...target.headers, ...(target.host ? { host: target.host } : {}) };
-  // fetch() refuses to set Host; undici's request() allows it.
-  const res = await request(new URL(target.path, origin), { headers });
-  const body = await res.body.text();
-  if (res.statusCode !== 200) throw new Error(`smoke request to ${origin}${target.path} got ${res.statusCode}: ${body}`);
+  const deadline = Date.now() + SMOKE_RETRY_MS;
+  for (;;) {
+    // fetch() refuses to set Host; undici's request() allows it.
+    const res = await request(new URL(target.path, origin), { headers });
+    const body = await res.body.text();
+    if (res.statusCode === 200) return;
+    // A caller ready a moment before it can reach a provider that is ready too: said, and tried again.
+    if (res.statusCode !== 503 || Date.now() > deadline) throw new Error(`smoke request to ${origin}${target.path} got ${res.statusCode}: ${body}`);
+    process.stderr.write(`bench: smoke request to ${origin}${target.path} got 503 (${body}); trying again\n`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 const direct: Scenario = {
@@ -187,32 +230,36 @@ const floor: Scenario = {
   },
 };
 
-/** caller sidecar -> NATS -> provider sidecar -> app */
-const mesh: Scenario = {
-  name: "mesh",
-  needsControl: true,
-  target: { path: "/echo", host: PROVIDER_SERVICE },
-  async setup(env) {
-    const [provider, caller] = await Promise.all([
-      startSidecar(env, { role: "provider sidecar", service: PROVIDER_SERVICE, app: env.appOrigin }),
-      startSidecar(env, { role: "caller sidecar", service: CALLER_SERVICE }),
-    ]);
-    const origin = `http://${caller.listen}`;
-    await smokeTest(origin, this.target);
-    const proc = (s: RunningSidecar): Proc => ({ name: s.child.name, pid: s.child.pid, output: s.child.output });
-    return {
-      origin,
-      caller: proc(caller),
-      provider: proc(provider),
-      usesApp: true,
-      // Caller first, so nothing is in flight when the provider drains.
-      stop: async () => {
-        await caller.child.stop();
-        await provider.child.stop();
-      },
-    };
-  },
-};
+/** caller sidecar -> NATS -> provider sidecar -> app; with a launch, both sidecars start with its flags and environment. */
+function meshScenario(launch?: Launch): Scenario {
+  return {
+    name: launch ? `mesh [${launch.label}]` : "mesh",
+    ...(launch ? { variantOf: "mesh" } : {}),
+    needsControl: true,
+    target: { path: "/echo", host: PROVIDER_SERVICE },
+    async setup(env) {
+      const [provider, caller] = await Promise.all([
+        startSidecar(env, { role: "provider sidecar", service: PROVIDER_SERVICE, app: env.appOrigin, ...(launch ? { launch } : {}) }),
+        startSidecar(env, { role: "caller sidecar", service: CALLER_SERVICE, ...(launch ? { launch } : {}) }),
+      ]);
+      const origin = `http://${caller.listen}`;
+      await smokeTest(origin, this.target);
+      const proc = (s: RunningSidecar): Proc => ({ name: s.child.name, pid: s.child.pid, output: s.child.output });
+      return {
+        origin,
+        caller: proc(caller),
+        provider: proc(provider),
+        usesApp: true,
+        // Caller first, so nothing is in flight when the provider drains.
+        stop: async () => {
+          await caller.child.stop();
+          await provider.child.stop();
+        },
+      };
+    },
+  };
+}
+const mesh = meshScenario();
 
 /**
  * Three rules, evaluated on every request: the first two never match the
@@ -312,5 +359,5 @@ const moleculer: Scenario = {
 };
 
 /** Run in this order; `floor` is the baseline of every ratio. */
-export const SCENARIOS: readonly Scenario[] = [direct, floor, mesh, meshWithRoute, moleculer];
+export const SCENARIOS: readonly Scenario[] = [direct, floor, mesh, ...MESH_VARIANTS.map(meshScenario), meshWithRoute, moleculer];
 export const BASELINE = floor.name;

@@ -4,15 +4,18 @@
 // The sidecar is a provider (it has an app), against the run's NATS and mesh
 // control, so ready means: connected, policy read, app answering, queue
 // groups joined. Repeated STARTUP_RUNS times, one after another; the median
-// is what the table shows.
+// is what the table shows. With launch variants (BENCH_MESH_VARIANTS), each
+// round starts the default and then every variant, so they share the
+// machine's conditions; each gets a row of medians.
 import { fileURLToPath } from "node:url";
 import { freePort, rssMiB, startChild } from "./procs.ts";
-import type { BenchEnv } from "./scenarios.ts";
+import { type BenchEnv, type Launch, parseLaunch } from "./scenarios.ts";
 
 const MESH_BIN = fileURLToPath(new URL("../bin/mesh.js", import.meta.url));
-export const STARTUP_RUNS = 3;
-/** how long a ready sidecar sits idle before its RSS is read (ms) */
-export const IDLE_SETTLE_MS = 2_000;
+/** BENCH_STARTUP_RUNS: starts per launch */
+export const STARTUP_RUNS = Number(process.env.BENCH_STARTUP_RUNS || 3);
+/** BENCH_IDLE_SETTLE_S: how long a ready sidecar sits idle before its RSS is read (ms) */
+export const IDLE_SETTLE_MS = Number(process.env.BENCH_IDLE_SETTLE_S || 2) * 1000;
 /** /readyz is polled this often while waiting (ms); it bounds the timing's resolution */
 const POLL_MS = 5;
 const READY_TIMEOUT_MS = 30_000;
@@ -28,6 +31,8 @@ export interface StartupResult {
   runs: StartupSample[];
   median: { readyMs: number; idleRssMiB: number | undefined };
   settings: { runs: number; idleSettleMs: number; pollMs: number; service: string };
+  /** the same for each launch variant, started in the same rounds */
+  variants?: Array<{ launch: string; runs: StartupSample[]; median: StartupResult["median"] }>;
 }
 
 function median(values: number[]): number {
@@ -46,12 +51,12 @@ async function readyOnce(admin: string): Promise<boolean> {
   }
 }
 
-async function startOnce(env: BenchEnv, service: string, run: number): Promise<StartupSample> {
+async function startOnce(env: BenchEnv, service: string, run: number, launch: Launch): Promise<StartupSample> {
   const listen = `127.0.0.1:${await freePort()}`;
   const admin = `127.0.0.1:${await freePort()}`;
-  const args = [MESH_BIN, "sidecar", "--service", service, "--app", env.appOrigin, "--nats", env.natsUrl, "--listen", listen, "--admin", admin, "--log-level", "warn"];
+  const args = [...launch.nodeFlags, MESH_BIN, "sidecar", "--service", service, "--app", env.appOrigin, "--nats", env.natsUrl, "--listen", listen, "--admin", admin, "--log-level", "warn"];
   const t0 = performance.now();
-  const child = startChild(`startup sidecar #${run}`, process.execPath, args);
+  const child = startChild(`startup sidecar #${run}`, process.execPath, args, { env: launch.env });
   try {
     let readyMs: number | undefined;
     while (readyMs === undefined) {
@@ -67,18 +72,26 @@ async function startOnce(env: BenchEnv, service: string, run: number): Promise<S
   }
 }
 
-export async function measureSidecarStartup(env: BenchEnv, say: (line: string) => void): Promise<StartupResult> {
-  const service = "startup";
-  const runs: StartupSample[] = [];
-  for (let i = 1; i <= STARTUP_RUNS; i++) {
-    const sample = await startOnce(env, service, i);
-    say(`  start #${i}: ready after ${sample.readyMs.toFixed(0)} ms, idle RSS ${sample.idleRssMiB?.toFixed(1) ?? "-"} MiB`);
-    runs.push(sample);
-  }
+function summary(runs: StartupSample[]): StartupResult["median"] {
   const rss = runs.map((r) => r.idleRssMiB).filter((v): v is number => v !== undefined);
+  return { readyMs: median(runs.map((r) => r.readyMs)), idleRssMiB: rss.length ? median(rss) : undefined };
+}
+
+export async function measureSidecarStartup(env: BenchEnv, say: (line: string) => void, variants: readonly Launch[] = []): Promise<StartupResult> {
+  const service = "startup";
+  const launches = [parseLaunch(""), ...variants];
+  const runs = launches.map((): StartupSample[] => []);
+  for (let i = 1; i <= STARTUP_RUNS; i++) {
+    for (const [k, launch] of launches.entries()) {
+      const sample = await startOnce(env, service, i, launch);
+      say(`  start #${i}${launch.label ? ` [${launch.label}]` : ""}: ready after ${sample.readyMs.toFixed(0)} ms, idle RSS ${sample.idleRssMiB?.toFixed(1) ?? "-"} MiB`);
+      runs[k]!.push(sample);
+    }
+  }
   return {
-    runs,
-    median: { readyMs: median(runs.map((r) => r.readyMs)), idleRssMiB: rss.length ? median(rss) : undefined },
+    runs: runs[0]!,
+    median: summary(runs[0]!),
     settings: { runs: STARTUP_RUNS, idleSettleMs: IDLE_SETTLE_MS, pollMs: POLL_MS, service },
+    ...(variants.length ? { variants: variants.map((v, k) => ({ launch: v.label, runs: runs[k + 1]!, median: summary(runs[k + 1]!) })) } : {}),
   };
 }

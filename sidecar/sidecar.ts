@@ -2,8 +2,8 @@ import type { AddressInfo } from "node:net";
 import type { NatsConnection } from "@nats-io/transport-node";
 import pino, { type Logger } from "pino";
 import { Registry } from "prom-client";
-import { Pool } from "undici";
-import { Defaults, clientInboxPrefix, type SidecarConfig } from "../schemas/index.ts";
+import type { Pool } from "undici";
+import { clientInboxPrefix, type SidecarConfig } from "../schemas/index.ts";
 import {
   closeNats,
   closeServer,
@@ -32,6 +32,7 @@ import { RegistryHeartbeat } from "./inbound/registry-heartbeat.ts";
 import { fanOut, type RequestObserver } from "./observability/request-record.ts";
 import { createObservability } from "./observability/observability.ts";
 import { regionOf } from "./region.ts";
+import { setSidecarV8Flags } from "./v8-flags.ts";
 
 export interface SidecarDeps {
   logger?: Logger;
@@ -74,11 +75,12 @@ interface ProviderParts {
   heartbeat: RegistryHeartbeat;
 }
 
-function providerParts(
+async function providerParts(
   config: Readonly<SidecarConfig> & { app: string },
   c: { nc: NatsConnection; inbox: Inbox; instance: string; logger: Logger; observe: RequestObserver; policies: SidecarPolicies; metrics: SidecarMetrics; quota: QuotaGate; region: () => string | undefined },
-): ProviderParts {
-  const pool = new Pool(config.app, { connections: Defaults.appConnections, keepAliveTimeout: 30_000 });
+): Promise<ProviderParts> {
+  const { appPool } = await import("./inbound/app-pool.ts");
+  const pool = appPool(config.app);
   const inbound = new InboundAdapter({
     nc: c.nc,
     inbox: c.inbox,
@@ -218,7 +220,7 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
     provider: app !== undefined,
     onQuota: (policy) => quota?.setPolicy(policy),
   });
-  const provider = app && quota ? providerParts({ ...config, app }, { nc, inbox, instance, logger, observe, policies, metrics, quota, region }) : undefined;
+  const provider = app && quota ? await providerParts({ ...config, app }, { nc, inbox, instance, logger, observe, policies, metrics, quota, region }) : undefined;
   const outbound = callerParts(config, { nc, inbox, policies, metrics, logger, observe, region });
 
   const readiness = () => readinessOf(config, { state, connected, policies, provider });
@@ -297,6 +299,7 @@ async function drainAll(timeoutMs: number, logger: Logger, steps: () => Promise<
  * SIGINT, then drains and exits. Returns the exit code.
  */
 export async function runSidecar(config: Readonly<SidecarConfig>): Promise<number> {
+  setSidecarV8Flags();
   const instance = config.instance ?? instanceName();
   // startSidecar adds service and instance to every line.
   const logger = processLogger(config.logLevel, { component: "sidecar" });

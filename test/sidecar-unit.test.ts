@@ -4,6 +4,7 @@ import { headers } from "@nats-io/transport-node";
 import { parseRpcSubject, providerSubscriptions, rpcSubject } from "../schemas/index.ts";
 import { MeshError, childSpan, childTraceparent, resolveTarget } from "../sidecar/index.ts";
 import { natsHeadersToFlat, requestHeadersToNats, responseHeadersToNats } from "../sidecar/http-wire.ts";
+import { SIDECAR_V8_FLAGS, sidecarV8Flags } from "../sidecar/v8-flags.ts";
 
 describe("resolveTarget", () => {
   test("absolute-form request targets name the service", () => {
@@ -101,5 +102,15 @@ describe("header conversion", () => {
     h.set("@method", "GET");
     h.set("x-app", "1");
     assert.deepEqual(natsHeadersToFlat(h), ["x-app", "1"]);
+  });
+});
+
+describe("V8 flags of a sidecar process", () => {
+  test("all of them by default; one given on node's command line, in any form, is left to it", () => {
+    assert.deepEqual(sidecarV8Flags([]), [...SIDECAR_V8_FLAGS]);
+    assert.deepEqual(sidecarV8Flags(["--enable-source-maps"]), [...SIDECAR_V8_FLAGS]);
+    assert.deepEqual(sidecarV8Flags(["--heap-growing-percent=20"]), ["--liftoff-only"]);
+    assert.deepEqual(sidecarV8Flags(["--no-liftoff-only"]), ["--heap-growing-percent=50"]);
+    assert.deepEqual(sidecarV8Flags(["--liftoff-only", "--heap-growing-percent=100"]), []);
   });
 });

@@ -11,12 +11,17 @@ import { spanIdOf, traceIdOf } from "./trace.ts";
 export const ACCESS_LOG_DEFAULTS = {
   /** a batch leaves at least this often */
   batchMs: 1_000,
-  /** ... or as soon as this many records wait */
-  maxBatch: 500,
+  /**
+   * ... or as soon as this many records wait. Small enough that under load a
+   * record waits less than the time between two young-generation GCs: the
+   * records of 500 waited long enough to be moved to the old generation, and
+   * made most of what a provider sidecar promoted (docs/architecture.md §16).
+   */
+  maxBatch: 100,
   /** records held while JetStream is slow or away; more are dropped and counted */
   maxBuffered: 10_000,
-  /** batches awaiting their JetStream ack at once */
-  maxInFlight: 4,
+  /** batches awaiting their JetStream ack at once (20 x 100: as many records as 4 batches of 500 were) */
+  maxInFlight: 20,
   /** how long a batch waits for its ack before its records count as dropped */
   ackTimeoutMs: 5_000,
   /** how long stop() waits for outstanding acks */

@@ -1,5 +1,4 @@
 import type { Logger } from "pino";
-import { request } from "undici";
 import type { RequestRecord } from "./request-record.ts";
 import { SPAN_ID, TRACEPARENT } from "../../schemas/index.ts";
 import { atMost } from "../../runtime/lifecycle.ts";
@@ -190,15 +189,9 @@ class OtlpTracer implements Tracer {
     const spans = batch.map(toOtlpSpan).filter((s) => s !== undefined);
     if (spans.length === 0) return;
     try {
-      const res = await request(this.#url, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify(exportRequest(spans, this.#opts)),
-        headersTimeout: this.#o.exportTimeoutMs,
-        bodyTimeout: this.#o.exportTimeoutMs,
-      });
-      await res.body.dump();
-      if (res.statusCode >= 300) throw new Error(`collector answered ${res.statusCode}`);
+      const { postOtlp } = await import("./otlp-post.ts");
+      const status = await postOtlp(this.#url, JSON.stringify(exportRequest(spans, this.#opts)), this.#o.exportTimeoutMs);
+      if (status >= 300) throw new Error(`collector answered ${status}`);
       this.#counts.exported += spans.length;
     } catch (err) {
       this.#counts.dropped += spans.length;
