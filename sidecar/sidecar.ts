@@ -254,9 +254,15 @@ export async function startSidecar(config: Readonly<SidecarConfig>, deps: Sideca
   return { config, instance, nc, outbound: outboundAddress, admin: admin.address, readiness, drain };
 }
 
-function readinessOf(
-  config: Readonly<SidecarConfig>,
-  c: { state: SidecarState; connected: () => boolean; policies: SidecarPolicies; provider: ProviderParts | undefined },
+/** What a sidecar's /readyz reports: ready when nothing stands in a request's way (docs/architecture.md §14). */
+export function readinessOf(
+  config: Readonly<Pick<SidecarConfig, "app">>,
+  c: {
+    state: Pick<SidecarState, "draining">;
+    connected: () => boolean;
+    policies: Pick<SidecarPolicies, "loaded">;
+    provider: { health: { up: boolean }; inbound: { joined: boolean } } | undefined;
+  },
 ): Promise<Readiness> {
   const reasons: string[] = [];
   if (c.state.draining) reasons.push("draining");
@@ -264,6 +270,9 @@ function readinessOf(
   if (!c.policies.loaded) reasons.push("policy not read yet");
   // The same verdict that takes the instance out of its queue groups, so the two always agree.
   if (c.provider && !c.provider.health.up) reasons.push(`application at '${config.app}' does not answer`);
+  // The app answers, but the server does not have this instance's subscriptions yet (joining, or
+  // rejoining after the app came back): a request now would find no responders.
+  else if (c.provider && !c.provider.inbound.joined) reasons.push("not in its queue groups yet");
   return Promise.resolve({ ready: reasons.length === 0, reasons });
 }
 

@@ -5,6 +5,7 @@ import { parseRpcSubject, providerSubscriptions, rpcSubject } from "../schemas/i
 import { MeshError, childSpan, childTraceparent, resolveTarget } from "../sidecar/index.ts";
 import { natsHeadersToFlat, requestHeadersToNats, responseHeadersToNats } from "../sidecar/http-wire.ts";
 import { SIDECAR_V8_FLAGS, sidecarV8Flags } from "../sidecar/v8-flags.ts";
+import { readinessOf } from "../sidecar/sidecar.ts";
 
 describe("resolveTarget", () => {
   test("absolute-form request targets name the service", () => {
@@ -112,5 +113,23 @@ describe("V8 flags of a sidecar process", () => {
     assert.deepEqual(sidecarV8Flags(["--heap-growing-percent=20"]), ["--liftoff-only"]);
     assert.deepEqual(sidecarV8Flags(["--no-liftoff-only"]), ["--heap-growing-percent=50"]);
     assert.deepEqual(sidecarV8Flags(["--liftoff-only", "--heap-growing-percent=100"]), []);
+  });
+});
+
+describe("readiness", () => {
+  const base = { state: {}, connected: () => true, policies: { loaded: true } };
+  const of = (provider: { health: { up: boolean }; inbound: { joined: boolean } } | undefined) => readinessOf({ app: "http://127.0.0.1:1" }, { ...base, provider });
+
+  test("a provider whose app answers is not ready until the server has its subscriptions", async () => {
+    // The window this closes: health turned up, and the queue-group subscriptions were not flushed yet,
+    // so a caller's request found no responders (503 "no instance") right after /readyz said 200.
+    assert.deepEqual(await of({ health: { up: true }, inbound: { joined: false } }), { ready: false, reasons: ["not in its queue groups yet"] });
+    assert.deepEqual(await of({ health: { up: true }, inbound: { joined: true } }), { ready: true, reasons: [] });
+    assert.deepEqual(await of({ health: { up: false }, inbound: { joined: false } }), { ready: false, reasons: ["application at 'http://127.0.0.1:1' does not answer"] });
+  });
+
+  test("a caller-only sidecar needs NATS and policy only", async () => {
+    assert.deepEqual(await of(undefined), { ready: true, reasons: [] });
+    assert.deepEqual(await readinessOf({}, { ...base, connected: () => false, provider: undefined }), { ready: false, reasons: ["nats disconnected"] });
   });
 });

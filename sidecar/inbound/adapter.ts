@@ -73,9 +73,15 @@ export class InboundAdapter {
   readonly inflight = new InflightTracker();
   readonly #opts: InboundOptions;
   #subs: Subscription[] = [];
+  #joined = false;
 
   constructor(opts: InboundOptions) {
     this.#opts = opts;
+  }
+
+  /** True once the server has this instance's subscriptions, until it starts to leave. */
+  get joined(): boolean {
+    return this.#joined;
   }
 
   /** Joins the queue groups and the instance subject; resolves once the server has them. */
@@ -97,6 +103,8 @@ export class InboundAdapter {
       }),
     );
     await nc.flush();
+    // Ready only now: a request sent before the server had the subscriptions would find no responders.
+    this.#joined = this.#subs.length > 0;
   }
 
   /**
@@ -112,6 +120,7 @@ export class InboundAdapter {
   async leave(viaNats = true): Promise<void> {
     const subs = this.#subs;
     this.#subs = [];
+    this.#joined = false;
     if (viaNats) await Promise.all(subs.map((sub) => sub.drain().catch(() => undefined)));
     else for (const sub of subs) sub.unsubscribe();
   }
