@@ -21,6 +21,7 @@ import { controlRequest } from "../cli/client.ts";
 import { startNatsCluster } from "../local/nats-cluster.ts";
 import { startControl } from "../control/service.ts";
 import { cleanup, cpuSeconds, installSignalHandlers, startChild, waitFor } from "./procs.ts";
+import { percentile } from "./report.ts";
 
 const WATCHERS = Number(process.env.PROPAGATION_WATCHERS ?? 500);
 const PROCESSES = Math.min(WATCHERS, Number(process.env.PROPAGATION_PROCESSES ?? 4));
@@ -29,10 +30,6 @@ const BENCH_DIR = fileURLToPath(new URL("./", import.meta.url));
 const RESULTS_DIR = join(BENCH_DIR, "results");
 const logger = pino({ level: "warn" });
 const now = () => performance.timeOrigin + performance.now();
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
 
 /** PROCESSES children of bench/propagation-watchers.ts; `reached(r)` resolves with when the last watcher applied revision r. */
 async function startWatchers(urls: string[]) {

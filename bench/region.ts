@@ -19,15 +19,12 @@ import { startSupercluster } from "../local/nats-supercluster.ts";
 import { startControl } from "../control/service.ts";
 import { parseSidecarConfig } from "../schemas/index.ts";
 import { startSidecar, type Sidecar } from "../sidecar/index.ts";
+import { percentile } from "./report.ts";
 
 const REQUESTS = Number(process.env.REGION_REQUESTS ?? 1000);
 const WARMUP = Number(process.env.REGION_WARMUP ?? 100);
 const RESULTS_DIR = fileURLToPath(new URL("./results/", import.meta.url));
 const logger = pino({ level: "warn" });
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
 
 async function sidecar(service: string, nats: string[], app?: string): Promise<Sidecar> {
   const config = parseSidecarConfig({ service, nats, listen: "127.0.0.1:0", admin: "127.0.0.1:0", logLevel: "warn", ...(app ? { app } : {}) });

@@ -116,7 +116,8 @@ export function startupTable(s: StartupResult): string {
   return table(["sidecar start", "spawn -> /readyz 200 ms", `idle RSS MiB (${s.settings.idleSettleMs / 1000} s after ready)`], rows, 1);
 }
 
-function median(values: number[]): number | undefined {
+/** The median of the finite values; undefined when there is none. */
+export function median(values: number[]): number | undefined {
   const v = values.filter(Number.isFinite).sort((a, b) => a - b);
   if (!v.length) return undefined;
   const mid = Math.floor(v.length / 2);
@@ -149,4 +150,9 @@ export function errorLines(cells: Cell[]): string[] {
   return cells
     .filter((c) => c.load.errors > 0)
     .map((c) => `${label(c)} c=${c.concurrency}: ${Object.entries(c.load.errorKinds).map(([k, n]) => `${n} x ${k}`).join(", ")}`);
+}
+
+/** The p-th percentile of ascending `sorted` (nearest rank): with fewer than 100 values p99 is the largest. */
+export function percentile(sorted: readonly number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }

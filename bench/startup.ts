@@ -9,7 +9,8 @@
 // machine's conditions; each gets a row of medians.
 import { fileURLToPath } from "node:url";
 import { freePort, rssMiB, startChild } from "./procs.ts";
-import { type BenchEnv, type Launch, parseLaunch } from "./scenarios.ts";
+import { median } from "./report.ts";
+import { type BenchEnv, type Launch, parseLaunch, readyzProbe } from "./scenarios.ts";
 
 const MESH_BIN = fileURLToPath(new URL("../bin/mesh.js", import.meta.url));
 /** BENCH_STARTUP_RUNS: starts per launch */
@@ -35,22 +36,6 @@ export interface StartupResult {
   variants?: Array<{ launch: string; runs: StartupSample[]; median: StartupResult["median"] }>;
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
-
-async function readyOnce(admin: string): Promise<boolean> {
-  try {
-    const res = await fetch(`http://${admin}/readyz`, { signal: AbortSignal.timeout(1_000) });
-    await res.body?.cancel();
-    return res.status === 200;
-  } catch {
-    return false;
-  }
-}
-
 async function startOnce(env: BenchEnv, service: string, run: number, launch: Launch): Promise<StartupSample> {
   const listen = `127.0.0.1:${await freePort()}`;
   const admin = `127.0.0.1:${await freePort()}`;
@@ -61,7 +46,7 @@ async function startOnce(env: BenchEnv, service: string, run: number, launch: La
     let readyMs: number | undefined;
     while (readyMs === undefined) {
       if (child.process.exitCode !== null || child.process.signalCode !== null) throw new Error(`${child.name} exited before it was ready:\n${child.output()}`);
-      if (await readyOnce(admin)) readyMs = performance.now() - t0;
+      if (await readyzProbe(admin)().catch(() => undefined)) readyMs = performance.now() - t0;
       else if (performance.now() - t0 > READY_TIMEOUT_MS) throw new Error(`${child.name} was not ready within ${READY_TIMEOUT_MS} ms:\n${child.output()}`);
       else await new Promise((r) => setTimeout(r, POLL_MS));
     }
@@ -74,7 +59,7 @@ async function startOnce(env: BenchEnv, service: string, run: number, launch: La
 
 function summary(runs: StartupSample[]): StartupResult["median"] {
   const rss = runs.map((r) => r.idleRssMiB).filter((v): v is number => v !== undefined);
-  return { readyMs: median(runs.map((r) => r.readyMs)), idleRssMiB: rss.length ? median(rss) : undefined };
+  return { readyMs: median(runs.map((r) => r.readyMs)) ?? NaN, idleRssMiB: median(rss) };
 }
 
 export async function measureSidecarStartup(env: BenchEnv, say: (line: string) => void, variants: readonly Launch[] = []): Promise<StartupResult> {

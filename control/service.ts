@@ -5,6 +5,7 @@ import {
   CONTROL_QUEUE,
   CTL_PREFIX,
   SHARED_INBOX_PREFIX,
+  SIDECAR_VERBS,
   checkControlRequest,
   ctlSubject,
   formatProblems,
@@ -58,7 +59,7 @@ interface HandlerContext {
 type Handler<V extends ControlVerb> = (c: HandlerContext, req: ValidControlRequests[V], subject: string) => Promise<ControlReplies[V]>;
 
 /** Verbs sent on `mesh.ctl.v1.<verb>.<service>`, the service being the one secure mode lets the sender speak for. */
-const SCOPED_VERBS: ReadonlySet<string> = new Set(["quota", "register", "keys"]);
+const SCOPED_VERBS: ReadonlySet<string> = new Set(SIDECAR_VERBS);
 
 /** One line per verb: adding a verb is adding a line. */
 const HANDLERS: { readonly [V in ControlVerb]: Handler<V> } = {

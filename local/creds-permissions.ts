@@ -18,12 +18,10 @@ import {
   accessSubject,
   inboxPrefixFor,
   isServiceName,
-  keysSubject,
   kvChangesSubject,
   kvStream,
-  quotaLeaseSubject,
-  registerSubject,
   rpcSubject,
+  sidecarVerbSubjects,
   telemetrySubject,
 } from "../schemas/index.ts";
 
@@ -76,6 +74,12 @@ export const MESH_ACCOUNT = "MESH";
  */
 export const SYSTEM_ACCOUNT = "SYS";
 
+/** The two read-only JetStream calls on each readable bucket's stream (after `$JS.API.`). */
+const READABLE_JS_CALLS = READABLE_BUCKETS.flatMap((bucket) => {
+  const stream = kvStream(bucket);
+  return [`DIRECT.GET.${stream}`, `DIRECT.GET.${stream}.>`, `STREAM.INFO.${stream}`];
+});
+
 /** One service control's account exports, and the subject the sidecars' account imports it under. */
 export interface ServiceShare {
   /** in control's account */
@@ -95,22 +99,16 @@ export interface ServiceShare {
  * account (nor what a leaf node carries into it) can reach them.
  */
 export function controlExports(): { services: ServiceShare[]; streams: string[] } {
-  const js = READABLE_BUCKETS.flatMap((bucket) => {
-    const stream = kvStream(bucket);
-    return [`DIRECT.GET.${stream}`, `DIRECT.GET.${stream}.>`, `STREAM.INFO.${stream}`].map((api) => ({ subject: `${JS_API}.${api}`, as: `${MESH_JS_API}.${api}` }));
-  });
+  const js = READABLE_JS_CALLS.map((api) => ({ subject: `${JS_API}.${api}`, as: `${MESH_JS_API}.${api}` }));
   return {
-    services: [{ subject: quotaLeaseSubject("*") }, { subject: registerSubject("*") }, { subject: keysSubject("*") }, { subject: `${TELEMETRY_PREFIX}.>` }, { subject: `${ACCESS_PREFIX}.>` }, ...js],
+    services: [...sidecarVerbSubjects("*").map((subject) => ({ subject })), { subject: `${TELEMETRY_PREFIX}.>` }, { subject: `${ACCESS_PREFIX}.>` }, ...js],
     streams: [`${KV_CHANGES_PREFIX}.>`],
   };
 }
 
 /** The read-only JetStream calls on the readable buckets, as the sidecars' account publishes them. */
 function readableJsApi(): string[] {
-  return READABLE_BUCKETS.flatMap((bucket) => {
-    const stream = kvStream(bucket);
-    return [`${MESH_JS_API}.DIRECT.GET.${stream}`, `${MESH_JS_API}.DIRECT.GET.${stream}.>`, `${MESH_JS_API}.STREAM.INFO.${stream}`];
-  });
+  return READABLE_JS_CALLS.map((api) => `${MESH_JS_API}.${api}`);
 }
 
 /** A problem with an identity name, or undefined when `mesh creds` may write it. */
@@ -151,9 +149,7 @@ function sidecarGrant(service: string): UserPermissions {
         // Leases of its own quota, heartbeats of its own instances, and control's listing of the
         // readable buckets' keys when it cannot list them itself (the mirrors' STREAM.INFO is not
         // imported: docs/security.md), queued by control apart from every other service's.
-        quotaLeaseSubject(service),
-        registerSubject(service),
-        keysSubject(service),
+        ...sidecarVerbSubjects(service),
         ...readableJsApi(),
       ],
     },
@@ -189,7 +185,7 @@ export function controlPermissions(): UserPermissions {
  */
 export function adminPermissions(): UserPermissions {
   return {
-    publish: { allow: [`${CTL_PREFIX}.>`], deny: [quotaLeaseSubject(">"), registerSubject(">"), keysSubject(">")] },
+    publish: { allow: [`${CTL_PREFIX}.>`], deny: sidecarVerbSubjects(">") },
     subscribe: { allow: [`${inboxPrefixFor(ADMIN_IDENTITY)}.>`] },
   };
 }

@@ -4,7 +4,7 @@
 export { up } from "./up.ts";
 export { UP_DEFAULTS, MAX_NODES, checkUpOptions, type UpOptions } from "./up-plan.ts";
 export { demoServices } from "../services/manifest.ts";
-export { CredsError, readLeafSecret, seedFile, writeCreds, type CredsResult } from "./creds.ts";
+export { CredsError, seedFile, writeCreds, type CredsResult } from "./creds.ts";
 export { ensureNatsServer, findNatsServer, natsServerVersion, NatsServerError, MIN_NATS_SERVER_VERSION } from "./nats-binary.ts";
 export { ensureChromium, ChromiumError } from "./chromium-binary.ts";
 export { planUp, plannedPorts } from "./up-plan.ts";

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { ensureNatsServer } from "./nats-binary.ts";
 import { freePorts, type NatsCluster, type NatsLaunchLog, type NatsNode, startNatsCluster, type StartNatsClusterOptions } from "./nats-cluster.ts";
 import { HOST, monitor, type ServerNode, waitForMetaLeader } from "./nats-node.ts";
-import { LEAF_IDENTITY, MESH_ACCOUNT } from "./creds-permissions.ts";
+import { LEAF_IDENTITY, MESH_ACCOUNT, SYSTEM_ACCOUNT } from "./creds-permissions.ts";
 
 export const MAX_CLUSTERS = 3;
 /** Cluster names, in order: the region a sidecar reports is its server's cluster name. */
@@ -65,7 +65,7 @@ export interface Supercluster {
  * account. One with no users changes nothing for clients (no auth is turned
  * on). Secure mode's auth.conf declares its own (local/creds-permissions.ts).
  */
-export const SYSTEM_ACCOUNT_CONFIG = "accounts { SYS: {} }\nsystem_account: SYS";
+export const SYSTEM_ACCOUNT_CONFIG = `accounts { ${SYSTEM_ACCOUNT}: {} }\nsystem_account: ${SYSTEM_ACCOUNT}`;
 
 /**
  * The supercluster's JetStream domain. nats-server denies `$JS.API.>` across

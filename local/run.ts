@@ -3,11 +3,12 @@
 // MESH_OUTBOUND, streams both outputs with a prefix, forwards signals to the
 // app, and when the app exits drains the sidecar and exits with the app's code.
 import { type ChildProcess, spawn } from "node:child_process";
-import { createConnection, createServer } from "node:net";
+import { createConnection } from "node:net";
 import { constants } from "node:os";
 import type { Readable, Writable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { packageFile } from "../runtime/package-root.ts";
+import { freePorts } from "./nats-cluster.ts";
 
 const MESH_BIN = packageFile("bin/mesh.js");
 const HOST = "127.0.0.1";
@@ -34,15 +35,6 @@ export interface RunOptions {
 
 const say = (line: string) => process.stderr.write(`mesh run: ${line}\n`);
 
-/** A port nothing listens on now (bound, then released). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => server.once("error", reject).listen(0, HOST, () => resolve()));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
 /** The environment of the app: its port and the sidecar as HTTP proxy, in every spelling tools read. */
 export function appEnv(base: NodeJS.ProcessEnv, appPort: number, outbound: string): NodeJS.ProcessEnv {
   const proxy = `http://${outbound}`;
@@ -52,9 +44,11 @@ export function appEnv(base: NodeJS.ProcessEnv, appPort: number, outbound: strin
 
 /** Runs until the app exits; returns its exit code (128+n when a signal ended it). */
 export async function run(opts: RunOptions): Promise<number> {
-  const appPort = opts.appPort ?? (await freePort());
-  const listen = opts.listen ?? `${HOST}:${await freePort()}`;
-  const admin = opts.admin ?? `${HOST}:${await freePort()}`;
+  // Held together while chosen, so the three are distinct.
+  const [freeApp, freeListen, freeAdmin] = await freePorts(3);
+  const appPort = opts.appPort ?? freeApp!;
+  const listen = opts.listen ?? `${HOST}:${freeListen}`;
+  const admin = opts.admin ?? `${HOST}:${freeAdmin}`;
   const sidecarArgv = ["sidecar", "--service", opts.service, "--version", opts.version, "--app", `http://${HOST}:${appPort}`, "--listen", listen, "--admin", admin, ...opts.sidecarArgs];
   // Both in process groups of their own: a Ctrl-C reaches mesh run only, which stops the app first, then drains the sidecar.
   const sidecar = spawn(process.execPath, [MESH_BIN, ...sidecarArgv], { stdio: ["ignore", "pipe", "pipe"], detached: true });

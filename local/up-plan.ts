@@ -20,6 +20,7 @@
 // the demo's sidecars are spread over the clusters, each connected to its own.
 import { join } from "node:path";
 import type { DemoService } from "../services/manifest.ts";
+import { GATEWAY_DISTANCE as NATS_GATEWAY_DISTANCE, MAX_CLUSTERS } from "./nats-supercluster.ts";
 
 export const UP_DEFAULTS = {
   nodes: 3,
@@ -39,8 +40,6 @@ const CONTROL_ADMIN_OFFSET = 20;
 const SIDECAR_LISTEN_OFFSET = 21;
 /** control replicas of the second and third cluster */
 const EXTRA_CONTROL_OFFSET = 30;
-const NATS_GATEWAY_DISTANCE = 3000;
-export const MAX_CLUSTERS = 3;
 const NATS_CLIENT_OFFSET = 4222 - UP_DEFAULTS.basePort;
 const NATS_ROUTE_DISTANCE = 2000;
 const NATS_MONITOR_DISTANCE = 4000;

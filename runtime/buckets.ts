@@ -61,7 +61,7 @@ export const JETSTREAM_SETTLE_LIMIT_MS = 60_000;
  * has none yet, and requests that only a stream leader answers (the create or
  * info of an existing stream) get no answer at all: nats.js's TimeoutError.
  */
-export function jetStreamSettling(err: unknown): boolean {
+function jetStreamSettling(err: unknown): boolean {
   const e = err as (Error & { cause?: Error }) | undefined;
   if (e?.name === "TimeoutError" || e?.cause?.name === "TimeoutError") return true;
   return /temporarily unavailable|leader not (found|available)|no metadata leader/i.test(String(e?.message));

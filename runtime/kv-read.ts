@@ -1,4 +1,4 @@
-import type { Msg, NatsConnection } from "@nats-io/transport-node";
+import type { Msg, MsgHdrs, NatsConnection } from "@nats-io/transport-node";
 
 /**
  * Reading a KV bucket's stream with the two JetStream calls that never make
@@ -74,13 +74,18 @@ export async function requestDirectGet(nc: NatsConnection, api: string, stream: 
   return kvValueOf(bucket, msg);
 }
 
+/** A KV message's operation, from its `KV-Operation` header (absent: a put). */
+export function kvOperation(h: MsgHdrs | undefined): KvValue["operation"] {
+  const op = h?.get("KV-Operation");
+  return op === "DEL" || op === "PURGE" ? op : "PUT";
+}
+
 function kvValueOf(bucket: string, msg: Msg): KvValue {
   const h = msg.headers!;
-  const op = h.get("KV-Operation");
   return {
     key: h.get("Nats-Subject").slice(kvSubject(bucket, "").length),
     revision: Number(h.get("Nats-Sequence")),
-    operation: op === "DEL" || op === "PURGE" ? op : "PUT",
+    operation: kvOperation(h),
     value: msg.data,
     created: new Date(h.get("Nats-Time-Stamp")),
   };

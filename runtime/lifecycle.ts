@@ -64,7 +64,6 @@ export function exitWhenStopped(logger: Logger, code = 0): void {
   setTimeout(() => process.exit(code), 100).unref();
 }
 
-/** Drains the connection (flushing what is buffered) if NATS is there, within a bound; then it is closed regardless. */
 /**
  * `work`, or nothing after `ms`: for shutdown steps that wait on NATS (a
  * subscription's drain, a last KV write), which never settle while the
@@ -75,6 +74,7 @@ export function atMost(work: Promise<unknown>, ms = NATS_DRAIN_LIMIT_MS): Promis
   return Promise.race([work.then(() => undefined, () => undefined), bounded]);
 }
 
+/** Drains the connection (flushing what is buffered) if NATS is there, within a bound; then it is closed regardless. */
 export async function closeNats(nc: NatsConnection, connected: boolean): Promise<void> {
   if (connected) await atMost(nc.drain());
   if (!nc.isClosed()) await nc.close().catch(() => undefined);

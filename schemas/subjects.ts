@@ -102,6 +102,19 @@ export function keysSubject(service: string): string {
   return `${CTL_PREFIX}.keys.${service}`;
 }
 
+/**
+ * The verbs a sidecar sends as itself, on `mesh.ctl.v1.<verb>.<service>`:
+ * secure mode grants each sidecar its own subjects of them, exports them to
+ * the sidecars' account and keeps the CLI off them; control serves them
+ * there and queues them per service.
+ */
+export const SIDECAR_VERBS = ["quota", "register", "keys"] as const;
+
+/** `mesh.ctl.v1.<verb>.<service>` of every sidecar verb, for a service name or a wildcard. */
+export function sidecarVerbSubjects(service: string): string[] {
+  return SIDECAR_VERBS.map((verb) => `${CTL_PREFIX}.${verb}.${service}`);
+}
+
 /** The JetStream API of the account a client is in. */
 export const JS_API = "$JS.API";
 /**

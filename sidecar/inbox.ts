@@ -102,6 +102,8 @@ class StreamChannel implements Channel {
 export class Inbox {
   readonly #prefix: string;
   readonly #entries = new Map<string, Pending | StreamChannel>();
+  /** requests waiting for their answer (not the open streams, which share #entries) */
+  #pending = 0;
   readonly #tokens = new TokenSource();
   readonly #onForged: (sender: string, expected: string) => void;
   /** this connection's publish batch: requests, and the provider's whole answers (InboundAdapter), leave with the others of their event-loop turn */
@@ -125,21 +127,23 @@ export class Inbox {
     return new Promise((resolve, reject) => {
       const token = this.#tokens.next();
       const timer = setTimeout(() => {
-        this.#entries.delete(token);
+        this.#forget(token);
         reject(new TimeoutError());
       }, timeoutMs);
       this.#entries.set(token, { kind: "request", resolve, reject, timer, subject, from });
-      // Nothing of this exchange is sent before the provider answers, so the request may wait for the turn's end.
+      this.#pending++;
+      // Nothing of this exchange is sent before the provider answers, so the request may wait for the
+      // turn's end, unless it is the only request waiting (open streams do not count).
       this.batch.publish(
         subject,
         data,
         { reply: this.#prefix + token, headers },
         (err) => {
           clearTimeout(timer);
-          this.#entries.delete(token);
+          this.#forget(token);
           reject(err);
         },
-        this.#entries.size === 1,
+        this.#pending === 1,
       );
     });
   }
@@ -174,7 +178,7 @@ export class Inbox {
       // Only the server publishes on a bare reply subject: it answers a request nobody subscribes to
       // with an empty 503 status message. Anything else there is not an answer.
       if (entry.kind !== "request" || msg.data.length !== 0 || msg.headers?.code !== 503) return;
-      this.#entries.delete(token);
+      this.#forget(token);
       clearTimeout(entry.timer);
       entry.reject(new RequestError(`no responders: '${entry.subject}'`, { cause: new NoRespondersError(entry.subject) }));
       return;
@@ -183,11 +187,18 @@ export class Inbox {
     if (sender !== entry.from) return this.#onForged(sender, entry.from);
     if (entry.kind === "channel") return entry.deliver(msg);
     clearTimeout(entry.timer);
+    this.#forget(token);
     const h = msg.headers;
     if (h?.has(StreamWire.stream) || h?.has(StreamWire.continue)) {
       // The exchange goes on: what follows belongs to a stream.
       this.#entries.set(token, new StreamChannel(this.#prefix + token, entry.from, () => this.#entries.delete(token)));
-    } else this.#entries.delete(token);
+    }
     entry.resolve(msg);
+  }
+
+  /** A request's entry goes: answered, refused, timed out or not sent. */
+  #forget(token: string): void {
+    if (this.#entries.get(token)?.kind === "request") this.#pending--;
+    this.#entries.delete(token);
   }
 }

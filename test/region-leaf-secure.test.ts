@@ -9,16 +9,16 @@ import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { before, describe, test } from "node:test";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connect } from "@nats-io/transport-node";
 import { type CredsResult, readLeafSecret, seedFile, writeCreds } from "../local/creds.ts";
 import { startNatsCluster } from "../local/nats-cluster.ts";
 import { ensureNatsServer } from "../local/nats-binary.ts";
 import { monitor, type ServerNode } from "../local/nats-node.ts";
 import { authenticatorFromFile } from "../runtime/index.ts";
-import { inboxPrefixFor } from "../schemas/index.ts";
 import { requestControl } from "../control/index.ts";
 import { startApp } from "./helpers/apps.ts";
 import { onFileEnd } from "./helpers/cleanup.ts";
+import { connectAs } from "./helpers/secure.ts";
 import { startTestControl } from "./helpers/control.ts";
 import { eventually, startTestSidecar } from "./helpers/mesh.ts";
 import { apply, bodiesOf, configOf, served, startRegions, type Supercluster } from "./helpers/region.ts";
@@ -28,21 +28,6 @@ let creds: CredsResult;
 let dir: string;
 let east: string[], west: string[], edge: string[];
 const seed = (identity: string) => seedFile(creds.dir, identity);
-
-async function connectAs(servers: string[], identity: string): Promise<NatsConnection> {
-  const nc = await connect({ servers, noAsyncTraces: true, inboxPrefix: inboxPrefixFor(identity), authenticator: await authenticatorFromFile(seed(identity)) });
-  onFileEnd(() => nc.close());
-  return nc;
-}
-
-/** A client's asynchronous errors (permission violations arrive this way). */
-function errorsOf(nc: NatsConnection): string[] {
-  const errors: string[] = [];
-  void (async () => {
-    for await (const s of nc.status()) if (s.type === "error") errors.push(String(s.error));
-  })();
-  return errors;
-}
 
 /** Leaf connections the first cluster's node holds. */
 async function leafConnections(): Promise<number> {
@@ -105,7 +90,7 @@ describe("leaf nodes in secure mode", () => {
     assert.deepEqual(new Set(await bodiesOf(eastCaller.outbound.port, "echo")), new Set(["east"]));
 
     // Policy applied by the admin at a hub reaches the edge's sidecar (read across the leaf link).
-    const admin = await connectAs(east, "admin");
+    const { nc: admin } = await connectAs(east, creds.dir, "admin");
     const [revision] = await apply(admin, { kind: "Route", service: "echo", timeoutMs: 3000 });
     await eventually(async () => (await configOf(edgeCaller.admin.port)).policies.some((p) => p.key === "echo" && p.revision === revision));
     // The edge's instances are registered (through control, across the link) with their region.
@@ -116,8 +101,7 @@ describe("leaf nodes in secure mode", () => {
   });
 
   test("at the edge a key still binds identity: frontend's key cannot publish as echo", async () => {
-    const nc = await connectAs(edge, "frontend");
-    const errors = errorsOf(nc);
+    const { nc, errors } = await connectAs(edge, creds.dir, "frontend");
     nc.publish("mesh.rpc.echo._.echo", "spoofed");
     await nc.flush();
     await eventually(async () => errors.some((e) => /permissions violation/i.test(e)));
@@ -152,7 +136,7 @@ describe("leaf nodes in secure mode", () => {
     assert.ok(interest.includes("mesh.ctl.v1.quota.*") && interest.includes("mesh.ctl.v1.register.*"), interest.join(" "));
     assert.deepEqual(interest.filter((s) => s.startsWith("mesh.ctl.") && !/^mesh\.ctl\.v1\.(quota|register|keys)\.\*$/.test(s)), []);
 
-    const site = await connectAs(east, "site");
+    const { nc: site } = await connectAs(east, creds.dir, "site");
     const barrier = site.subscribe("mesh.rpc.site.>", { max: 1 });
     await site.flush();
     rogue.send("mesh.ctl.v1.delete", JSON.stringify({ kind: "Route", service: "echo" }), "_INBOX.rogue.1");
@@ -162,7 +146,7 @@ describe("leaf nodes in secure mode", () => {
     rogue.send("mesh.rpc.site._.frontend", "barrier");
     for await (const _m of barrier) break;
     assert.deepEqual(rogue.replies(), [], "no answer from control or JetStream");
-    const admin = await connectAs(east, "admin");
+    const { nc: admin } = await connectAs(east, creds.dir, "admin");
     const { items } = await requestControl(admin, "get", { kind: "Route", service: "echo" });
     assert.equal(items.length, 1, "echo's Route still stands");
     rogue.close();

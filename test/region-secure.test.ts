@@ -14,14 +14,13 @@ import { before, describe, test } from "node:test";
 import { type CredsResult, seedFile, writeCreds } from "../local/creds.ts";
 import { startApp } from "./helpers/apps.ts";
 import { onFileEnd } from "./helpers/cleanup.ts";
+import { connectAs } from "./helpers/secure.ts";
 import { startTestControl, type TestControl } from "./helpers/control.ts";
 import { metricSum } from "./helpers/observability.ts";
 import { eventually, startTestSidecar } from "./helpers/mesh.ts";
 import { apply, bodiesOf, configOf, served, startRegions, untilMirrorDirectGone, type Supercluster } from "./helpers/region.ts";
-import { authenticatorFromFile } from "../runtime/index.ts";
-import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { POLICY_BUCKETS, inboxPrefixFor, kvMirrorStream } from "../schemas/index.ts";
+import { POLICY_BUCKETS, kvMirrorStream } from "../schemas/index.ts";
 import { requestControl } from "../control/index.ts";
 
 let sc: Supercluster;
@@ -51,8 +50,7 @@ describe("secure mode across gateways", () => {
     await eventually(async () => (await served(caller.outbound.port, "echo")).body === "west");
     assert.deepEqual(new Set(await bodiesOf(caller.outbound.port, "echo")), new Set(["west"]));
     // The admin applies a Route in west; the caller in east applies it.
-    const admin = await connect({ servers: west, noAsyncTraces: true, inboxPrefix: inboxPrefixFor("admin"), authenticator: await authenticatorFromFile(seed("admin")) });
-    onFileEnd(() => admin.close());
+    const { nc: admin } = await connectAs(west, creds.dir, "admin");
     const [revision] = await apply(admin, { kind: "Route", service: "echo", timeoutMs: 3000 });
     await eventually(async () => (await configOf(caller.admin.port)).policies.some((p) => p.key === "echo" && p.revision === revision));
     // The registry lists the provider with its region, written by control across the gateway.
@@ -63,12 +61,7 @@ describe("secure mode across gateways", () => {
   });
 
   test("a key still binds identity across the gateway: frontend's key cannot publish as echo", async () => {
-    const nc = await connect({ servers: sc.clusters[0]!.urls, noAsyncTraces: true, authenticator: await authenticatorFromFile(seed("frontend")) });
-    onFileEnd(() => nc.close());
-    const errors: string[] = [];
-    void (async () => {
-      for await (const s of nc.status()) if (s.type === "error") errors.push(String(s.error));
-    })();
+    const { nc, errors } = await connectAs(sc.clusters[0]!.urls, creds.dir, "frontend");
     nc.publish("mesh.rpc.echo._.echo", "spoofed");
     await nc.flush();
     await eventually(async () => errors.some((e) => /permissions violation/i.test(e)));
@@ -80,8 +73,7 @@ describe("secure mode across gateways", () => {
 describe("secure mode, the buckets' home cluster lost", () => {
   test("a sidecar started in west during the outage gets the current policy through west's control replica", async () => {
     const west = sc.clusters[1]!.urls;
-    const admin = await connect({ servers: west, noAsyncTraces: true, inboxPrefix: inboxPrefixFor("admin"), authenticator: await authenticatorFromFile(seed("admin")) });
-    onFileEnd(() => admin.close());
+    const { nc: admin } = await connectAs(west, creds.dir, "admin");
     const teapot = { match: { pathPrefix: "/teapot" }, fault: { abort: { status: 418, percent: 100 } } };
     const [revision] = await apply(admin, { kind: "Route", service: "echo", timeoutMs: 3000, rules: [teapot] });
     // The barrier: west's mirror of the routes holds that revision before the home goes.

@@ -15,12 +15,11 @@ import { connect, headers, nkeys, nkeyAuthenticator, type ConnectionOptions, typ
 import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { type CredsResult, seedFile, writeCreds } from "../local/creds.ts";
-import { inboxPrefixOf } from "../local/creds-permissions.ts";
 import { LEASE_BUCKET } from "../control/telemetry-lease.ts";
 import { ACCESS_STREAM, POLICY_BUCKETS, QUOTA_COUNTER_BUCKETS, REGISTRY_BUCKET, Wire, keysSubject, kvStream } from "../schemas/index.ts";
-import { authenticatorFromFile } from "../runtime/index.ts";
 import { echo, header, startApp, type TestApp } from "./helpers/apps.ts";
 import { onFileEnd } from "./helpers/cleanup.ts";
+import { connectAs as connectAsIdentity } from "./helpers/secure.ts";
 import { startTestControl, type TestControl } from "./helpers/control.ts";
 import { captureLogs, type CapturedLogs } from "./helpers/logs.ts";
 import { call, eventually, runMesh, startTestSidecar } from "./helpers/mesh.ts";
@@ -60,16 +59,8 @@ before(async () => {
   ordersPort = orders.outbound.port;
 });
 
-/** Connects with `identity`'s key and the inbox prefix its permissions allow; `errors` collects what the server refused. */
-async function connectAs(identity: string, opts: Partial<ConnectionOptions> = {}) {
-  const nc = await connect({ servers: nats.urls, authenticator: await authenticatorFromFile(seed(identity)), noAsyncTraces: true, inboxPrefix: inboxPrefixOf(identity), ...opts });
-  onFileEnd(() => nc.close());
-  const errors: string[] = [];
-  void (async () => {
-    for await (const s of nc.status()) if (s.type === "error") errors.push(String(s.error?.message));
-  })();
-  return { nc, errors };
-}
+/** Connects with `identity`'s key (test/helpers/secure.ts). */
+const connectAs = (identity: string, opts: Partial<ConnectionOptions> = {}) => connectAsIdentity(nats.urls, creds.dir, identity, opts);
 
 /** Requests an application received through the mesh (its sidecar's health probes carry no caller). */
 const meshCalls = (app: TestApp) => app.seen.filter((r) => header(r, "x-mesh-caller") !== undefined);

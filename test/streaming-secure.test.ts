@@ -12,13 +12,12 @@ import { request as httpRequest, type IncomingMessage } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { before, describe, test } from "node:test";
-import { connect, headers, type NatsConnection } from "@nats-io/transport-node";
+import { headers, type NatsConnection } from "@nats-io/transport-node";
 import { type CredsResult, seedFile, writeCreds } from "../local/creds.ts";
-import { inboxPrefixOf } from "../local/creds-permissions.ts";
-import { authenticatorFromFile } from "../runtime/index.ts";
 import { StreamWire } from "../schemas/index.ts";
 import { startStreamingApp } from "./helpers/apps.ts";
 import { onFileEnd } from "./helpers/cleanup.ts";
+import { connectAs } from "./helpers/secure.ts";
 import { startTestControl } from "./helpers/control.ts";
 import { captureLogs, type CapturedLogs } from "./helpers/logs.ts";
 import { eventually, startTestSidecar } from "./helpers/mesh.ts";
@@ -52,13 +51,7 @@ before(async () => {
   await startTestSidecar({ service: "pricing", app: app.url, nats: nats.urls, creds: seed("pricing") }, pricingLogs.logger);
   clientLogs = captureLogs();
   clientPort = (await startTestSidecar({ service: "client", nats: nats.urls, creds: seed("client") }, clientLogs.logger)).outbound.port;
-  const nc = await connect({ servers: nats.urls, authenticator: await authenticatorFromFile(seed("orders")), noAsyncTraces: true, inboxPrefix: inboxPrefixOf("orders") });
-  onFileEnd(() => nc.close());
-  const errors: string[] = [];
-  void (async () => {
-    for await (const s of nc.status()) if (s.type === "error") errors.push(String(s.error?.message));
-  })();
-  attacker = { nc, errors };
+  attacker = await connectAs(nats.urls, creds.dir, "orders");
 });
 
 /** The stream inbox `_INBOX.<owner>.<token>` that `sender` sends chunks to, as the server's trace shows it. */

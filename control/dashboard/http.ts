@@ -132,8 +132,9 @@ export class DashboardHttp {
       if (busy) return; // a slow KV read: skip a beat rather than pile up
       busy = true;
       try {
-        res.write(event("topology", await this.#views.topology(window)));
-        if (service) res.write(event("service", await this.#views.service(service, window)));
+        const topology = await this.#views.topology(window);
+        res.write(event("topology", topology));
+        if (service) res.write(event("service", await this.#views.service(service, window, topology)));
       } catch (err) {
         res.write(event("problem", { message: (err as Error).message }));
       } finally {

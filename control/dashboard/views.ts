@@ -83,8 +83,9 @@ export class DashboardViews {
     return { at: new Date().toISOString(), windowSeconds: stats.windowSeconds, nodes: sorted, edges };
   }
 
-  async service(service: string, windowSeconds: number): Promise<ServiceView> {
-    const [instances, topology, policies] = await Promise.all([this.#cachedInstances(), this.topology(windowSeconds), this.#policies(service)]);
+  /** `topology`: the one of this window when the caller has just built it (an event-stream push sends both). */
+  async service(service: string, windowSeconds: number, topology?: Topology): Promise<ServiceView> {
+    const [instances, traffic, policies] = await Promise.all([this.#cachedInstances(), topology ?? this.topology(windowSeconds), this.#policies(service)]);
     const now = Date.now();
     return {
       service,
@@ -102,8 +103,8 @@ export class DashboardViews {
           ageSeconds: Math.max(0, Math.round((now - Date.parse(e.startedAt)) / 1000)) || 0,
         })),
       policies,
-      inbound: topology.edges.filter((e) => e.destination === service),
-      outbound: topology.edges.filter((e) => e.source === service),
+      inbound: traffic.edges.filter((e) => e.destination === service),
+      outbound: traffic.edges.filter((e) => e.source === service),
       series: this.#history.series(service) ?? null,
       droppedServices: this.#history.droppedServices,
     };

@@ -147,9 +147,10 @@ export class InboundAdapter {
   #respond(msg: Msg, body: Uint8Array, headers: MsgHdrs, batched = false): void {
     const subject = signedSubject(msg.reply!, this.#opts.service);
     if (!batched) return this.#opts.nc.publish(subject, body, { headers });
-    const { inbox, logger } = this.#opts;
-    inbox.batch.publish(subject, body, { headers }, (err) => logger.warn({ err }, "could not send an answer"), this.inflight.size <= 1);
+    this.#opts.inbox.batch.publish(subject, body, { headers }, this.#answerFailed, this.inflight.size <= 1);
   }
+
+  readonly #answerFailed = (err: Error): void => this.#opts.logger.warn({ err }, "could not send an answer");
 
   /** nats.js decodes headers on first read and throws on a malformed block (a raw client can send one). */
   #readable(msg: Msg): boolean {

@@ -163,9 +163,10 @@ class BatchingAccessLog implements AccessLog {
   #sendBatch(records: RequestRecord[]): void {
     const limit = Math.max(1024, (this.#opts.nc.info?.max_payload ?? 1024 * 1024) - 4096);
     const bySubject = new Map<string, { lines: string[]; size: number }>();
+    const region = this.#region?.();
     for (const r of records) {
       const subject = accessSubject(r.destination, r.source, r.direction);
-      const line = JSON.stringify(toAccessRecord(r, this.#reporter, this.#region?.()));
+      const line = JSON.stringify(toAccessRecord(r, this.#reporter, region));
       const size = Buffer.byteLength(line) + 1;
       let group = bySubject.get(subject);
       if (group && group.size + size > limit) {

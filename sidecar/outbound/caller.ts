@@ -138,7 +138,8 @@ export class MeshCaller {
     const budget = retries ? this.#o.destinations.budget(c.service, retries.budgetPercent) : undefined;
     budget?.recordRequest();
     // Instances this call went to: a retry tries another local one before a remote one (docs/multi-region.md).
-    const tried = new Set<string>();
+    // Only a call that may be retried keeps them.
+    const tried = retries ? new Set<string>() : undefined;
     for (let attempt = 1; ; attempt++) {
       const result = await this.#attempt(c, route, c.plan.pickVersion(), attempt, tried);
       // Once part of a streamed body has gone, nothing can send it again.
@@ -153,7 +154,7 @@ export class MeshCaller {
     }
   }
 
-  async #attempt(c: Call, route: RoutePolicy | undefined, version: string, attempt: number, tried: Set<string>): Promise<CallResult> {
+  async #attempt(c: Call, route: RoutePolicy | undefined, version: string, attempt: number, tried: Set<string> | undefined): Promise<CallResult> {
     const { deadlineAt } = c.plan;
     const left = deadlineAt - this.#now();
     if (left <= 0) return failed(timeout(c.service, deadlineAt - c.startedAt), version, attempt - 1);
@@ -168,7 +169,7 @@ export class MeshCaller {
     }
     const balancer = choice?.balancer;
     const instance = choice?.instance;
-    if (instance) tried.add(instance);
+    if (instance) tried?.add(instance);
     const subject = instance ? instanceSubject(c.service, instance, this.#o.caller) : rpcSubject(c.service, version, this.#o.caller);
     c.headers.set(Wire.deadline, String(this.#now() + perTry));
     const started = this.#now();
@@ -185,9 +186,9 @@ export class MeshCaller {
    * leave the region), or undefined for the queue group, whose members in
    * the local cluster NATS prefers by itself.
    */
-  #choose(service: string, version: string, route: RoutePolicy | undefined, tried: ReadonlySet<string>) {
+  #choose(service: string, version: string, route: RoutePolicy | undefined, tried: ReadonlySet<string> | undefined) {
     if (!route || !choosesInstances(route)) return undefined;
-    return this.#o.destinations.choose(service, version, { region: this.#o.region?.(), failover: route.localityFailover !== false, tried });
+    return this.#o.destinations.choose(service, version, { region: this.#o.region?.(), failover: route.localityFailover !== false, ...(tried ? { tried } : {}) });
   }
 
   async #send(c: Call, subject: string, perTryMs: number, version: string, attempt: number): Promise<CallResult> {

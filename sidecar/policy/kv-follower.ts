@@ -1,6 +1,7 @@
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { kvChangesSubject } from "../../schemas/index.ts";
+import { kvOperation, kvSubject } from "../../runtime/index.ts";
 import { BucketMissingError, type KvReader, type KvValue } from "./kv-reader.ts";
 
 /** A value as this sidecar applied it, for `/config`. */
@@ -40,15 +41,6 @@ export interface KvFollowerOptions<T> {
    */
   onInvalid?: (key: string) => void;
   onRejected: (bucket: string) => void;
-  /**
-   * Changes are applied as they come, whatever their headers say (the
-   * registry: a heartbeat per instance every 2 s; its check ties an entry to
-   * its key). Otherwise a change's value is taken only when JetStream's own
-   * headers say it is stored under that very key, and read from the stream
-   * when they do not: a reflected message cannot bring in a value the stream
-   * does not hold under that key.
-   */
-  valuesInChanges?: boolean;
   /** no info log per change (the registry changes with every heartbeat) */
   quiet?: boolean;
   /** how often the bucket is checked for writes that never reached us; default 30 s */
@@ -93,8 +85,6 @@ export class KvFollower<T> {
   /** newest revision handled per key (applied, rejected or deleted): older ones are ignored */
   readonly #seen = new Map<string, number>();
   readonly #prefix: string;
-  /** `$KV.<bucket>.`: where the bucket's values are stored */
-  readonly #storedPrefix: string;
   /** highest stream sequence handled, and the bucket's last sequence at the previous check */
   #maxSeq = 0;
   #lastChecked = 0;
@@ -106,7 +96,6 @@ export class KvFollower<T> {
   constructor(opts: KvFollowerOptions<T>) {
     this.#o = opts;
     this.#prefix = `${kvChangesSubject(opts.bucket, "")}`;
-    this.#storedPrefix = `$KV.${opts.bucket}.`;
   }
 
   get applied(): ReadonlyMap<string, AppliedValue<T>> {
@@ -176,9 +165,8 @@ export class KvFollower<T> {
     const key = msg.subject.slice(this.#prefix.length);
     const revision = Number(msg.headers?.get("Nats-Sequence"));
     if (!(revision > (this.#seen.get(key) ?? 0))) return;
-    if (this.#o.valuesInChanges || storedUnder(msg, this.#storedPrefix + key)) {
-      const op = msg.headers?.get("KV-Operation");
-      const value: KvValue = { key, revision, operation: op === "DEL" || op === "PURGE" ? op : "PUT", value: msg.data, created: new Date() };
+    if (storedUnder(msg, kvSubject(this.#o.bucket, key))) {
+      const value: KvValue = { key, revision, operation: kvOperation(msg.headers), value: msg.data, created: new Date() };
       void this.#handle(value);
       return;
     }
@@ -240,7 +228,7 @@ export class KvFollower<T> {
     }
     let fallback: { value: KvValue; document: Readonly<T> } | undefined;
     try {
-      fallback = this.#o.valuesInChanges ? undefined : await this.#newestValid(v.key, v.revision);
+      fallback = await this.#newestValid(v.key, v.revision);
     } catch (err) {
       // The history cannot be read now (during an outage of the buckets' home only the newest values
       // can: docs/multi-region.md). Fail closed, and take this revision again at the next read.

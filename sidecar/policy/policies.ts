@@ -78,7 +78,7 @@ export class SidecarPolicies {
    * receives grows with what it calls, not with the mesh (docs/scale.md).
    */
   readonly #registry = new Map<string, KvFollower<RegistryEntry>>();
-  readonly #registryOptions: Omit<KvFollowerOptions<RegistryEntry>, "key" | "bucket" | "check" | "onChange" | "quiet" | "valuesInChanges">;
+  readonly #registryOptions: Omit<KvFollowerOptions<RegistryEntry>, "key" | "bucket" | "check" | "onChange" | "quiet">;
   readonly #logger: Logger;
   #warnedFull = false;
   #loaded = false;
@@ -181,7 +181,6 @@ export class SidecarPolicies {
     const follower = new KvFollower<RegistryEntry>({
       ...this.#registryOptions,
       quiet: true,
-      valuesInChanges: true,
       bucket: REGISTRY_BUCKET,
       key: `${service}.>`,
       check: registryValue,

@@ -78,9 +78,9 @@ export class Destinations {
    * cluster on its own, and answers no-responders when nobody serves).
    */
   choose(service: string, version: string, opts: LocalityOptions): InstanceChoice | "none_local" | undefined {
-    const balancer = this.balancer(service, version);
-    if (!balancer) return opts.failover ? undefined : "none_local";
     const all = this.#instances.ready(service, version);
+    const balancer = this.#balancer(service, version, all);
+    if (!balancer) return opts.failover ? undefined : "none_local";
     const local = opts.region === undefined ? all : this.#instances.ready(service, version, opts.region);
     const tried = opts.tried;
     const fresh = (ids: string[]) => (tried?.size ? ids.filter((id) => !tried.has(id)) : ids);
@@ -90,9 +90,8 @@ export class Destinations {
     return { balancer, instance: balancer.pick(among)! };
   }
 
-  /** The p2c-ewma balancer over the ready instances of service/version; undefined when none is known. */
-  balancer(service: string, version: string): P2cEwmaBalancer | undefined {
-    const ids = this.#instances.ready(service, version);
+  /** The p2c-ewma balancer over `ids`, the ready instances of service/version; undefined when none is known. */
+  #balancer(service: string, version: string, ids: string[]): P2cEwmaBalancer | undefined {
     if (ids.length === 0) return undefined;
     const key = `${service}/${version}`;
     let entry = this.#balancers.get(key);
