@@ -8,6 +8,8 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { LoadResult, LoadSpec } from "./load.ts";
 
 /** How long a child may take to exit after SIGTERM before it gets SIGKILL. */
 const STOP_GRACE_MS = 10_000;
@@ -159,4 +161,32 @@ export async function cpuSeconds(pid: number): Promise<number | undefined> {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Runs bench/load.ts with `spec` to its end and returns its result.
+ * `window` hears when its measured window opens ("start") and closes
+ * ("end"): the generator announces both on stdout, one JSON object a line.
+ */
+export async function runLoadGenerator(name: string, spec: LoadSpec, window: (edge: "start" | "end") => void): Promise<{ child: Child; result: LoadResult }> {
+  let pending = "";
+  let result: LoadResult | undefined;
+  const child = startChild(name, process.execPath, ["--import", "tsx", fileURLToPath(new URL("./load.ts", import.meta.url)), JSON.stringify(spec)], {
+    cwd: fileURLToPath(new URL("..", import.meta.url)),
+    onStdout: (chunk) => {
+      pending += chunk;
+      for (let i = pending.indexOf("\n"); i !== -1; i = pending.indexOf("\n")) {
+        const msg = JSON.parse(pending.slice(0, i)) as { phase?: string } & LoadResult;
+        pending = pending.slice(i + 1);
+        if (msg.phase === "measure") window("start");
+        else {
+          window("end");
+          result = msg;
+        }
+      }
+    },
+  });
+  await child.exited;
+  if (!result) throw new Error(`${name} gave no result (exit ${child.process.exitCode}):\n${child.output()}`);
+  return { child, result };
 }

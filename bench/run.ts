@@ -17,10 +17,10 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { cpus, release } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { LoadResult, LoadSpec } from "./load.ts";
+import type { LoadSpec } from "./load.ts";
 import { startBenchNats, type BenchNats } from "./nats.ts";
 import { addRatios, type Cell, type CpuColumn, cpuRatioTable, cpuTable, errorLines, mainTable, roundsTable, type Side, sidesLegend, startupTable } from "./report.ts";
-import { cleanup, cpuSeconds, installSignalHandlers, rssMiB, startChild, wasInterrupted } from "./procs.ts";
+import { cleanup, cpuSeconds, installSignalHandlers, rssMiB, runLoadGenerator, wasInterrupted } from "./procs.ts";
 import { BASELINE, type BenchEnv, type Deployment, MESH_VARIANTS, SCENARIOS, type Scenario, startControl, startEchoApp } from "./scenarios.ts";
 import { measureSidecarStartup, type StartupResult } from "./startup.ts";
 import { measureTransfer, TRANSFER_BYTES, type TransferResult, transferTable } from "./transfer.ts";
@@ -61,11 +61,6 @@ const say = (line: string) => process.stderr.write(`bench: ${line}\n`);
 const STARTUP = "startup";
 /** BENCH_SCENARIOS name of the large-download table (bench/transfer.ts) */
 const TRANSFER = "transfer";
-
-/** Children run TypeScript through tsx's loader, resolved from the repo root. */
-function tsxChild(name: string, file: string, args: string[], onStdout?: (chunk: string) => void) {
-  return startChild(name, process.execPath, ["--import", "tsx", join(BENCH_DIR, file), ...args], { cwd: REPO_DIR, ...(onStdout ? { onStdout } : {}) });
-}
 
 
 /** The run's shared processes; a cell counts each only when it is on the scenario's path. */
@@ -158,25 +153,8 @@ async function runCell(scenario: Scenario, dep: Deployment, concurrency: number,
   if (dep.usesApp) watched.push({ name: "app", pid: shared.app });
   if (scenario.needsControl && shared.control) watched.push({ name: "control", pid: shared.control });
   const sampler = new WindowSampler(watched, sides);
-  let result: LoadResult | undefined;
-  let pending = "";
-  // The load generator announces its measured window on stdout, one JSON object a line.
-  const onLine = (line: string) => {
-    const msg = JSON.parse(line) as { phase?: string } & LoadResult;
-    if (msg.phase === "measure") return sampler.start();
-    sampler.end();
-    result = msg;
-  };
-  const child = tsxChild(`load generator (${scenario.name}, c=${concurrency})`, "load.ts", [JSON.stringify(spec)], (chunk) => {
-    pending += chunk;
-    for (let i = pending.indexOf("\n"); i !== -1; i = pending.indexOf("\n")) {
-      onLine(pending.slice(0, i));
-      pending = pending.slice(i + 1);
-    }
-  });
-  await child.exited;
+  const { result } = await runLoadGenerator(`load generator (${scenario.name}, c=${concurrency})`, spec, (edge) => (edge === "start" ? sampler.start() : sampler.end()));
   const cpuUsed = await sampler.cpuUsed();
-  if (!result) throw new Error(`${child.name} gave no result (exit ${child.process.exitCode}):\n${child.output()}`);
   const { requests } = result;
   const perRequestUs = (s: number | undefined) => (s === undefined || requests === 0 ? NaN : (s * 1e6) / requests);
   const cpuUsPerRequest: Cell["cpuUsPerRequest"] = {};

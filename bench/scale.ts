@@ -28,7 +28,7 @@ import { connectCli, controlRequest } from "../cli/client.ts";
 import { registerSubject } from "../schemas/index.ts";
 import type { LoadResult, LoadSpec } from "./load.ts";
 import { startBenchNats } from "./nats.ts";
-import { cleanup, cpuSeconds, installSignalHandlers, makeTempDir, rssMiB, startChild, wasInterrupted } from "./procs.ts";
+import { cleanup, cpuSeconds, installSignalHandlers, makeTempDir, rssMiB, runLoadGenerator, startChild, wasInterrupted } from "./procs.ts";
 import { scaleDocuments, scaleHeartbeat } from "./scale-policy.ts";
 import { type BenchEnv, startControl, startEchoApp, startSidecar } from "./scenarios.ts";
 
@@ -84,26 +84,7 @@ interface CaseResult {
 /** Runs bench/load.ts once; `window` is called when its measured window opens and closes. */
 async function runLoad(origin: string, concurrency: number, window: (edge: "start" | "end") => void): Promise<LoadResult> {
   const spec: LoadSpec = { origin, path: "/echo", headers: { host: "bench" }, concurrency, warmupS: WARMUP_S, durationS: DURATION_S, timeoutMs: 10_000 };
-  let pending = "";
-  let result: LoadResult | undefined;
-  const child = startChild("load generator", process.execPath, ["--import", "tsx", join(BENCH_DIR, "load.ts"), JSON.stringify(spec)], {
-    cwd: REPO_DIR,
-    onStdout: (chunk) => {
-      pending += chunk;
-      for (let i = pending.indexOf("\n"); i !== -1; i = pending.indexOf("\n")) {
-        const msg = JSON.parse(pending.slice(0, i)) as { phase?: string } & LoadResult;
-        pending = pending.slice(i + 1);
-        if (msg.phase === "measure") window("start");
-        else {
-          window("end");
-          result = msg;
-        }
-      }
-    },
-  });
-  await child.exited;
-  if (!result) throw new Error(`load generator gave no result:\n${child.output()}`);
-  return result;
+  return (await runLoadGenerator("load generator", spec, window)).result;
 }
 
 async function policiesApplied(admin: string): Promise<number> {

@@ -13,6 +13,7 @@ import { main } from "../cli/main.ts";
 import { eventually, freeBasePort, runMesh } from "./helpers/mesh.ts";
 import { checkUpOptions, natsUrlsFor, planUp, plannedPorts, UP_DEFAULTS } from "../local/up-plan.ts";
 import { demoServices } from "../services/manifest.ts";
+import { isAlive } from "./helpers/mesh-process.ts";
 
 const MESH_BIN = fileURLToPath(new URL("../bin/mesh.js", import.meta.url));
 /** Below Linux's ephemeral range (32768+), where the other suites' servers get their ports; free, not fixed. */
@@ -92,15 +93,6 @@ async function readPids(mesh: MeshUp): Promise<number[]> {
   assert.equal(file.pid, mesh.child.pid);
   mesh.pids = Object.values(file.processes);
   return mesh.pids;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** SIGTERM, then expect exit code 0, "stopped", and none of its processes left. */

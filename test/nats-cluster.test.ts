@@ -6,21 +6,13 @@ import { Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { sleep } from "./helpers/mesh.ts";
 import { type NatsCluster, startNats, withNats } from "./helpers/nats.ts";
+import { isAlive } from "./helpers/mesh-process.ts";
 
 const MiB = 1024 * 1024;
 
 /** A connection pinned to one node, so a test knows which route a message crosses. */
 function connectTo(url: string): Promise<NatsConnection> {
   return connect({ servers: url, noAsyncTraces: true, ignoreClusterUpdates: true, reconnectTimeWait: 100 });
-}
-
-function isAlive(pid: number | undefined): boolean {
-  try {
-    process.kill(pid!, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Retries `probe` until it returns without throwing (5 s at most); returns its last value. */

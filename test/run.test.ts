@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { call, freePort, runMesh, startTestSidecar } from "./helpers/mesh.ts";
-import { spawnMesh, type MeshProcess } from "./helpers/mesh-process.ts";
+import { isAlive, spawnMesh, type MeshProcess } from "./helpers/mesh-process.ts";
 import { startNats } from "./helpers/nats.ts";
 import { startTestControl } from "./helpers/control.ts";
 
@@ -17,15 +17,6 @@ before(async () => {
   nats = cluster.urls.join(",");
   await startTestControl(cluster.urls);
 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** The pids mesh run reports for its sidecar and its app. */
 async function pids(run: MeshProcess): Promise<{ sidecar: number; app: number }> {
@@ -49,7 +40,7 @@ test("the Python catalog behind mesh run answers through another sidecar; SIGINT
   run.process.kill("SIGINT");
   assert.equal(await run.exited, 0, run.lines.join("\n"));
   assert.ok(run.lines.some((l) => /^\[sidecar\] \{.*"msg":"drained"/.test(l)), "the sidecar drained");
-  assert.deepEqual([sidecar, app].filter(alive), [], "nothing left running");
+  assert.deepEqual([sidecar, app].filter(isAlive), [], "nothing left running");
 });
 
 test("the app's exit stops the sidecar, and its code is mesh run's; the app gets PORT, http_proxy, NO_PROXY, MESH_OUTBOUND", { timeout: 60_000 }, async () => {
@@ -62,7 +53,7 @@ test("the app's exit stops the sidecar, and its code is mesh run's; the app gets
   const outbound = /outbound (http:\/\/127\.0\.0\.1:\d+)/.exec(run.lines.find((l) => /^mesh run: sidecar of/.test(l))!)![1];
   assert.deepEqual(env, [port, outbound, outbound, "localhost,127.0.0.1", "localhost,127.0.0.1", outbound]);
   assert.ok(run.lines.some((l) => /^mesh run: the sidecar stopped/.test(l)), run.lines.join("\n"));
-  assert.equal(alive(sidecar), false);
+  assert.equal(isAlive(sidecar), false);
 });
 
 test("an app ended by a signal: exit 128+n", { timeout: 60_000 }, async () => {

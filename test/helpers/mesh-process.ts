@@ -9,6 +9,17 @@ import { onFileEnd } from "./cleanup.ts";
 
 const MESH_BIN = fileURLToPath(new URL("../../bin/mesh.js", import.meta.url));
 
+/** True while a process with this pid exists (signal 0 checks without sending anything). */
+export function isAlive(pid: number | undefined): boolean {
+  if (pid === undefined) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export interface MeshProcess {
   process: ChildProcess;
   /** every JSON log line so far (stdout) */
