@@ -3,12 +3,11 @@
 // mesh logs when there is nothing, mesh top when the window is clamped, and
 // rollback refusals in plain words. Real NATS and a real control.
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { before, describe, test } from "node:test";
 import { parsePatch } from "diff";
-import { onFileEnd } from "./helpers/cleanup.ts";
+import { tempDir } from "./helpers/cleanup.ts";
 import { startTestControl } from "./helpers/control.ts";
 import { runMesh } from "./helpers/mesh.ts";
 import { startNats } from "./helpers/nats.ts";
@@ -20,8 +19,7 @@ before(async () => {
   const nats = await startNats();
   await startTestControl(nats.urls);
   env = { NATS_URL: nats.urls.join(",") };
-  dir = await mkdtemp(join(tmpdir(), "natsmesh-output-"));
-  onFileEnd(() => rm(dir, { recursive: true, force: true }));
+  dir = await tempDir("natsmesh-output-");
   const apply = async (name: string, text: string) => {
     const file = join(dir, name);
     await writeFile(file, text);

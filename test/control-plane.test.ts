@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { before, describe, test } from "node:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
@@ -8,7 +7,7 @@ import { Kvm } from "@nats-io/kv";
 import { controlRequest, CliError } from "../cli/client.ts";
 import { POLICY_BUCKETS } from "../schemas/index.ts";
 import { startApp } from "./helpers/apps.ts";
-import { onFileEnd } from "./helpers/cleanup.ts";
+import { onFileEnd, tempDir } from "./helpers/cleanup.ts";
 import { startTestControl, type TestControl } from "./helpers/control.ts";
 import { captureLogs } from "./helpers/logs.ts";
 import { call, eventually, runMesh, startTestSidecar } from "./helpers/mesh.ts";
@@ -24,8 +23,7 @@ before(async () => {
   nats = await startNats({ nodes: 3 });
   control = await startTestControl(nats.urls);
   nc = await connectClient(nats.urls);
-  dir = await mkdtemp(join(tmpdir(), "natsmesh-policy-"));
-  onFileEnd(() => rm(dir, { recursive: true, force: true }));
+  dir = await tempDir("natsmesh-policy-");
   natsEnv = { NATS_URL: nats.urls.join(",") };
   // Two versions of "pricing", each answering with its version.
   for (const version of ["v1", "v2"]) {

@@ -2,8 +2,7 @@
 // it, the pure permission builder, and private inboxes against a real server.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { before, describe, test } from "node:test";
@@ -22,15 +21,14 @@ import {
 import { controlRequest } from "../cli/client.ts";
 import { ensureNatsServer } from "../local/nats-binary.ts";
 import { authenticatorFromFile } from "../runtime/index.ts";
-import { onFileEnd } from "./helpers/cleanup.ts";
+import { tempDir } from "./helpers/cleanup.ts";
 import { startTestControl } from "./helpers/control.ts";
 import { meshRequest, runMesh } from "./helpers/mesh.ts";
 import { withNats } from "./helpers/nats.ts";
 
 let root: string;
 before(async () => {
-  root = await mkdtemp(join(tmpdir(), "natsmesh-creds-"));
-  onFileEnd(() => rm(root, { recursive: true, force: true }));
+  root = await tempDir("natsmesh-creds-");
 });
 
 const publicKeyOf = async (file: string) => nkeys.fromSeed(new TextEncoder().encode((await readFile(file, "utf8")).trim())).getPublicKey();

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
@@ -12,7 +11,7 @@ import { controlRequest } from "../cli/client.ts";
 import { formatAccessRecord } from "../cli/commands/logs.ts";
 import { type AccessRecord } from "../schemas/index.ts";
 import { authenticatorFromFile } from "../runtime/index.ts";
-import { onFileEnd } from "./helpers/cleanup.ts";
+import { onFileEnd, tempDir } from "./helpers/cleanup.ts";
 import { startTestControl, type TestControl } from "./helpers/control.ts";
 import { eventually, runMesh } from "./helpers/mesh.ts";
 import { startNats, type NatsCluster } from "./helpers/nats.ts";
@@ -30,8 +29,7 @@ let dir: string;
 const key = (name: string) => join(dir, `${name}.nk`);
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), "natsmesh-logs-"));
-  onFileEnd(() => rm(dir, { recursive: true, force: true }));
+  dir = await tempDir("natsmesh-logs-");
   const users: string[] = [];
   for (const [name, permissions] of [
     ["control", ""],

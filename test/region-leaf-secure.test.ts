@@ -4,9 +4,8 @@
 // `leaf`, bound to the sidecars' account. Sidecars at the edge call and
 // serve with their own keys; the leaf link carries sidecar traffic only.
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { createConnection } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { before, describe, test } from "node:test";
 import { connect } from "@nats-io/transport-node";
@@ -17,7 +16,7 @@ import { monitor, type ServerNode } from "../local/nats-node.ts";
 import { authenticatorFromFile } from "../runtime/index.ts";
 import { requestControl } from "../control/index.ts";
 import { startApp } from "./helpers/apps.ts";
-import { onFileEnd } from "./helpers/cleanup.ts";
+import { onFileEnd, tempDir } from "./helpers/cleanup.ts";
 import { connectAs } from "./helpers/secure.ts";
 import { startTestControl } from "./helpers/control.ts";
 import { eventually, startTestSidecar } from "./helpers/mesh.ts";
@@ -50,8 +49,7 @@ async function startOtherLeaf(name: string, password: string) {
 }
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), "natsmesh-leaf-secure-"));
-  onFileEnd(() => rm(dir, { recursive: true, force: true }));
+  dir = await tempDir("natsmesh-leaf-secure-");
   creds = await writeCreds(join(dir, "creds"), ["frontend", "echo", "catalog", "site"]);
   sc = await startRegions({
     clusters: 2,

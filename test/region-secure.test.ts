@@ -7,13 +7,11 @@
 // region's control replica (verb keys), since its account imports no
 // STREAM.INFO of the mirrors.
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { before, describe, test } from "node:test";
 import { type CredsResult, seedFile, writeCreds } from "../local/creds.ts";
 import { startApp } from "./helpers/apps.ts";
-import { onFileEnd } from "./helpers/cleanup.ts";
+import { tempDir } from "./helpers/cleanup.ts";
 import { connectAs } from "./helpers/secure.ts";
 import { startTestControl, type TestControl } from "./helpers/control.ts";
 import { metricSum } from "./helpers/observability.ts";
@@ -29,8 +27,7 @@ let westControl: TestControl;
 const seed = (identity: string) => seedFile(creds.dir, identity);
 
 before(async () => {
-  const dir = await mkdtemp(join(tmpdir(), "natsmesh-region-secure-"));
-  onFileEnd(() => rm(dir, { recursive: true, force: true }));
+  const dir = await tempDir("natsmesh-region-secure-");
   creds = await writeCreds(join(dir, "creds"), ["frontend", "echo", "newcomer"]);
   sc = await startRegions({ clusters: 2, include: [creds.authConf] });
   // A control replica in each cluster, as mesh up runs them: requests from west are served by

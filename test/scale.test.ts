@@ -3,8 +3,7 @@
 // sidecar has all of it in force. No timing here: `npm run bench:scale`
 // measures.
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { before, describe, test } from "node:test";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -19,7 +18,7 @@ import { KvFollower, KvReader } from "../sidecar/index.ts";
 import { mapLimit, mapLimitAll } from "../runtime/index.ts";
 import { scaleDocuments, scaleHeartbeat, scaleRoute, scaleService } from "../bench/scale-policy.ts";
 import { startApp } from "./helpers/apps.ts";
-import { onFileEnd } from "./helpers/cleanup.ts";
+import { onFileEnd, tempDir } from "./helpers/cleanup.ts";
 import { startTestControl } from "./helpers/control.ts";
 import { call, eventually, runMesh, startTestSidecar } from "./helpers/mesh.ts";
 import { connectClient, startNats, type NatsCluster } from "./helpers/nats.ts";
@@ -37,8 +36,7 @@ before(async () => {
   nats = await startNats({ nodes: 3 });
   await startTestControl(nats.urls);
   nc = await connectClient(nats.urls);
-  dir = await mkdtemp(join(tmpdir(), "natsmesh-scale-"));
-  onFileEnd(() => rm(dir, { recursive: true, force: true }));
+  dir = await tempDir("natsmesh-scale-");
   natsEnv = { NATS_URL: nats.urls.join(",") };
 });
 

@@ -7,8 +7,6 @@
 // have shown.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { before, describe, test } from "node:test";
 import { connect, headers, nkeys, nkeyAuthenticator, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
@@ -18,7 +16,7 @@ import { type CredsResult, seedFile, writeCreds } from "../local/creds.ts";
 import { LEASE_BUCKET } from "../control/telemetry-lease.ts";
 import { ACCESS_STREAM, POLICY_BUCKETS, QUOTA_COUNTER_BUCKETS, REGISTRY_BUCKET, Wire, keysSubject, kvStream } from "../schemas/index.ts";
 import { echo, header, startApp, type TestApp } from "./helpers/apps.ts";
-import { onFileEnd } from "./helpers/cleanup.ts";
+import { tempDir } from "./helpers/cleanup.ts";
 import { connectAs as connectAsIdentity } from "./helpers/secure.ts";
 import { startTestControl, type TestControl } from "./helpers/control.ts";
 import { captureLogs, type CapturedLogs } from "./helpers/logs.ts";
@@ -41,8 +39,7 @@ let pricingInstance: string;
 const seed = (identity: string) => seedFile(creds.dir, identity);
 
 before(async () => {
-  const dir = await mkdtemp(join(tmpdir(), "natsmesh-security-"));
-  onFileEnd(() => rm(dir, { recursive: true, force: true }));
+  const dir = await tempDir("natsmesh-security-");
   creds = await writeCreds(join(dir, "creds"), ["frontend", "pricing", "orders"]);
   nats = await startNats({ include: [creds.authConf] });
   control = await startTestControl(nats.urls, undefined, { creds: seed("control") });

@@ -7,16 +7,15 @@
 // that it ignored the forged chunk, and the server's refusal of the rest.
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { request as httpRequest, type IncomingMessage } from "node:http";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { before, describe, test } from "node:test";
 import { headers, type NatsConnection } from "@nats-io/transport-node";
 import { type CredsResult, seedFile, writeCreds } from "../local/creds.ts";
 import { StreamWire } from "../schemas/index.ts";
 import { startStreamingApp } from "./helpers/apps.ts";
-import { onFileEnd } from "./helpers/cleanup.ts";
+import { tempDir } from "./helpers/cleanup.ts";
 import { connectAs } from "./helpers/secure.ts";
 import { startTestControl } from "./helpers/control.ts";
 import { captureLogs, type CapturedLogs } from "./helpers/logs.ts";
@@ -38,8 +37,7 @@ const seed = (identity: string) => seedFile(creds.dir, identity);
 let appHandler: Parameters<typeof startStreamingApp>[0] = (_req, res) => void res.end();
 
 before(async () => {
-  const dir = await mkdtemp(join(tmpdir(), "natsmesh-stream-secure-"));
-  onFileEnd(() => rm(dir, { recursive: true, force: true }));
+  const dir = await tempDir("natsmesh-stream-secure-");
   creds = await writeCreds(join(dir, "creds"), ["client", "pricing", "orders"]);
   // The server traces every message it routes: the attacker's best case is knowing every subject.
   const trace = join(dir, "trace.conf");

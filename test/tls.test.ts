@@ -3,15 +3,13 @@
 // each other, and mesh processes that trust the CA through NODE_EXTRA_CA_CERTS.
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { before, describe, test } from "node:test";
 import { connect } from "@nats-io/transport-node";
 import { header, startApp } from "./helpers/apps.ts";
-import { onFileEnd } from "./helpers/cleanup.ts";
+import { onFileEnd, tempDir } from "./helpers/cleanup.ts";
 import { call, eventually, runMesh, spawnSidecar } from "./helpers/mesh.ts";
 import { startNats, type NatsCluster } from "./helpers/nats.ts";
 
@@ -23,8 +21,7 @@ let nats: NatsCluster;
 const ca = () => join(dir, "ca.pem");
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), "natsmesh-tls-"));
-  onFileEnd(() => rm(dir, { recursive: true, force: true }));
+  dir = await tempDir("natsmesh-tls-");
   await promisify(execFile)("sh", [SCRIPT, dir, "localhost", "127.0.0.1"]);
   const files = `cert_file: ${JSON.stringify(join(dir, "server.pem"))}, key_file: ${JSON.stringify(join(dir, "server-key.pem"))}`;
   nats = await startNats({

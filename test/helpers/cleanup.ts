@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -59,4 +60,11 @@ after(async () => {
 
 export function onFileEnd(task: () => unknown): void {
   tasks.push(task);
+}
+
+/** A new directory under the temp dir, removed when the test file ends. */
+export async function tempDir(prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  onFileEnd(() => rm(dir, { recursive: true, force: true }));
+  return dir;
 }
