@@ -1,5 +1,6 @@
-import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
+import type { MsgHdrs } from "@nats-io/transport-node";
 import { HOP_BY_HOP, HttpHeader } from "../schemas/index.ts";
+import { WireHeaders } from "./wire-headers.ts";
 
 /**
  * Conversions between HTTP messages and NATS headers. HTTP header names are
@@ -45,7 +46,7 @@ function connectionTokens(rawHeaders: readonly string[]): Set<string> | undefine
  * NATS headers, dropping hop-by-hop headers and those the mesh owns.
  */
 export function requestHeadersToNats(rawHeaders: readonly string[]): MsgHdrs {
-  const out = natsHeaders();
+  const out = new WireHeaders();
   const hop = connectionTokens(rawHeaders);
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!.toLowerCase();
@@ -77,6 +78,13 @@ export function responseHeadersToNats(
  */
 export function natsHeadersToFlat(h: MsgHdrs | undefined, into: string[] = [], skip?: ReadonlySet<string>): string[] {
   if (!h) return into;
+  if (h instanceof WireHeaders) {
+    for (let i = 0; i < h.size; i++) {
+      const name = h.nameAt(i);
+      if (name.charCodeAt(0) !== 64 /* @ */ && !skip?.has(name.toLowerCase())) into.push(name, h.valueAt(i));
+    }
+    return into;
+  }
   for (const name of h.keys()) {
     if (name.charCodeAt(0) === 64 /* @ */ || skip?.has(name.toLowerCase())) continue;
     for (const value of h.values(name)) into.push(name, value);

@@ -2,6 +2,7 @@ import { randomFillSync } from "node:crypto";
 import { NoRespondersError, RequestError, TimeoutError, type Msg, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
 import { StreamWire, inboxPrefixFor } from "../schemas/index.ts";
 import { PublishBatch } from "./publish-batch.ts";
+import { adoptHeaders } from "./wire-headers.ts";
 
 /** Bytes of randomness in a reply token: 128 bits. */
 const TOKEN_BYTES = 16;
@@ -174,6 +175,7 @@ export class Inbox {
     const token = dot === -1 ? rest : rest.slice(0, dot);
     const entry = this.#entries.get(token);
     if (!entry) return; // timed out or closed already, or never ours
+    adoptHeaders(msg);
     if (dot === -1) {
       // Only the server publishes on a bare reply subject: it answers a request nobody subscribes to
       // with an empty 503 status message. Anything else there is not an answer.

@@ -1,6 +1,6 @@
 import { request as httpRequest } from "node:http";
 import { PassThrough, type Duplex, type Readable } from "node:stream";
-import { headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { Dispatcher, Pool } from "undici";
 import {
@@ -26,6 +26,7 @@ import { brokenStream, joinStream, oneMessageLimit, type StreamSettings } from "
 import type { StreamOutcome, StreamSession, StreamSink } from "../streaming/session.ts";
 import { pathOnly } from "../policy/routing.ts";
 import { childSpan } from "../observability/trace.ts";
+import { WireHeaders, readHeaders } from "../wire-headers.ts";
 
 /**
  * Decides, before the application is called, whether a request may go on
@@ -155,7 +156,7 @@ export class InboundAdapter {
   /** nats.js decodes headers on first read and throws on a malformed block (a raw client can send one). */
   #readable(msg: Msg): boolean {
     try {
-      void msg.headers;
+      readHeaders(msg);
       return true;
     } catch (err) {
       this.#opts.onMalformed?.(msg.subject, err);
@@ -409,7 +410,7 @@ export class InboundAdapter {
   }
 
   #replyHeaders(status: number): MsgHdrs {
-    const reply = natsHeaders();
+    const reply = new WireHeaders();
     reply.set(Wire.status, String(status));
     reply.set(Wire.version, this.#opts.version);
     reply.set(Wire.instance, this.#opts.instance);

@@ -1,6 +1,6 @@
 import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
-import { headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
+import { type Msg, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
 import {
   ANY_VERSION,
   StreamProtocol,
@@ -22,6 +22,7 @@ import { joinStream, refuseStream, type StreamSettings } from "../streaming/exch
 import type { StreamOutcome, StreamSession } from "../streaming/session.ts";
 import { planCall, type CallPlan } from "./call-plan.ts";
 import { meshErrorFromNats, meshErrorFromStream } from "./nats-errors.ts";
+import { WireHeaders } from "../wire-headers.ts";
 
 /** Instance names as sidecar-config.schema.json allows them. */
 const INSTANCE_NAME = /^[A-Za-z0-9_-]{1,64}$/;
@@ -298,7 +299,7 @@ export class MeshCaller {
 
   /** A copy to `version`, fire and forget: its answer, slowness or failure never reach the caller. */
   #mirror(c: Call, version: string, body: Uint8Array): void {
-    const h = natsHeaders();
+    const h = new WireHeaders();
     for (const k of c.headers.keys()) for (const v of c.headers.values(k)) h.append(k, v);
     h.set(Wire.mirror, "true");
     const left = Math.max(1, c.plan.deadlineAt - this.#now());

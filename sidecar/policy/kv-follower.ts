@@ -3,6 +3,7 @@ import type { Logger } from "pino";
 import { kvChangesSubject } from "../../schemas/index.ts";
 import { kvOperation, kvSubject } from "../../runtime/index.ts";
 import { BucketMissingError, type KvReader, type KvValue } from "./kv-reader.ts";
+import { adoptHeaders } from "../wire-headers.ts";
 
 /** A value as this sidecar applied it, for `/config`. */
 export interface AppliedValue<T> {
@@ -162,6 +163,7 @@ export class KvFollower<T> {
 
   #onChange(msg: Msg): void {
     if (!msg.subject.startsWith(this.#prefix)) return;
+    adoptHeaders(msg);
     const key = msg.subject.slice(this.#prefix.length);
     const revision = Number(msg.headers?.get("Nats-Sequence"));
     if (!(revision > (this.#seen.get(key) ?? 0))) return;

@@ -1,7 +1,8 @@
-import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
+import { type NatsConnection } from "@nats-io/transport-node";
 import { StreamProtocol, StreamWire, classify, isReplyOf, signedSubject, type Outcome, type StreamAbortReason } from "../../schemas/index.ts";
 import type { Channel } from "../inbox.ts";
 import { StreamSession, type StreamOutcome } from "./session.ts";
+import { WireHeaders } from "../wire-headers.ts";
 
 /** How this sidecar streams bodies (its config, docs/architecture.md §15). */
 export interface StreamSettings {
@@ -49,7 +50,7 @@ export function streamSettingsOf(config: { fastPathMaxBytes: number; streamIdleT
 export function refuseStream(nc: NatsConnection, channel: Channel | undefined, self: string, peer: string, peerInbox: string | undefined, reason: StreamAbortReason): void {
   channel?.close();
   if (!isReplyOf(peerInbox, peer)) return;
-  const h = natsHeaders();
+  const h = new WireHeaders();
   h.set(StreamWire.abort, reason);
   try {
     nc.publish(signedSubject(peerInbox, self), undefined, { headers: h });

@@ -1,6 +1,7 @@
 import type { Readable } from "node:stream";
-import { headers as natsHeaders, type Msg, type MsgHdrs } from "@nats-io/transport-node";
+import { type Msg, type MsgHdrs } from "@nats-io/transport-node";
 import { StreamWire, type StreamAbortReason } from "../../schemas/index.ts";
+import { WireHeaders } from "../wire-headers.ts";
 
 /**
  * One body stream between two sidecars (docs/architecture.md §15): data
@@ -175,7 +176,7 @@ export class StreamSession {
   /** Gives up on the stream and tells the peer why. */
   abort(reason: StreamAbortReason): void {
     if (this.#closed) return;
-    const h = natsHeaders();
+    const h = new WireHeaders();
     h.set(StreamWire.abort, reason);
     this.#say(h);
     this.#close({ reason, byPeer: false });
@@ -226,7 +227,7 @@ export class StreamSession {
     const total = this.#consumed + this.#o.windowBytes;
     if (!first && total - this.#granted < this.#o.windowBytes / 4) return;
     this.#granted = total;
-    const h = natsHeaders();
+    const h = new WireHeaders();
     h.set(StreamWire.credit, String(total));
     this.#say(h);
   }
@@ -257,7 +258,7 @@ export class StreamSession {
   }
 
   #sendData(data: Uint8Array, last: boolean): void {
-    const h = natsHeaders();
+    const h = new WireHeaders();
     h.set(StreamWire.seq, String(++this.#sendSeq));
     if (last) h.set(StreamWire.end, "1");
     this.#sent += data.length;
@@ -279,7 +280,7 @@ export class StreamSession {
     if (now - this.#lastHeard > this.#o.peerGoneMs) return this.abort("peer_gone");
     if (now - this.#lastData > this.#o.idleTimeoutMs) return this.abort("idle_timeout");
     if (now - this.#lastSaid >= this.#o.keepaliveMs) {
-      const h = natsHeaders();
+      const h = new WireHeaders();
       h.set(StreamWire.ping, "1");
       this.#say(h);
     }
