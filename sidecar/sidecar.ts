@@ -308,7 +308,7 @@ async function drainAll(timeoutMs: number, logger: Logger, steps: () => Promise<
  * SIGINT, then drains and exits. Returns the exit code.
  */
 export async function runSidecar(config: Readonly<SidecarConfig>): Promise<number> {
-  setSidecarV8Flags();
+  const stopYoungGenerationCap = setSidecarV8Flags();
   const instance = config.instance ?? instanceName();
   // startSidecar adds service and instance to every line.
   const logger = processLogger(config.logLevel, { component: "sidecar" });
@@ -318,6 +318,7 @@ export async function runSidecar(config: Readonly<SidecarConfig>): Promise<numbe
   });
   await untilSignalled(logger);
   await sidecar.drain();
+  stopYoungGenerationCap();
   exitWhenStopped(logger);
   return 0;
 }

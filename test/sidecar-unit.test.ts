@@ -4,7 +4,7 @@ import { headers } from "@nats-io/transport-node";
 import { parseRpcSubject, providerSubscriptions, rpcSubject } from "../schemas/index.ts";
 import { MeshError, childSpan, childTraceparent, resolveTarget } from "../sidecar/index.ts";
 import { natsHeadersToFlat, requestHeadersToNats, responseHeadersToNats } from "../sidecar/http-wire.ts";
-import { SIDECAR_V8_FLAGS, sidecarV8Flags } from "../sidecar/v8-flags.ts";
+import { SIDECAR_V8_FLAGS, capsYoungGeneration, sidecarV8Flags } from "../sidecar/v8-flags.ts";
 import { readinessOf } from "../sidecar/sidecar.ts";
 
 describe("resolveTarget", () => {
@@ -113,6 +113,22 @@ describe("V8 flags of a sidecar process", () => {
     assert.deepEqual(sidecarV8Flags(["--heap-growing-percent=20"]), ["--liftoff-only"]);
     assert.deepEqual(sidecarV8Flags(["--no-liftoff-only"]), ["--heap-growing-percent=50"]);
     assert.deepEqual(sidecarV8Flags(["--liftoff-only", "--heap-growing-percent=100"]), []);
+    assert.deepEqual(sidecarV8Flags(["--heap_growing_percent=20", "--liftoff_only"]), []);
+  });
+
+  test("the young generation is capped unless node's command line sizes it, in any form", () => {
+    for (const args of [[], ["--enable-source-maps"], ["--max-old-space-size=100"], ["--max-semi-space-sizes=1"]]) {
+      assert.equal(capsYoungGeneration(args), true, args.join(" "));
+    }
+    for (const args of [
+      ["--max-semi-space-size=16"],
+      ["--max_semi_space_size=2"],
+      ["--enable-source-maps", "--min-semi-space-size=8"],
+      ["--semi-space-growth-factor=4"],
+      ["--semi_space_growth_factor=1"],
+    ]) {
+      assert.equal(capsYoungGeneration(args), false, args.join(" "));
+    }
   });
 });
 
