@@ -30,11 +30,14 @@ export const MESH_OWNED: ReadonlySet<string> = new Set<string>([
  */
 export const NOT_FOR_THE_APP: ReadonlySet<string> = new Set<string>([...MESH_OWNED, ...HOP_BY_HOP]);
 
+/** The usual `Connection` values, which name no header besides the hop-by-hop ones dropped anyway. */
+const ONLY_HOP_BY_HOP = /^\s*(keep-alive|close)\s*$/i;
+
 /** Names listed in a `Connection` header are hop-by-hop too (RFC 9110 §7.6.1). */
 function connectionTokens(rawHeaders: readonly string[]): Set<string> | undefined {
   let tokens: Set<string> | undefined;
   for (let i = 0; i < rawHeaders.length; i += 2) {
-    if (rawHeaders[i]!.toLowerCase() !== "connection") continue;
+    if (rawHeaders[i]!.toLowerCase() !== "connection" || ONLY_HOP_BY_HOP.test(rawHeaders[i + 1]!)) continue;
     tokens ??= new Set();
     for (const token of rawHeaders[i + 1]!.split(",")) tokens.add(token.trim().toLowerCase());
   }

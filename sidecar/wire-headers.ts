@@ -1,6 +1,10 @@
 import { MsgImpl } from "@nats-io/nats-core/internal";
 import { Match, type Msg, type MsgHdrs } from "@nats-io/transport-node";
 
+// Read once: in the bundle, each use of a CommonJS package's export is a getter call (docs/architecture.md §16).
+const { Exact: EXACT, CanonicalMIME: CANONICAL_MIME, IgnoreCase: IGNORE_CASE } = Match;
+const NatsMsg = MsgImpl;
+
 /**
  * NATS headers for the request path (docs/architecture.md §16, "Headers").
  *
@@ -41,25 +45,25 @@ export class WireHeaders implements MsgHdrs {
     return `${this.#code} ${this.#description}`.trim();
   }
 
-  get(k: string, match: Match = Match.Exact): string {
+  get(k: string, match: Match = EXACT): string {
     const i = this.#find(k, match, 0);
     return i === -1 ? "" : this.#values[i]!;
   }
 
   /** The last value of the first matching name (as nats.js: other spellings are other names). */
-  last(k: string, match: Match = Match.Exact): string {
+  last(k: string, match: Match = EXACT): string {
     const first = this.#find(k, match, 0);
     if (first === -1) return "";
     const name = this.#names[first]!;
     return this.#values[this.#names.lastIndexOf(name)]!;
   }
 
-  has(k: string, match: Match = Match.Exact): boolean {
+  has(k: string, match: Match = EXACT): boolean {
     return this.#find(k, match, 0) !== -1;
   }
 
   /** Every value of every matching name, name by name in the order names first appeared (as nats.js groups them). */
-  values(k: string, match: Match = Match.Exact): string[] {
+  values(k: string, match: Match = EXACT): string[] {
     const out: string[] = [];
     const done: string[] = [];
     for (let i = this.#find(k, match, 0); i !== -1; i = this.#find(k, match, i + 1)) {
@@ -78,15 +82,15 @@ export class WireHeaders implements MsgHdrs {
     return out;
   }
 
-  set(k: string, v: string, match: Match = Match.Exact): void {
+  set(k: string, v: string, match: Match = EXACT): void {
     this.delete(k, match);
     this.append(k, v, match);
   }
 
-  append(k: string, v: string, match: Match = Match.Exact): void {
+  append(k: string, v: string, match: Match = EXACT): void {
     checkName(k);
-    if (match === Match.CanonicalMIME) k = canonicalMIMEHeaderKey(k);
-    else if (match === Match.IgnoreCase) {
+    if (match === CANONICAL_MIME) k = canonicalMIMEHeaderKey(k);
+    else if (match === IGNORE_CASE) {
       // Like nats.js: a value joins a name already there under its spelling.
       const i = this.#find(k, match, 0);
       if (i !== -1) k = this.#names[i]!;
@@ -95,7 +99,7 @@ export class WireHeaders implements MsgHdrs {
     this.#values.push(checkedValue(v));
   }
 
-  delete(k: string, match: Match = Match.Exact): void {
+  delete(k: string, match: Match = EXACT): void {
     for (let i = this.#find(k, match, 0); i !== -1; i = this.#find(k, match, i)) {
       this.#names.splice(i, 1);
       this.#values.splice(i, 1);
@@ -155,10 +159,10 @@ export class WireHeaders implements MsgHdrs {
   /** Index of the first field at or after `from` whose name matches `k`, or -1. */
   #find(k: string, match: Match, from: number): number {
     const names = this.#names;
-    if (match === Match.Exact) return names.indexOf(k, from);
-    const want = match === Match.CanonicalMIME ? canonicalMIMEHeaderKey(k) : k.toLowerCase();
+    if (match === EXACT) return names.indexOf(k, from);
+    const want = match === CANONICAL_MIME ? canonicalMIMEHeaderKey(k) : k.toLowerCase();
     for (let i = from; i < names.length; i++) {
-      if ((match === Match.CanonicalMIME ? names[i] : names[i]!.toLowerCase()) === want) return i;
+      if ((match === CANONICAL_MIME ? names[i] : names[i]!.toLowerCase()) === want) return i;
     }
     return -1;
   }
@@ -190,7 +194,7 @@ function canonicalMIMEHeaderKey(k: string): string {
  * keeps its own getter.
  */
 export function readHeaders(msg: Msg): MsgHdrs | undefined {
-  if (!(msg instanceof MsgImpl) || msg._headers !== undefined || msg._msg.hdr < 0) return msg.headers;
+  if (!(msg instanceof NatsMsg) || msg._headers !== undefined || msg._msg.hdr < 0) return msg.headers;
   return (msg._headers = WireHeaders.decode(msg._rdata.subarray(0, msg._msg.hdr)));
 }
 
