@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { Server } from "node:http";
+import { createRequire } from "node:module";
 import { hostname } from "node:os";
 import type { NatsConnection } from "@nats-io/transport-node";
 import pino, { type Logger } from "pino";
@@ -41,9 +42,22 @@ export function logFormat(env = process.env.MESH_LOG_FORMAT, tty = process.stdou
  */
 export function processLogger(level: string, base: { component: string; service?: string; instance?: string }): Logger {
   if (logFormat() === "pretty") {
+    findTransportWorker();
     return pino({ level, base }, pino.transport({ target: "pino-pretty", options: PRETTY }));
   }
   return pino({ level, base }, pino.destination({ sync: false }));
+}
+
+/**
+ * pino is bundled (scripts/bundle-cli.mjs), so its transport cannot find the
+ * worker thread's file next to its own source: it is told where thread-stream
+ * keeps it (pino's documented `__bundlerPathsOverrides`). From the sources
+ * this names the same file pino would have found.
+ */
+function findTransportWorker(): void {
+  const fromPino = createRequire(createRequire(import.meta.url).resolve("pino"));
+  const overrides = ((globalThis as { __bundlerPathsOverrides?: Record<string, string> }).__bundlerPathsOverrides ??= {});
+  overrides["thread-stream-worker"] ??= fromPino.resolve("thread-stream/lib/worker.js");
 }
 
 /** Resolves with the first SIGTERM or SIGINT, logged. */

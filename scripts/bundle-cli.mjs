@@ -2,9 +2,10 @@
 // and everything it imports, packages included) into dist/bundle/ with
 // esbuild, split at the CLI's dynamic imports so a command loads only what it
 // needs. One file per part instead of ~400 modules to resolve and read cuts
-// a process's start-up by about half (docs/architecture.md §16). pino and
-// pino-pretty stay outside (pino starts pino-pretty in a worker by file
-// name), and so does yaml (loaded with require on first use).
+// a process's start-up by about half (docs/architecture.md §16). pino-pretty
+// stays outside (pino starts it in a worker thread by file name; pino is told
+// where that worker's file is, runtime/lifecycle.ts), and so does yaml
+// (loaded with require on first use).
 //
 // The files are then made Latin-1: V8 keeps a module's source in memory for
 // as long as the process runs, one byte per character when every character
@@ -26,7 +27,7 @@ const result = await build({
   platform: "node",
   target: "node20",
   outExtension: { ".js": ".mjs" },
-  external: ["pino", "pino-pretty", "yaml"],
+  external: ["pino-pretty", "yaml"],
   // CommonJS packages inside an ES module bundle still call require() for Node's built-ins.
   banner: { js: "import { createRequire as __meshRequire } from 'node:module'; const require = __meshRequire(import.meta.url);" },
   logLevel: "warning",
