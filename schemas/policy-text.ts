@@ -14,6 +14,11 @@ import type { Document, LineCounter } from "yaml";
 let yamlModule: typeof import("yaml") | undefined;
 const yaml = () => (yamlModule ??= createRequire(import.meta.url)("yaml") as typeof import("yaml"));
 
+/** A value as YAML text (the CLI's output), through the same lazily loaded package. */
+export function toYaml(value: unknown): string {
+  return yaml().stringify(value);
+}
+
 export interface TextProblem {
   /** 0-based index of the document in the file; -1 = the whole file */
   document: number;

@@ -101,3 +101,23 @@ test("control starts on a 3-node cluster restarted with its store, right after t
     await control.kill();
   }
 });
+
+test("what every mesh process loads: the bundle reads no package from node_modules, and a provider's app pool loads neither undici's fetch nor Node's own undici", async () => {
+  // A real node process on the built bundle, as bin/mesh.js runs it (yaml and pino-pretty load on use only).
+  const script = `
+    import { createRequire } from "node:module";
+    import { readdirSync } from "node:fs";
+    const require = createRequire(import.meta.url);
+    await import("./dist/bundle/main.mjs");
+    const { appPool } = await import("./dist/bundle/" + readdirSync("dist/bundle").find((f) => f.startsWith("app-pool-")));
+    const pool = appPool("http://127.0.0.1:9");
+    const files = Object.keys(require("node:module")._cache).filter((f) => f.includes("node_modules"));
+    const nodeUndici = process.moduleLoadList.some((m) => m.includes("deps/undici"));
+    console.log(JSON.stringify({ files, nodeUndici, request: typeof pool.request }));
+    await pool.close();`;
+  const { execFile } = await import("node:child_process");
+  const out = await new Promise<string>((resolve, reject) =>
+    execFile(process.execPath, ["--input-type=module", "-e", script], { cwd: new URL("..", import.meta.url) }, (err, stdout, stderr) => (err ? reject(new Error(stderr || err.message)) : resolve(stdout))),
+  );
+  assert.deepEqual(JSON.parse(out), { files: [], nodeUndici: false, request: "function" });
+});

@@ -1,7 +1,7 @@
 import { createTwoFilesPatch } from "diff";
-import { stringify } from "yaml";
 import { POLICY_HISTORY } from "../../control/client.ts";
 import type { PolicyKind, PolicyRevision } from "../../schemas/index.ts";
+import { toYaml } from "../../schemas/policy-text.ts";
 import { NATS_FLAGS, OUTPUT_FLAG, UsageError, formatTable, jsonOutput, type Parsed } from "../args.ts";
 import { CliError, Exit, controlRequest } from "../client.ts";
 import type { Command } from "../command.ts";
@@ -59,7 +59,7 @@ function revisionArg(what: string, value: string | undefined): number | undefine
 /** A revision's document as YAML, the way `mesh get` prints it; a deletion is empty. */
 function asText(entry: PolicyRevision): string {
   if (entry.operation !== "PUT" || entry.document === undefined) return "";
-  return typeof entry.document === "string" ? `${entry.document}\n` : stringify(entry.document);
+  return typeof entry.document === "string" ? `${entry.document}\n` : toYaml(entry.document);
 }
 
 function colour(patch: string): string {

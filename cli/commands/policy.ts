@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { stringify } from "yaml";
 import { formatProblem, kindFromNoun, parsePolicyText, type PolicyKind, type PolicyRevision } from "../../schemas/index.ts";
+import { toYaml } from "../../schemas/policy-text.ts";
 import { NATS_FLAGS, OUTPUT_FLAG, UsageError, jsonOutput, stringValue, type Parsed } from "../args.ts";
 import { CliError, Exit, connectCli, controlRequest, type NatsFlags } from "../client.ts";
 import type { Command } from "../command.ts";
@@ -87,7 +87,7 @@ function printRevision(r: PolicyRevision): void {
     if (!r.noneValid) console.log(`# revision ${rejected.revision} (${rejected.created}) was rejected and is not applied:`);
     for (const p of rejected.problems) console.log(`#   ${p}`);
   }
-  if (!r.noneValid) process.stdout.write(stringify(r.document));
+  if (!r.noneValid) process.stdout.write(toYaml(r.document));
 }
 
 async function get(p: Parsed): Promise<number> {
