@@ -1,5 +1,5 @@
 import { MsgImpl } from "@nats-io/nats-core/internal";
-import { Match, type Msg, type MsgHdrs } from "@nats-io/transport-node";
+import { canonicalMIMEHeaderKey, Match, type Msg, type MsgHdrs } from "@nats-io/transport-node";
 
 // Read once: in the bundle, each use of a CommonJS package's export is a getter call (docs/architecture.md §16).
 const { Exact: EXACT, CanonicalMIME: CANONICAL_MIME, IgnoreCase: IGNORE_CASE } = Match;
@@ -180,11 +180,6 @@ function checkName(k: string): void {
 function checkedValue(v: string): string {
   if (CR_OR_LF.test(v)) throw new TypeError("NATS header values cannot contain CR or LF");
   return v.trim();
-}
-
-/** `content-type` → `Content-Type`, as nats.js and Go's textproto write a canonical MIME name. */
-function canonicalMIMEHeaderKey(k: string): string {
-  return k.toLowerCase().replace(/(^|-)[a-z]/g, (c) => c.toUpperCase());
 }
 
 /**

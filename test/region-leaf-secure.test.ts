@@ -20,7 +20,7 @@ import { onFileEnd, tempDir } from "./helpers/cleanup.ts";
 import { connectAs } from "./helpers/secure.ts";
 import { startTestControl } from "./helpers/control.ts";
 import { eventually, startTestSidecar } from "./helpers/mesh.ts";
-import { apply, bodiesOf, configOf, served, startRegions, type Supercluster } from "./helpers/region.ts";
+import { apply, bodiesOf, configOf, follows, instancesIn, served, startRegions, type Supercluster } from "./helpers/region.ts";
 
 let sc: Supercluster;
 let creds: CredsResult;
@@ -90,12 +90,9 @@ describe("leaf nodes in secure mode", () => {
     // Policy applied by the admin at a hub reaches the edge's sidecar (read across the leaf link).
     const { nc: admin } = await connectAs(east, creds.dir, "admin");
     const [revision] = await apply(admin, { kind: "Route", service: "echo", timeoutMs: 3000 });
-    await eventually(async () => (await configOf(edgeCaller.admin.port)).policies.some((p) => p.key === "echo" && p.revision === revision));
+    await eventually(() => follows(edgeCaller.admin.port, "echo", revision!));
     // The edge's instances are registered (through control, across the link) with their region.
-    await eventually(async () => {
-      const { services } = await requestControl(admin, "services", {});
-      return services.find((s) => s.service === "site")?.regions?.edge === 1;
-    });
+    await eventually(async () => (await instancesIn(admin, "site", "edge")) === 1);
   });
 
   test("at the edge a key still binds identity: frontend's key cannot publish as echo", async () => {

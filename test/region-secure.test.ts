@@ -16,10 +16,9 @@ import { connectAs } from "./helpers/secure.ts";
 import { startTestControl, type TestControl } from "./helpers/control.ts";
 import { metricSum } from "./helpers/observability.ts";
 import { eventually, startTestSidecar } from "./helpers/mesh.ts";
-import { apply, bodiesOf, configOf, served, startRegions, untilMirrorDirectGone, type Supercluster } from "./helpers/region.ts";
+import { apply, bodiesOf, configOf, follows, instancesIn, served, startRegions, untilMirrorDirectGone, type Supercluster } from "./helpers/region.ts";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { POLICY_BUCKETS, kvMirrorStream } from "../schemas/index.ts";
-import { requestControl } from "../control/index.ts";
 
 let sc: Supercluster;
 let creds: CredsResult;
@@ -49,12 +48,9 @@ describe("secure mode across gateways", () => {
     // The admin applies a Route in west; the caller in east applies it.
     const { nc: admin } = await connectAs(west, creds.dir, "admin");
     const [revision] = await apply(admin, { kind: "Route", service: "echo", timeoutMs: 3000 });
-    await eventually(async () => (await configOf(caller.admin.port)).policies.some((p) => p.key === "echo" && p.revision === revision));
+    await eventually(() => follows(caller.admin.port, "echo", revision!));
     // The registry lists the provider with its region, written by control across the gateway.
-    await eventually(async () => {
-      const { services } = await requestControl(admin, "services", {});
-      return services.find((s) => s.service === "echo")?.regions?.west === 1;
-    });
+    await eventually(async () => (await instancesIn(admin, "echo", "west")) === 1);
   });
 
   test("a key still binds identity across the gateway: frontend's key cannot publish as echo", async () => {

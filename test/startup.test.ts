@@ -4,6 +4,7 @@
 // when NATS comes; with --connect-timeout it gives up with exit 3 and the
 // CLI's words.
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { test } from "node:test";
 import { request } from "undici";
 import { freePort, runMesh } from "./helpers/mesh.ts";
@@ -115,7 +116,6 @@ test("what every mesh process loads: the bundle reads no package from node_modul
     const nodeUndici = process.moduleLoadList.some((m) => m.includes("deps/undici"));
     console.log(JSON.stringify({ files, nodeUndici, request: typeof pool.request }));
     await pool.close();`;
-  const { execFile } = await import("node:child_process");
   const out = await new Promise<string>((resolve, reject) =>
     execFile(process.execPath, ["--input-type=module", "-e", script], { cwd: new URL("..", import.meta.url) }, (err, stdout, stderr) => (err ? reject(new Error(stderr || err.message)) : resolve(stdout))),
   );

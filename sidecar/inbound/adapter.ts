@@ -153,7 +153,7 @@ export class InboundAdapter {
 
   readonly #answerFailed = (err: Error): void => this.#opts.logger.warn({ err }, "could not send an answer");
 
-  /** nats.js decodes headers on first read and throws on a malformed block (a raw client can send one). */
+  /** Reads the header block once (readHeaders), which throws on a malformed one (a raw client can send one). */
   #readable(msg: Msg): boolean {
     try {
       readHeaders(msg);

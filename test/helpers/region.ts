@@ -56,6 +56,17 @@ export function tapRequests(nc: NatsConnection, service: string): { subjects: st
   return { subjects, sub };
 }
 
+/** Whether a sidecar's /config shows policy `key` at `revision` (the change reached it). */
+export async function follows(adminPort: number, key: string, revision: number): Promise<boolean> {
+  return (await configOf(adminPort)).policies.some((p) => p.key === key && p.revision === revision);
+}
+
+/** Instances of `service` the registry lists in `region`, read through control. */
+export async function instancesIn(nc: NatsConnection, service: string, region: string): Promise<number | undefined> {
+  const { services } = await requestControl(nc, "services", {});
+  return services.find((s) => s.service === service)?.regions?.[region];
+}
+
 /** A sidecar's /config. */
 export async function configOf(adminPort: number): Promise<{ region: string | null; policies: Array<{ bucket: string; key: string; revision: number }> }> {
   return (await (await fetch(`http://127.0.0.1:${adminPort}/config`)).json()) as never;
